@@ -1,0 +1,1 @@
+"""ConsensusReview logic (Qt-free)."""

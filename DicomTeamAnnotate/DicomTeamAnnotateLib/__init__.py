@@ -1,0 +1,1 @@
+"""DicomTeamAnnotate shared foundation (Qt-free): geometry, DICOM ingestion, IO, windowing, store, CLI."""

@@ -1,0 +1,65 @@
+"""The `dicomteam` command: one entry point, subcommands registered by each Lib.
+
+Each module below exposes ``register(subparsers)`` that adds its subcommands with
+``set_defaults(func=...)``; ``func(args)`` returns the exit code.  Registration must stay
+cheap: heavy imports (torch, monai, fastapi) happen inside the command functions.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# (module, human name).  Order is the order of `dicomteam --help`.
+COMMAND_MODULES = [
+    "DicomTeamAnnotateLib.cli_ingest",     # ingest, info
+    "DicomTeamAnnotateLib.store.cli",      # project ..., serve, push, pull, versions, status
+    "SamPromptLib.cli",                    # sam
+    "ConsensusReviewLib.cli",              # consensus
+    "TrainBridgeLib.cli",                  # export-nnunet, train, jobs, evaluate, export-model
+]
+
+
+class CommandError(Exception):
+    """A user-facing error: printed as one line, exit code 2 (or ``code``)."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dicomteam", description="DicomTeamAnnotate: team annotation of DICOM volumes")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that part of the project is not there (yet); the rest still works
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CommandError as exc:
+        print(f"dicomteam {args.command}: error: {exc}", file=sys.stderr)
+        return exc.code
+    except (FileNotFoundError, ValueError, PermissionError) as exc:
+        print(f"dicomteam {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""SamPrompt logic (Qt-free)."""

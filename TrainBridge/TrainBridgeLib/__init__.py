@@ -1,0 +1,1 @@
+"""TrainBridge logic (Qt-free)."""
