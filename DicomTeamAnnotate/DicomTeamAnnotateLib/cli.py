@@ -13,7 +13,8 @@ import sys
 
 # (module, human name).  Order is the order of `dicomteam --help`.
 COMMAND_MODULES = [
-    "DicomTeamAnnotateLib.cli_ingest",     # ingest, info
+    "DicomTeamAnnotateLib.cli_ingest",     # ingest
+    "DicomTeamAnnotateLib.cli_io",         # info
     "DicomTeamAnnotateLib.store.cli",      # project ..., serve, push, pull, versions, status
     "SamPromptLib.cli",                    # sam
     "ConsensusReviewLib.cli",              # consensus
