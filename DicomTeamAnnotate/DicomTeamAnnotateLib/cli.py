@@ -60,6 +60,11 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError, PermissionError) as exc:
         print(f"dicomteam {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `dicomteam info X | head`: the reader went away, not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
