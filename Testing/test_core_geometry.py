@@ -135,3 +135,10 @@ def test_to_sitk_carries_geometry():
     img = to_sitk(arr, OBLIQUE.to_ras())  # RAS geometry is written as LPS
     assert np.allclose(img.GetOrigin(), OBLIQUE.origin)
     assert Geometry.from_sitk(img).same_grid(OBLIQUE)
+
+
+def test_find_matches_by_name_when_only_one_side_has_a_code():
+    geo = Geometry(size=(2, 2, 2))
+    seg = Segmentation.from_masks({"Liver": np.ones(geo.shape, bool)}, geo, terminology={"Liver": "SCT^10200004^Liver"})
+    assert seg.find(Segment("liver", 4)) is not None
+    assert seg.find(Segment("Liver", 4, terminology="SCT^78961009^Spleen")) is None

@@ -49,8 +49,15 @@ class Segment:
             self.id = self.name
 
     def key(self) -> str:
-        """What segments are matched by across files: the terminology code when given, else the name."""
+        """A matching key: the terminology code when given, else the normalised name."""
         return terminology_code(self.terminology) or self.name.strip().lower()
+
+    def matches(self, other: "Segment") -> bool:
+        """Same structure? By terminology code when both have one, else by name (never by value)."""
+        mine, theirs = terminology_code(self.terminology), terminology_code(other.terminology)
+        if mine and theirs:
+            return mine == theirs
+        return self.name.strip().lower() == other.name.strip().lower()
 
 
 def terminology_code(term: str | None) -> str | None:
@@ -106,9 +113,14 @@ class Segmentation:
         return self.layers[s.layer] == s.label_value
 
     def find(self, other: Segment) -> Segment | None:
-        """The segment here that matches ``other`` by terminology code or name."""
+        """The segment here that is ``other``: same terminology code first, else ``Segment.matches``."""
+        code = terminology_code(other.terminology)
+        if code:
+            for s in self.segments:
+                if terminology_code(s.terminology) == code:
+                    return s
         for s in self.segments:
-            if s.key() == other.key():
+            if s.matches(other):
                 return s
         return None
 

@@ -1,0 +1,186 @@
+"""Bring N annotators' segmentations of one case onto the case's reference grid.
+
+Segments are matched across annotators by terminology code, else by name (``find_segment``),
+never by label value: one annotator's liver may be value 3, another's value 1.  Annotations on a
+different grid of the same physical space are resampled (nearest neighbour) onto the reference;
+an annotation that cannot be placed on it (drawn voxels outside the reference image, or no
+physical overlap at all) is refused with a message naming the file and the mismatch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from DicomTeamAnnotateLib.geometry import Geometry
+from DicomTeamAnnotateLib.segmentation import Segment, Segmentation, terminology_code
+
+# How far (in voxels of the reference) a drawn voxel centre may lie outside the reference grid
+# before the annotation is refused: rounding at the border is fine, a shifted frame is not.
+_OUTSIDE_TOLERANCE_VOXELS = 0.51
+
+
+@dataclass
+class ConsensusInputs:
+    """N annotators' binary masks per label, all on ``geometry``; annotators in input order."""
+
+    geometry: Geometry
+    annotators: list[str]
+    sources: list[str]
+    labels: list[Segment]                      # name, colour, terminology of each matched label
+    masks: dict[str, np.ndarray]               # label name -> bool (N, K, J, I)
+    notes: list[str] = field(default_factory=list)   # resampling done, labels missing for someone
+
+    def label(self, name: str) -> Segment:
+        for s in self.labels:
+            if s.name == name:
+                return s
+        raise KeyError(f"no label '{name}' (labels: {', '.join(s.name for s in self.labels)})")
+
+    def provenance(self) -> dict:
+        """What went in, for the consensus record."""
+        return {"annotators": list(self.annotators), "sources": list(self.sources),
+                "labels": [s.name for s in self.labels], "geometry": self.geometry.to_dict(),
+                "notes": list(self.notes)}
+
+
+def _code(segment: Segment) -> str | None:
+    return terminology_code(segment.terminology)
+
+
+def find_segment(seg: Segmentation, label: Segment) -> Segment | None:
+    """The segment of ``seg`` that is ``label`` (terminology code first, else name; see ``Segmentation.find``)."""
+    return seg.find(label)
+
+
+def same_label(a: Segment, b: Segment) -> bool:
+    """Whether two segments are the same structure (terminology code or name)."""
+    code_a, code_b = _code(a), _code(b)
+    return bool(code_a and code_a == code_b) or a.name.strip().lower() == b.name.strip().lower()
+
+
+def check_placeable(seg: Segmentation, reference: Geometry, source: str) -> None:
+    """Raise ValueError (naming ``source``) when ``seg``'s drawn voxels do not fall inside ``reference``."""
+    if seg.geometry.same_grid(reference):
+        return
+    mismatch = "; ".join(seg.geometry.differences(reference))
+    drawn = np.argwhere(np.any(seg.layers != 0, axis=0))  # (n, 3) in (k, j, i)
+    if drawn.size == 0:
+        corners = np.array([[0, 0, 0], [s - 1 for s in seg.geometry.shape]])
+    else:
+        corners = np.array([drawn.min(axis=0), drawn.max(axis=0)])
+    # the 8 corners of the drawn box, as (i, j, k) indices of the reference grid
+    box = np.array([[c[2], c[1], c[0]] for c in
+                    np.array(np.meshgrid(*corners.T, indexing="ij")).reshape(3, -1).T])
+    world = seg.geometry.to_lps().index_to_world(box)
+    ref_ijk = reference.to_lps().world_to_index(world)
+    low, high = -_OUTSIDE_TOLERANCE_VOXELS, np.array(reference.size) - 1 + _OUTSIDE_TOLERANCE_VOXELS
+    if drawn.size:  # every drawn voxel must land inside the reference image
+        outside = np.any(ref_ijk < low) or np.any(ref_ijk > high)
+    else:  # nothing drawn, nothing to lose: only a grid that misses the image entirely is wrong
+        outside = np.any(ref_ijk.max(axis=0) < low) or np.any(ref_ijk.min(axis=0) > high)
+    if outside:
+        what = "its drawn voxels" if drawn.size else "its grid"
+        raise ValueError(
+            f"{source}: cannot be placed on the reference image: {what} fall outside it "
+            f"(reference index range reached {np.round(ref_ijk.min(axis=0), 1).tolist()} .. "
+            f"{np.round(ref_ijk.max(axis=0), 1).tolist()}, reference size {list(reference.size)}); "
+            f"geometry mismatch: {mismatch}")
+
+
+def align_segmentations(segmentations: list[Segmentation], annotators: list[str], reference: Geometry | None = None,
+                        sources: list[str] | None = None, labels: list[Segment] | None = None) -> ConsensusInputs:
+    """Resample every segmentation onto ``reference`` (default: the first one's grid) and match segments.
+
+    ``labels`` (e.g. the project's label list) fixes which labels are compared and their order;
+    by default every label any annotator drew, in order of first appearance.  An annotator who
+    has no segment for a label counts as having drawn nothing for it (noted in ``notes``).
+    """
+    if len(segmentations) < 2:
+        raise ValueError(f"consensus needs at least two annotations, got {len(segmentations)}")
+    if len(annotators) != len(segmentations):
+        raise ValueError("one annotator name per segmentation is needed")
+    sources = list(sources or annotators)
+    reference = reference or segmentations[0].geometry
+    notes = []
+    aligned = []
+    for seg, source in zip(segmentations, sources):
+        check_placeable(seg, reference, source)
+        if not seg.geometry.same_grid(reference):
+            notes.append(f"{source}: resampled onto the reference grid ({'; '.join(seg.geometry.differences(reference))})")
+            seg = seg.resampled(reference)
+        aligned.append(seg)
+    if labels is None:
+        labels = []
+        for seg in aligned:
+            for s in seg.segments:
+                if not any(same_label(s, known) for known in labels):
+                    labels.append(s)
+    if not labels:
+        raise ValueError("none of the annotations has any segment")
+    masks = {}
+    for label in labels:
+        stack = np.zeros((len(aligned),) + reference.shape, dtype=bool)
+        for n, (seg, source) in enumerate(zip(aligned, sources)):
+            match = find_segment(seg, label)
+            if match is None:
+                notes.append(f"{source}: has no segment '{label.name}'; counted as empty")
+            else:
+                stack[n] = seg.mask(match.name)
+        masks[label.name] = stack
+    return ConsensusInputs(reference, list(annotators), sources, list(labels), masks, notes)
+
+
+def annotator_name(path) -> str:
+    """A readable annotator name from a file name: 'alice.seg.nrrd' -> 'alice'."""
+    name = Path(path).name
+    for suffix in (".seg.nrrd", ".nii.gz", ".nrrd", ".nii", ".nhdr"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem
+
+
+def read_reference_geometry(path) -> Geometry:
+    """Geometry of a reference image: a volume file or a DICOM series folder/file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such reference image")
+    from DicomTeamAnnotateLib.volume import has_volume_suffix, read_volume
+
+    if path.is_file() and has_volume_suffix(path):
+        return read_volume(path).geometry
+    from DicomTeamAnnotateLib.dicom_ingest import load_dicom_volume
+
+    return load_dicom_volume(path).geometry
+
+
+def load_annotations(paths, reference=None, annotators: list[str] | None = None,
+                     names: dict | None = None, labels: list[Segment] | None = None) -> ConsensusInputs:
+    """Read .seg.nrrd / label-map files and align them (``reference``: a Geometry or an image path).
+
+    ``names`` ({label value: name}) names the values of plain label maps; ``annotators``
+    defaults to the file names without their suffix (made unique).
+    """
+    from DicomTeamAnnotateLib.segio import read_segmentation
+
+    paths = [Path(p) for p in paths]
+    for p in paths:
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: no such annotation file")
+    if reference is not None and not isinstance(reference, Geometry):
+        reference = read_reference_geometry(reference)
+    segs = [read_segmentation(p, names=names) for p in paths]
+    if annotators is None:
+        annotators = unique_names([annotator_name(p) for p in paths])
+    return align_segmentations(segs, annotators, reference, [str(p) for p in paths], labels)
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """Make names unique by appending #2, #3 ... to repeats (two files both called 'seg')."""
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n}#{seen[n]}")
+    return out
