@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "DicomTeamAnnotateLib.cli_ingest",     # ingest
     "DicomTeamAnnotateLib.cli_io",         # info
     "DicomTeamAnnotateLib.store.cli",      # project ..., serve, push, pull, versions, status
+    "DicomTeamAnnotateLib.pacs.cli",       # export-seg, import-seg (project import-dicomweb is under project)
     "SamPromptLib.cli",                    # sam
     "ConsensusReviewLib.cli",              # consensus
     "TrainBridgeLib.cli",                  # export-nnunet, train, jobs, evaluate, export-model
