@@ -1,0 +1,266 @@
+"""Project administration on the project folder: init, add a case, add a member, assign, verify.
+
+These work on the folder directly (an admin with access to it), for the folder store and the
+server alike: a running server imports the new event records on its next refresh.
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import re
+from pathlib import Path
+
+from ..atomic import write_json_atomic
+from .auth import hash_token, new_token
+from .blobs import BlobStore
+from .events import EventLog
+from .folder import FolderCatalog
+from .model import ROLES, Conflict, InvalidInput, NotFound, check_choice, check_id, now_iso
+
+log = logging.getLogger(__name__)
+
+PROJECT_FORMAT = 1
+_PATIENT = re.compile(r"^[^\x00-\x1f\\/]{1,64}$")
+
+
+def _actor() -> str:
+    try:
+        return f"admin@{getpass.getuser()}"
+    except Exception:  # no user name in some containers
+        return "admin"
+
+
+# ----- labels -------------------------------------------------------------------------------------
+def load_labels(path) -> dict:
+    """Read LABELS.json: a list of {name, value, color, terminology}, or {"labels": ...}.
+
+    ``labels`` may also map names to values ({"liver": 1, ...}, as organs.json does) with
+    optional "colors" and "terminology" maps.  Returns {"labels": [...], plus any "blind" /
+    "window_preset" the file sets}.
+    """
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such labels file") from None
+    except ValueError as exc:
+        raise InvalidInput(f"{path}: malformed JSON ({exc})") from None
+    extra = {}
+    if isinstance(doc, dict):
+        extra = {k: doc[k] for k in ("blind", "window_preset") if k in doc}
+        labels = doc.get("labels")
+        if isinstance(labels, dict):
+            colors, terms = doc.get("colors") or {}, doc.get("terminology") or {}
+            labels = [{"name": n, "value": v, "color": colors.get(n), "terminology": terms.get(n)}
+                      for n, v in labels.items()]
+    else:
+        labels = doc
+    if not isinstance(labels, list) or not labels:
+        raise InvalidInput(f"{path}: field 'labels' must be a non-empty list of {{name, value, color, terminology}}")
+    return {"labels": normalise_labels(labels, str(path)), **extra}
+
+
+def normalise_labels(labels: list, where: str = "labels") -> list[dict]:
+    """Checked label entries: unique names, unique values 1..255, colours as RGB in 0..1."""
+    from ..segmentation import default_color
+
+    out, names, values = [], set(), set()
+    for n, entry in enumerate(labels):
+        if not isinstance(entry, dict):
+            raise InvalidInput(f"{where}: label {n} must be an object with 'name' and 'value'")
+        name = str(entry.get("name") or "").strip()
+        if not name:
+            raise InvalidInput(f"{where}: label {n}: field 'name' is missing or empty")
+        try:
+            value = int(entry.get("value", n + 1))
+        except (TypeError, ValueError):
+            raise InvalidInput(f"{where}: label '{name}': field 'value' must be an integer") from None
+        if not 1 <= value <= 255:
+            raise InvalidInput(f"{where}: label '{name}': field 'value' must be in 1..255, got {value}")
+        if name in names or value in values:
+            raise InvalidInput(f"{where}: label '{name}' (value {value}) repeats a name or a value")
+        names.add(name)
+        values.add(value)
+        term = entry.get("terminology")
+        out.append({"name": name, "value": value, "color": _color(entry.get("color"), default_color(n), where, name),
+                    "terminology": str(term) if term else None})
+    return out
+
+
+def _color(value, default, where, name) -> list:
+    if value is None:
+        return [round(float(c), 4) for c in default]
+    if isinstance(value, str) and re.fullmatch(r"#?[0-9a-fA-F]{6}", value):
+        h = value.lstrip("#")
+        return [round(int(h[i:i + 2], 16) / 255.0, 4) for i in (0, 2, 4)]
+    try:
+        rgb = [float(c) for c in value]
+    except (TypeError, ValueError):
+        rgb = []
+    if len(rgb) != 3 or min(rgb) < 0:
+        raise InvalidInput(f"{where}: label '{name}': field 'color' must be [r, g, b] or '#rrggbb', got {value!r}")
+    if max(rgb) > 1.0:  # 0..255 colours
+        rgb = [c / 255.0 for c in rgb]
+    return [round(c, 4) for c in rgb]
+
+
+# ----- operations ------------------------------------------------------------------------------
+def init_project(project_dir, name: str, labels, *, blind: bool | None = None,
+                 window_preset: str | None = None) -> dict:
+    """Create a project folder (refuses a folder that already holds a project).
+
+    ``labels``: a LABELS.json path or a list of label dicts.
+    """
+    project_dir = Path(project_dir)
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput("project name must not be empty")
+    spec = load_labels(labels) if isinstance(labels, (str, Path)) else {"labels": normalise_labels(list(labels))}
+    blind = spec.get("blind", True) if blind is None else blind
+    preset = window_preset or spec.get("window_preset") or _default_preset()
+    _check_preset(preset)
+    project_dir.mkdir(parents=True, exist_ok=True)
+    doc = {"format": PROJECT_FORMAT, "name": name.strip(), "labels": spec["labels"], "blind": bool(blind),
+           "window_preset": preset, "created": now_iso(), "created_by": _actor()}
+    try:
+        write_json_atomic(project_dir / "project.json", doc, overwrite=False)
+    except FileExistsError:
+        raise Conflict(f"{project_dir}: already a project (project.json exists); nothing changed") from None
+    for sub in ("events", "blobs", "tmp"):
+        (project_dir / sub).mkdir(exist_ok=True)
+    log.info("created project %r in %s", name, project_dir)
+    return doc
+
+
+def _default_preset() -> str | None:
+    try:
+        from ..windowing import DEFAULT_PRESET
+    except ImportError:
+        return None
+    return DEFAULT_PRESET
+
+
+def _check_preset(preset) -> None:
+    if preset is None:
+        return
+    try:
+        from ..windowing import resolve_window
+    except ImportError:
+        return
+    try:
+        resolve_window(preset)
+    except ValueError as exc:
+        raise InvalidInput(f"window preset: {exc}") from None
+
+
+def load_case_volume(image_path):
+    """A Volume from a DICOM folder/ZIP (through our ingestion) or a volume file."""
+    from ..volume import has_volume_suffix, read_volume
+
+    path = Path(image_path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if path.is_dir() or path.suffix.lower() == ".zip":
+        from ..dicom_ingest import load_dicom_volume
+
+        return load_dicom_volume(path)
+    if has_volume_suffix(path):
+        return read_volume(path)
+    try:  # a single DICOM file (e.g. multi-frame)
+        from ..dicom_ingest import load_dicom_volume
+
+        return load_dicom_volume(path)
+    except (ValueError, ImportError) as exc:
+        raise InvalidInput(f"{path}: neither a DICOM folder/ZIP nor a volume file ({exc})") from None
+
+
+def add_case(project_dir, case_id: str, image_path, patient_id: str, *, compress: bool = True) -> dict:
+    """Ingest an image as a new case (stored as a .nrrd blob); returns the case record.
+
+    ``image_path``: a DICOM folder or ZIP (our ingestion), a volume file, or a ``Volume``.
+    """
+    from ..volume import Volume, write_volume
+
+    project_dir = Path(project_dir)
+    check_id(case_id, "case id")
+    if not isinstance(patient_id, str) or not _PATIENT.match(patient_id):
+        raise InvalidInput(f"invalid patient id {patient_id!r}: 1-64 printable characters, no '/' or '\\\\'")
+    catalog = FolderCatalog(project_dir)
+    catalog.refresh()
+    if catalog.case(case_id) is not None:
+        raise Conflict(f"case {case_id!r} already exists; cases are never replaced")
+    if isinstance(image_path, Volume):
+        volume, source = image_path, image_path.metadata.get("source", "volume")
+    else:
+        volume, source = load_case_volume(image_path), Path(image_path).name
+    blobs = BlobStore(project_dir)
+    blobs.tmp.mkdir(parents=True, exist_ok=True)
+    tmp = blobs.tmp / f"case-{os.getpid()}-{os.urandom(8).hex()}.nrrd"
+    try:
+        write_volume(volume, tmp, compress=compress)
+        sha, size = blobs.put_file(tmp, move=True)
+    finally:
+        tmp.unlink(missing_ok=True)
+    data = {"case_id": case_id, "patient_id": patient_id, "image_sha256": sha, "image_size": size,
+            "image_name": f"{case_id}.nrrd", "geometry": volume.geometry.to_lps().to_dict(), "source": str(source)}
+    EventLog(project_dir).append("case", _actor(), data, case_id=case_id)
+    log.info("added case %s (%d bytes, sha256 %s)", case_id, size, sha[:12])
+    return data
+
+
+def add_member(project_dir, user: str, role: str) -> str:
+    """Add a member (or change their role); returns a NEW token, shown once and stored hashed."""
+    check_id(user, "user name")
+    check_choice(role, ROLES, "role")
+    FolderCatalog(project_dir)  # NotFound when the folder is no project
+    token = new_token()
+    EventLog(project_dir).append("member", _actor(), {"user": user, "role": role, "token_sha256": hash_token(token)})
+    return token
+
+
+def assign(project_dir, case_id: str, user: str) -> bool:
+    """Assign a case to a member; False when it already was."""
+    check_id(case_id, "case id")
+    check_id(user, "user name")
+    catalog = FolderCatalog(project_dir)
+    catalog.refresh()
+    if catalog.case(case_id) is None:
+        raise NotFound(f"no case {case_id!r} in {project_dir}")
+    if catalog.member(user) is None:
+        raise NotFound(f"{user!r} is not a member of {project_dir} (add them first: `dicomteam project add-member`)")
+    if catalog.assignments(case_id=case_id, user=user):
+        return False
+    EventLog(project_dir).append("assign", _actor(), {"case_id": case_id, "user": user}, case_id=case_id)
+    return True
+
+
+def verify_project(project_dir, db_url: str | None = None) -> list[str]:
+    """Consistency problems (empty list when sound): blobs present and intact, index == events.
+
+    Events not yet in the server's index are reported; the server imports them when it starts.
+    """
+    catalog = FolderCatalog(project_dir)
+    catalog.refresh()
+    problems = []
+    for case in catalog.cases():
+        if not catalog.blobs.verify(case["image_sha256"]):
+            problems.append(f"case {case['case_id']}: image blob {case['image_sha256']} missing or corrupt")
+    for v in catalog.versions():
+        if not catalog.blobs.verify(v["sha256"]):
+            problems.append(f"version {v['id']}: blob {v['sha256']} missing or corrupt")
+    index_file = Path(project_dir) / "index.sqlite"
+    if db_url or index_file.exists():
+        from .sqlindex import SqlIndex
+
+        index = SqlIndex(project_dir, db_url, sync=False)  # the index as it is, before any import
+        try:
+            folder_ids = {v["id"] for v in catalog.versions()}
+            index_ids = {v["id"] for v in index.versions()}
+            for vid in sorted(index_ids - folder_ids):
+                problems.append(f"version {vid}: in the index but not in the event files")
+            for vid in sorted(folder_ids - index_ids):
+                problems.append(f"version {vid}: in the event files but not in the index")
+        finally:
+            index.close()
+    return problems

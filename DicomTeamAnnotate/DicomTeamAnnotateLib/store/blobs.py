@@ -1,0 +1,167 @@
+"""Content-addressed blob storage: ``blobs/sha256/ab/abcdef...``, written once, never edited.
+
+A blob becomes visible only by an atomic link of a complete, fsynced and hash-verified file
+into place, so a reader (or a crash) never sees a partial blob.  Temporary files live in the
+project's ``tmp/`` folder, on the same file system as the blobs, so the final step is a link.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from ..atomic import _fsync_dir
+from .model import InvalidInput, NotFound, check_sha256
+
+CHUNK = 1 << 20
+
+
+def sha256_file(path, progress=None) -> tuple[str, int]:
+    """(hex sha256, size) of a file, read in 1 MiB chunks; ``progress(n_bytes)`` after each."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb", buffering=0) as fh:
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        while True:
+            n = fh.readinto(buf)
+            if not n:
+                break
+            h.update(view[:n])
+            size += n
+            if progress:
+                progress(n)
+    return h.hexdigest(), size
+
+
+def copy_hashing(src, dst_fh, progress=None) -> tuple[str, int]:
+    """Copy ``src`` into the open binary file ``dst_fh`` while hashing; (sha256, size)."""
+    h = hashlib.sha256()
+    size = 0
+    with open(src, "rb", buffering=0) as fh:
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        while True:
+            n = fh.readinto(buf)
+            if not n:
+                break
+            h.update(view[:n])
+            dst_fh.write(view[:n])
+            size += n
+            if progress:
+                progress(n)
+    return h.hexdigest(), size
+
+
+class BlobStore:
+    """Blobs of one project folder."""
+
+    def __init__(self, project_dir):
+        self.project_dir = Path(project_dir)
+        self.root = self.project_dir / "blobs" / "sha256"
+        self.tmp = self.project_dir / "tmp"
+
+    def path(self, sha256: str) -> Path:
+        check_sha256(sha256)
+        return self.root / sha256[:2] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def require(self, sha256: str) -> Path:
+        """The blob's path; NotFound when it is absent."""
+        path = self.path(sha256)
+        if not path.is_file():
+            raise NotFound(f"blob {sha256} is missing from {self.root}")
+        return path
+
+    def _publish(self, tmp: Path, sha256: str) -> Path:
+        """Link a complete, verified temporary file into place (a no-op if the blob exists); ``tmp`` is removed."""
+        final = self.path(sha256)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(tmp, final)  # atomic; fails if another writer published the same content first
+            tmp.unlink()
+            os.chmod(final, 0o444)  # blobs are immutable; discourage editing in place
+        except FileExistsError:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # file systems without hard links: rename is atomic too
+            os.replace(tmp, final)
+        _fsync_dir(final.parent)
+        return final
+
+    def put_file(self, src, *, move: bool = False, expected_sha256: str | None = None,
+                 expected_size: int | None = None, verified: bool = False, progress=None) -> tuple[str, int]:
+        """Store a file's bytes; (sha256, size).  ``move`` consumes ``src`` (same file system).
+
+        With ``expected_sha256``/``expected_size`` a mismatch raises InvalidInput and stores nothing.
+        ``verified`` (with ``move`` and ``expected_sha256``): the caller hashed ``src`` already.
+        """
+        src = Path(src)
+        if expected_sha256 and src.resolve() == self.path(expected_sha256).resolve():
+            size = src.stat().st_size  # already this very blob (a retry, or identical content)
+            self._check(src, expected_sha256, size, expected_sha256, expected_size)
+            return expected_sha256, size
+        if move:
+            if verified and expected_sha256:
+                sha, size = expected_sha256, src.stat().st_size
+            else:
+                sha, size = sha256_file(src, progress)
+            self._check(src, sha, size, expected_sha256, expected_size)
+            with open(src, "rb+") as fh:
+                os.fsync(fh.fileno())
+            self._publish(src, sha)
+            return sha, size
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        tmp = self.tmp / f"blob-{os.getpid()}-{os.urandom(8).hex()}.tmp"
+        try:
+            with open(tmp, "xb") as out:
+                sha, size = copy_hashing(src, out, progress)
+                out.flush()
+                os.fsync(out.fileno())
+            self._check(src, sha, size, expected_sha256, expected_size)
+            self._publish(tmp, sha)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return sha, size
+
+    def put_bytes(self, data: bytes) -> tuple[str, int]:
+        """Store bytes; (sha256, size)."""
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        tmp = self.tmp / f"blob-{os.getpid()}-{os.urandom(8).hex()}.tmp"
+        try:
+            with open(tmp, "xb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            sha = hashlib.sha256(data).hexdigest()
+            self._publish(tmp, sha)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return sha, len(data)
+
+    @staticmethod
+    def _check(src, sha, size, expected_sha256, expected_size) -> None:
+        if expected_size is not None and size != int(expected_size):
+            raise InvalidInput(f"{Path(src).name}: size {size} bytes does not match the declared {expected_size}")
+        if expected_sha256 is not None and sha != expected_sha256:
+            raise InvalidInput(f"{Path(src).name}: sha256 {sha} does not match the declared {expected_sha256}")
+
+    def copy_to(self, sha256: str, dest, progress=None) -> Path:
+        """Copy a blob to ``dest`` atomically, verifying its sha256 on the way."""
+        from ..atomic import atomic_path
+
+        src = self.require(sha256)
+        dest = Path(dest)
+        with atomic_path(dest) as tmp:
+            with open(tmp, "wb") as out:
+                sha, _ = copy_hashing(src, out, progress)
+            if sha != sha256:
+                raise InvalidInput(f"blob {sha256} is corrupt on disk (reads as {sha}); not copied")
+        os.chmod(dest, 0o644)
+        return dest
+
+    def verify(self, sha256: str) -> bool:
+        """True when the blob exists and its bytes hash to its name."""
+        path = self.path(sha256)
+        return path.is_file() and sha256_file(path)[0] == sha256

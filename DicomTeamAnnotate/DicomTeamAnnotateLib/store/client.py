@@ -1,0 +1,280 @@
+"""The HTTP store: the Store interface over the project server (``requests``).
+
+Every request has a timeout; idempotent requests are retried by urllib3 (connection errors,
+502/503/504, with backoff).  Pushes upload in chunks to a resumable upload session and
+ride out a server restart: after a failure the client asks the server how many bytes it
+holds and goes on from there, for up to ``retry_window_s`` seconds; the version id is chosen
+up front, so a retried push never makes two versions.  Downloads go through the local
+SyncCache (verified by sha256, resumed with HTTP Range).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from .blobs import sha256_file
+from .model import (ERRORS_BY_STATUS, Conflict, NotFound, StoreError, StoreUnavailable, check_id,
+                    check_version_id, new_version_id)
+from .sync import Progress, SyncCache
+
+log = logging.getLogger(__name__)
+
+API = "/api/v1"
+CHUNK_SIZE = 16 << 20
+
+
+class _FileSlice:
+    """Bytes ``start..end`` of a file as an iterable with a length (so requests sends Content-Length)."""
+
+    def __init__(self, path, start: int, end: int, progress: Progress, piece: int = 1 << 20):
+        self.path, self.start, self.end, self.progress, self.piece = path, start, end, progress, piece
+
+    def __len__(self):
+        return self.end - self.start
+
+    def __iter__(self):
+        with open(self.path, "rb") as fh:
+            fh.seek(self.start)
+            left = self.end - self.start
+            while left > 0:
+                block = fh.read(min(self.piece, left))
+                if not block:
+                    raise StoreError(f"{self.path}: file shrank during the upload")
+                left -= len(block)
+                yield block
+                self.progress.add(len(block))
+
+
+class HttpStore:
+    """A project on a server (see interface.Store); ``token`` defaults to $DICOMTEAM_TOKEN."""
+
+    def __init__(self, url: str, user: str, token: str | None = None, *, cache=None, timeout=(5.0, 120.0),
+                 retry_window_s: float = 60.0, connect_window_s: float = 2.0, chunk_size: int = CHUNK_SIZE):
+        import requests
+        from requests.adapters import HTTPAdapter
+        from urllib3.util.retry import Retry
+
+        self.location = url.rstrip("/")
+        self.user = check_id(user, "user name")
+        self.token = token or os.environ.get("DICOMTEAM_TOKEN")
+        self.timeout = timeout
+        self.retry_window_s = retry_window_s
+        self.connect_window_s = connect_window_s
+        self.chunk_size = int(chunk_size)
+        self.cache = None if cache is False else (cache if isinstance(cache, SyncCache) else SyncCache(cache))
+        self.session = requests.Session()
+        retry = Retry(total=3, connect=3, read=2, status=3, backoff_factor=0.2, status_forcelist=(502, 503, 504),
+                      allowed_methods=frozenset({"GET", "HEAD", "PUT", "OPTIONS"}), raise_on_status=False)
+        adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=16)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers["X-DicomTeam-User"] = self.user
+        if self.token:
+            self.session.headers["Authorization"] = f"Bearer {self.token}"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __repr__(self):
+        return f"HttpStore({self.location!r}, user={self.user!r})"
+
+    # ----- transport ------------------------------------------------------------------------------
+    def _request(self, method: str, path: str, *, json=None, params=None, data=None, headers=None,
+                 stream=False, timeout=None):
+        import requests
+
+        url = self.location + API + path
+        try:
+            r = self.session.request(method, url, json=json, params=params, data=data, headers=headers,
+                                     stream=stream, timeout=timeout or self.timeout)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise StoreUnavailable(f"cannot reach {self.location} ({type(exc).__name__}: {exc})") from None
+        if r.status_code >= 400:
+            try:
+                body = r.json()
+                detail = body.get("detail", r.text)
+            except ValueError:
+                body, detail = {}, r.text.strip() or r.reason
+            cls = ERRORS_BY_STATUS.get(r.status_code, StoreUnavailable if r.status_code >= 502 else StoreError)
+            exc = cls(f"{method} {path}: {detail}")
+            exc.status = r.status_code
+            exc.extra = body if isinstance(body, dict) else {}
+            r.close()
+            raise exc
+        return r
+
+    def _json(self, method, path, **kw):
+        return self._request(method, path, **kw).json()
+
+    def _retrying(self, fn, window: float):
+        """Call ``fn`` until it stops failing with StoreUnavailable, for up to ``window`` seconds."""
+        deadline = time.monotonic() + window
+        delay = 0.2
+        while True:
+            try:
+                return fn()
+            except StoreUnavailable as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.info("%s; retrying in %.1f s", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    # ----- project, cases, states -----------------------------------------------------------------
+    def project(self) -> dict:
+        return self._json("GET", "/project")
+
+    def whoami(self) -> dict:
+        return self._json("GET", "/me")
+
+    def members(self) -> list[dict]:
+        return self._json("GET", "/members")
+
+    def list_cases(self) -> list[dict]:
+        return self._json("GET", "/cases")
+
+    def get_case(self, case_id) -> dict:
+        return self._json("GET", f"/cases/{check_id(case_id, 'case id')}")
+
+    def assignments(self, case_id=None) -> list[dict]:
+        return self._json("GET", "/assignments", params={"case_id": case_id} if case_id else None)
+
+    def list_versions(self, case_id, author=None) -> list[dict]:
+        return self._json("GET", f"/cases/{check_id(case_id, 'case id')}/versions",
+                          params={"author": author} if author else None)
+
+    def get_version(self, version_id) -> dict:
+        return self._json("GET", f"/versions/{check_version_id(version_id)}")
+
+    def latest_version(self, case_id, author=None, kind=None) -> dict | None:
+        params = {k: v for k, v in (("author", author), ("kind", kind)) if v}
+        return self._json("GET", f"/cases/{check_id(case_id, 'case id')}/latest", params=params)["version"]
+
+    def states(self, case_id) -> dict:
+        return self._json("GET", f"/cases/{check_id(case_id, 'case id')}/states")
+
+    def set_state(self, case_id, state, annotator=None) -> dict:
+        return self._json("POST", f"/cases/{check_id(case_id, 'case id')}/states",
+                          json={"state": state, "annotator": annotator})
+
+    def worklist(self) -> list[dict]:
+        return self._json("GET", "/worklist")
+
+    def audit(self, case_id=None) -> list[dict]:
+        return self._json("GET", "/audit", params={"case_id": case_id} if case_id else None)
+
+    # ----- downloads ------------------------------------------------------------------------------
+    def _stream(self, path: str):
+        def open_stream(offset: int):
+            headers = {"Range": f"bytes={offset}-"} if offset else None
+            r = self._request("GET", path, headers=headers, stream=True)
+            if offset and r.status_code != 206:
+                r.close()
+                raise StoreError(f"GET {path}: the server ignored the Range request (status {r.status_code})")
+            import requests
+
+            try:
+                yield from r.iter_content(chunk_size=1 << 20)
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout) as exc:
+                raise StoreUnavailable(f"download of {path} interrupted ({exc})") from None
+            finally:
+                r.close()
+        return open_stream
+
+    def _download(self, path, sha256, size, dest: Path, progress, link: bool) -> Path:
+        from .sync import download
+
+        if self.cache is None:
+            return self._retrying(lambda: download(self._stream(path), dest, sha256, size, progress),
+                                  self.retry_window_s)
+        self._retrying(lambda: self.cache.fetch(sha256, self._stream(path), size, progress), self.retry_window_s)
+        return self.cache.materialize(sha256, dest, link=link)
+
+    def fetch_image(self, case_id, dest_dir, progress=None) -> Path:
+        """Download the case image into ``dest_dir`` (cached, verified, resumable); returns its path."""
+        case = self.get_case(case_id)
+        dest = Path(dest_dir) / case["image_name"]
+        return self._download(f"/cases/{case_id}/image", case["image_sha256"], case["image_size"], dest,
+                              progress, link=True)
+
+    def fetch_version(self, version_id, dest_path, progress=None) -> Path:
+        """Download a version's .seg.nrrd to ``dest_path`` (a file, or a folder to put it in)."""
+        v = self.get_version(version_id)
+        dest = Path(dest_path)
+        if dest.is_dir():
+            dest = dest / f"{v['case_id']}.{v['id']}.seg.nrrd"
+        return self._download(f"/versions/{version_id}/content", v["sha256"], v["size"], dest, progress,
+                              link=False)
+
+    # ----- pushes -------------------------------------------------------------------------------
+    def push_version(self, case_id, seg_path, parent=None, message="", kind="annotation", meta=None, *,
+                     version_id=None, progress=None) -> dict:
+        """Upload a .seg.nrrd as a new version (resumable, checksum-verified); returns the version.
+
+        The file is hashed in a second thread while it uploads (hashlib releases the GIL), and
+        the sha256 is sent with the finalize request; the server checks it against its own.
+        """
+        seg_path = Path(seg_path)
+        if not seg_path.is_file():
+            raise FileNotFoundError(f"{seg_path}: no such file")
+        check_id(case_id, "case id")
+        size = seg_path.stat().st_size
+        digest: dict = {}
+        hasher = threading.Thread(target=lambda: digest.update(result=sha256_file(seg_path)), daemon=True)
+        hasher.start()
+        body = {"size": size, "filename": seg_path.name, "parent": parent, "kind": kind, "message": message or "",
+                "meta": meta or {}, "version_id": version_id or new_version_id()}
+        start = self._retrying(lambda: self._json("POST", f"/cases/{case_id}/uploads", json=body),
+                               self.connect_window_s)
+        if "version" not in start:
+            bar = Progress(progress, size, seg_path.name)
+            try:
+                self._send_chunks(start["upload_id"], seg_path, size, bar)
+            finally:
+                bar.close()
+        hasher.join()
+        sha, hashed = digest["result"]
+        if hashed != size:
+            raise StoreError(f"{seg_path}: the file changed while it was being pushed")
+        if "version" in start:  # a retried push whose version exists: same content?
+            if start["version"]["sha256"] != sha:
+                raise Conflict(f"version id {body['version_id']!r} is already used for other content")
+            return start["version"]
+        return self._retrying(lambda: self._finalize(start["upload_id"], body["version_id"], sha),
+                              self.retry_window_s)
+
+    def _finalize(self, upload_id, version_id, sha256) -> dict:
+        try:
+            return self._json("POST", f"/uploads/{upload_id}/finalize", json={"sha256": sha256})
+        except NotFound:
+            # The session is gone: after a lost reply the version may exist already.
+            return self.get_version(version_id)
+
+    def _send_chunks(self, upload_id, path, size, bar: Progress) -> None:
+        deadline = time.monotonic() + self.retry_window_s
+        offset, delay = 0, 0.2
+        while offset < size:
+            try:
+                end = min(offset + self.chunk_size, size)
+                bar.set(offset)
+                piece = max(4096, min(1 << 20, self.chunk_size // 4))  # progress several times per chunk
+                r = self._json("PUT", f"/uploads/{upload_id}", params={"offset": offset},
+                               data=_FileSlice(path, offset, end, bar, piece),
+                               headers={"Content-Type": "application/octet-stream"})
+                offset, delay = r["offset"], 0.2
+                deadline = time.monotonic() + self.retry_window_s  # progress made: a fresh window
+            except Conflict as exc:  # the server holds a different number of bytes: go on from there
+                if "offset" not in getattr(exc, "extra", {}):
+                    raise
+                offset = int(exc.extra["offset"])
+            except StoreUnavailable as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.info("upload %s interrupted (%s); resuming in %.1f s", upload_id, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                offset = self._retrying(lambda: self._json("GET", f"/uploads/{upload_id}")["offset"],
+                                        max(deadline - time.monotonic(), 0.0))

@@ -1,0 +1,129 @@
+"""The folder store: a project directory on a local disk or a shared network drive.
+
+Layout (shared with the server, which adds its SQL index)::
+
+    DIR/project.json                 settings, written once by `project init`
+    DIR/events/<time>-<uuid>.json    the append-only event log (one file per event)
+    DIR/blobs/sha256/ab/<sha256>     content-addressed images and .seg.nrrd versions
+    DIR/tmp/                         temporary files (same file system, for atomic links)
+
+No file is ever edited in place, so several writers (processes, machines on a share) are
+safe at once.  The user is trusted by name (anyone who can write the folder can claim any
+name); roles, assignments and blinding are still applied by the API.  Use the server when
+identities must be enforced.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .blobs import BlobStore
+from .events import EventLog
+from .model import NotFound
+from .service import ProjectService, read_project_file
+
+
+class FolderCatalog:
+    """The records of one project folder, derived from its event files (cached, refreshed on change)."""
+
+    def __init__(self, project_dir):
+        self.project_dir = Path(project_dir)
+        self._project = read_project_file(self.project_dir)
+        self.events = EventLog(self.project_dir)
+        self.blobs = BlobStore(self.project_dir)
+        self._names: list[str] | None = None
+        self._rebuild([])
+
+    # ----- derivation -----------------------------------------------------------------------
+    def refresh(self, force: bool = False) -> None:
+        """Re-derive the records when event files were added (by anyone)."""
+        names = self.events.names()
+        if names != self._names:
+            self._names = names
+            self._rebuild(self.events.records())
+
+    def _rebuild(self, records: list[dict]) -> None:
+        self._cases, self._members, self._assign, self._versions = {}, {}, {}, {}
+        self._states, self._audit = [], records
+        for r in records:
+            data, kind = r.get("data") or {}, r.get("type")
+            if kind == "case":
+                self._cases.setdefault(data["case_id"], {**data, "added": r["time"], "added_by": r["actor"]})
+            elif kind == "member":
+                self._members[data["user"]] = {**data, "added": r["time"]}  # the latest record wins
+            elif kind == "assign":
+                self._assign.setdefault((data["case_id"], data["user"]), {**data, "time": r["time"]})
+            elif kind == "version":
+                self._versions.setdefault(data["id"], data)  # a reused id never replaces the first version
+            elif kind == "state":
+                self._states.append({**data, "id": r["id"], "time": r["time"], "actor": r["actor"]})
+
+    # ----- the catalog interface (see service.ProjectService) ----------------------------------
+    def project(self) -> dict:
+        return self._project
+
+    def member(self, user):
+        return self._members.get(user)
+
+    def member_by_token(self, token_sha256):
+        return next((m for m in self._members.values() if m.get("token_sha256") == token_sha256), None)
+
+    def members(self) -> list[dict]:
+        return list(self._members.values())
+
+    def case(self, case_id):
+        return self._cases.get(case_id)
+
+    def cases(self) -> list[dict]:
+        return list(self._cases.values())
+
+    def assignments(self, case_id=None, user=None) -> list[dict]:
+        return [a for a in self._assign.values()
+                if (case_id is None or a["case_id"] == case_id) and (user is None or a["user"] == user)]
+
+    def versions(self, case_id=None) -> list[dict]:
+        return [v for v in self._versions.values() if case_id is None or v["case_id"] == case_id]
+
+    def version(self, version_id):
+        return self._versions.get(version_id)
+
+    def state_events(self, case_id=None) -> list[dict]:
+        return [e for e in self._states if case_id is None or e["case_id"] == case_id]
+
+    def audit(self, case_id=None) -> list[dict]:
+        return [r for r in self._audit if case_id is None or r.get("case_id") == case_id]
+
+    def add_event(self, type, actor, data, case_id=None) -> dict:
+        record = self.events.append(type, actor, data, case_id=case_id)
+        self.refresh()
+        return record
+
+    def add_version(self, actor, record) -> dict:
+        self.add_event("version", actor, record, case_id=record["case_id"])
+        return self._versions[record["id"]]
+
+
+class FolderStore(ProjectService):
+    """The Store interface on a project folder (see interface.Store)."""
+
+    def __init__(self, project_dir, user: str):
+        project_dir = Path(project_dir)
+        if not project_dir.is_dir():
+            raise NotFound(f"{project_dir}: no such project folder")
+        super().__init__(FolderCatalog(project_dir), user)
+        self.location = str(project_dir.resolve())
+
+    def fetch_image(self, case_id, dest_dir, progress=None) -> Path:
+        """Copy the case image (verified by sha256) into ``dest_dir``; returns its path."""
+        blob, name, sha = self.image_blob(case_id)
+        return self.catalog.blobs.copy_to(sha, Path(dest_dir) / name, progress=progress)
+
+    def fetch_version(self, version_id, dest_path, progress=None) -> Path:
+        """Copy a version's .seg.nrrd (verified by sha256) to ``dest_path`` (a file or a folder)."""
+        blob, name, sha = self.version_blob(version_id)
+        dest = Path(dest_path)
+        if dest.is_dir():
+            dest = dest / name
+        return self.catalog.blobs.copy_to(sha, dest, progress=progress)
+
+    def close(self) -> None:
+        """Nothing to release (symmetry with the HTTP store)."""

@@ -1,0 +1,398 @@
+"""The project's rules, once: what a member may see and do, and how a push is checked and kept.
+
+``ProjectService(catalog, user)`` answers every Store call for one user on top of a *catalog*
+(the records of one project: ``folder.FolderCatalog`` reads the event files,
+``sqlindex.SqlIndex`` the server's SQL index).  The folder store is this service plus file
+copies; the server wraps it in HTTP.  So both stores behave the same by construction, and one
+contract test suite checks both.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import auth
+from .model import (ANNOTATOR_STATES, KINDS, STATES, Conflict, GeometryMismatch, InvalidInput, NotFound,
+                    Unauthorized, check_choice, check_filename, check_id, check_message, check_meta,
+                    check_version_id, flag_conflicts, new_version_id, now_iso, version_record)
+from .states import annotator_state, case_state, later_state
+
+log = logging.getLogger(__name__)
+
+PROJECT_FIELDS = ("name", "labels", "blind", "window_preset")
+
+
+def fresh(method):
+    """Refresh the catalog first, so that every call sees what other writers added meanwhile."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        self.catalog.refresh()
+        member = self.catalog.member(self.user)
+        if member is None:
+            raise Unauthorized(f"{self.user!r} is no longer a member of this project")
+        self.role = member["role"]  # an admin may have changed it since this store was opened
+        return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def read_project_file(project_dir) -> dict:
+    """The project's settings from ``project.json``; NotFound when the folder is no project."""
+    path = Path(project_dir) / "project.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NotFound(f"{project_dir}: not a DicomTeam project (no project.json; run "
+                       "`dicomteam project init`)") from None
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"{path}: unreadable project file ({exc})") from None
+    return doc
+
+
+def public_case(case: dict) -> dict:
+    """The case fields a client sees."""
+    keys = ("case_id", "patient_id", "image_sha256", "image_size", "image_name", "geometry", "added")
+    return {k: case.get(k) for k in keys}
+
+
+class ProjectService:
+    """Every Store operation for one member of one project."""
+
+    def __init__(self, catalog, user: str):
+        self.catalog = catalog
+        self.user = check_id(user, "user name")
+        catalog.refresh()
+        member = catalog.member(user)
+        if member is None:
+            catalog.refresh(force=True)  # added a moment ago, maybe by an admin on the folder
+            member = catalog.member(user)
+        if member is None:
+            raise Unauthorized(f"{user!r} is not a member of this project (ask an admin: "
+                               "`dicomteam project add-member`)")
+        self.role = member["role"]
+
+    # ----- project ----------------------------------------------------------------------------
+    @fresh
+    def project(self) -> dict:
+        """Name, label ontology, blind flag and window preset."""
+        doc = self.catalog.project()
+        return {k: doc.get(k) for k in PROJECT_FIELDS}
+
+    @property
+    def blind(self) -> bool:
+        return bool(self.catalog.project().get("blind", True))
+
+    @fresh
+    def whoami(self) -> dict:
+        return {"user": self.user, "role": self.role}
+
+    @fresh
+    def members(self) -> list[dict]:
+        """Members and roles (an annotator sees only themself)."""
+        members = [{"user": m["user"], "role": m["role"]} for m in self.catalog.members()]
+        if not auth.is_staff(self.role):
+            members = [m for m in members if m["user"] == self.user]
+        return sorted(members, key=lambda m: m["user"])
+
+    # ----- cases ------------------------------------------------------------------------------
+    def _case(self, case_id) -> dict:
+        """A case the user may reach (NotFound / Forbidden otherwise)."""
+        check_id(case_id, "case id")
+        case = self.catalog.case(case_id)
+        if case is None or not (auth.is_staff(self.role) or self.user in self._assigned(case_id)):
+            self.catalog.refresh(force=True)  # added or assigned a moment ago, maybe on the folder
+            case = self.catalog.case(case_id)
+        if case is None:
+            raise NotFound(f"no case {case_id!r} in this project")
+        auth.check_case_access(self.role, self.user, case_id, self._assigned(case_id))
+        return case
+
+    def _assigned(self, case_id) -> list[str]:
+        return sorted(a["user"] for a in self.catalog.assignments(case_id=case_id))
+
+    @fresh
+    def list_cases(self) -> list[dict]:
+        """The cases the user may reach (an annotator: those assigned to them), by case id."""
+        cases = self.catalog.cases()
+        if not auth.is_staff(self.role):
+            mine = {a["case_id"] for a in self.catalog.assignments(user=self.user)}
+            cases = [c for c in cases if c["case_id"] in mine]
+        return sorted((public_case(c) for c in cases), key=lambda c: c["case_id"])
+
+    @fresh
+    def get_case(self, case_id) -> dict:
+        return public_case(self._case(case_id))
+
+    @fresh
+    def assignments(self, case_id=None) -> list[dict]:
+        """(case_id, user) pairs; an annotator sees only their own."""
+        if case_id is not None:
+            self._case(case_id)
+        rows = self.catalog.assignments(case_id=case_id)
+        if not auth.is_staff(self.role):
+            rows = [a for a in rows if a["user"] == self.user]
+        return sorted(({"case_id": a["case_id"], "user": a["user"]} for a in rows),
+                      key=lambda a: (a["case_id"], a["user"]))
+
+    @fresh
+    def image_blob(self, case_id) -> tuple[Path, str, str]:
+        """(blob path, download name, sha256) of a case image."""
+        case = self._case(case_id)
+        return self.catalog.blobs.require(case["image_sha256"]), case["image_name"], case["image_sha256"]
+
+    # ----- versions ---------------------------------------------------------------------------
+    def _flagged(self, case_id) -> list[dict]:
+        return flag_conflicts(self.catalog.versions(case_id=case_id))
+
+    @fresh
+    def list_versions(self, case_id, author=None) -> list[dict]:
+        """Versions of a case in push order, with ``conflict``; blinding applied."""
+        self._case(case_id)
+        if author is not None:
+            check_id(author, "author")
+        auth.check_author_listing(self.role, self.user, self.blind, author)
+        blind = self.blind
+        return [v for v in self._flagged(case_id)
+                if auth.version_visible(self.role, self.user, blind, v) and (author is None or v["author"] == author)]
+
+    @fresh
+    def get_version(self, version_id) -> dict:
+        """One version's record (Forbidden for another annotator's version of a blind project)."""
+        check_version_id(version_id)
+        version = self.catalog.version(version_id)
+        if version is None:
+            raise NotFound(f"no version {version_id!r}")
+        self._case(version["case_id"])
+        auth.check_version_access(self.role, self.user, self.blind, version)
+        return next(v for v in self._flagged(version["case_id"]) if v["id"] == version_id)
+
+    @fresh
+    def latest_version(self, case_id, author=None, kind=None) -> dict | None:
+        """The latest version by ``author`` (default: me), optionally of one kind; None if none."""
+        author = author or self.user
+        rows = [v for v in self.list_versions(case_id, author=author) if kind is None or v["kind"] == kind]
+        return rows[-1] if rows else None
+
+    @fresh
+    def version_blob(self, version_id) -> tuple[Path, str, str]:
+        """(blob path, download name, sha256) of a version's .seg.nrrd."""
+        v = self.get_version(version_id)
+        return self.catalog.blobs.require(v["sha256"]), f"{v['case_id']}.{v['id']}.seg.nrrd", v["sha256"]
+
+    @fresh
+    def prepare_push(self, case_id, *, parent=None, kind="annotation", version_id=None, message="",
+                     meta=None) -> dict | None:
+        """Check a push before its content arrives; the existing version when it is a retry."""
+        case = self._case(case_id)
+        check_choice(kind, KINDS, "kind")
+        auth.check_push_kind(self.role, kind)
+        check_message(message)
+        check_meta(meta)
+        if not auth.is_staff(self.role):
+            override = self._override(case_id)
+            if override:
+                raise Conflict(f"case {case_id!r} is {override.replace('_', ' ')}; a reviewer must reopen it "
+                               "before annotators push again")
+        if parent is not None:
+            check_version_id(parent, "parent version id")
+            p = self.catalog.version(parent)
+            if p is None or p["case_id"] != case["case_id"]:
+                raise NotFound(f"parent version {parent!r} is not a version of case {case_id!r}")
+            auth.check_version_access(self.role, self.user, self.blind, p)
+        if version_id is not None:
+            check_version_id(version_id)
+            existing = self.catalog.version(version_id)
+            if existing is not None:
+                return existing
+        return None
+
+    @fresh
+    def push_version(self, case_id, seg_path, parent=None, message="", kind="annotation", meta=None, *,
+                     version_id=None, filename=None, sha256=None, size=None, move=False, verified=False,
+                     progress=None) -> dict:
+        """Check and keep a new immutable version; returns its record (with ``conflict``).
+
+        ``version_id`` chosen by the client makes a retry idempotent: the same id with the same
+        content returns the existing version, with other content it is a Conflict.  ``verified``:
+        the caller has hashed the bytes already and they match ``sha256`` (the server's upload path).
+        """
+        seg_path = Path(seg_path)
+        existing = self.prepare_push(case_id, parent=parent, kind=kind, version_id=version_id,
+                                     message=message, meta=meta)
+        filename = check_filename(filename or seg_path.name)
+        if existing is not None:
+            return self._same_version(existing, case_id, seg_path, sha256)
+        case = self.catalog.case(case_id)
+        check_segmentation_fits(seg_path, case, filename)
+        from .sync import Progress
+
+        bar = Progress(progress, seg_path.stat().st_size, filename)
+        try:
+            sha, nbytes = self.catalog.blobs.put_file(seg_path, move=move, expected_sha256=sha256,
+                                                      expected_size=size, verified=verified, progress=bar.add)
+        finally:
+            bar.close()
+        record = version_record(version_id=version_id or new_version_id(), case_id=case_id, author=self.user,
+                                parent=parent, created=now_iso(), message=check_message(message), sha256=sha,
+                                size=nbytes, kind=kind, meta=check_meta(meta), filename=filename)
+        stored = self.catalog.add_version(self.user, record)
+        log.info("%s pushed version %s of case %s (%d bytes)", self.user, stored["id"], case_id, nbytes)
+        return next(v for v in self._flagged(case_id) if v["id"] == stored["id"])
+
+    def _same_version(self, existing, case_id, seg_path, sha256) -> dict:
+        from .blobs import sha256_file
+
+        sha = sha256 or sha256_file(seg_path)[0]
+        if existing["case_id"] != case_id or existing["author"] != self.user or existing["sha256"] != sha:
+            raise Conflict(f"version id {existing['id']!r} is already used for other content")
+        return next(v for v in self._flagged(case_id) if v["id"] == existing["id"])
+
+    # ----- states -----------------------------------------------------------------------------
+    def _override(self, case_id):
+        from .states import case_override
+
+        return case_override(self.catalog.state_events(case_id=case_id), self.catalog.versions(case_id=case_id))
+
+    @fresh
+    def states(self, case_id) -> dict:
+        """{'case_id', 'state', 'annotators': {user: state}} (an annotator sees only their own)."""
+        self._case(case_id)
+        out = case_state(self.catalog.state_events(case_id=case_id), self.catalog.versions(case_id=case_id),
+                         self._assigned(case_id))
+        if not auth.is_staff(self.role):
+            out["annotators"] = {u: s for u, s in out["annotators"].items() if u == self.user}
+        return {"case_id": case_id, **out}
+
+    @fresh
+    def set_state(self, case_id, state, annotator=None) -> dict:
+        """Move a case (reviewers: annotator=None) or an annotator's work on it to ``state``."""
+        self._case(case_id)
+        check_choice(state, STATES, "state")
+        versions = self.catalog.versions(case_id=case_id)
+        if auth.is_staff(self.role):
+            if annotator is None and state == "submitted":
+                raise InvalidInput("a case as a whole is never 'submitted'; its annotators submit")
+            if annotator is not None:
+                check_id(annotator, "annotator")
+                check_choice(state, ANNOTATOR_STATES, "annotator state")
+                if annotator not in self._assigned(case_id):
+                    raise NotFound(f"{annotator!r} is not assigned to case {case_id!r}")
+        else:
+            if annotator not in (None, self.user):
+                auth.check_staff(self.role, "change another annotator's state")
+            annotator = self.user
+            check_choice(state, ANNOTATOR_STATES, "annotator state")
+            override = self._override(case_id)
+            if override:
+                raise Conflict(f"case {case_id!r} is {override.replace('_', ' ')}; only a reviewer can reopen it")
+            if state == "submitted" and not any(v["author"] == self.user and v["kind"] == "annotation"
+                                                for v in versions):
+                raise Conflict(f"nothing to submit on case {case_id!r}: push a version first")
+        self.catalog.add_event("state", self.user, {"case_id": case_id, "annotator": annotator, "state": state},
+                               case_id=case_id)
+        return self.states(case_id)
+
+    @fresh
+    def worklist(self) -> list[dict]:
+        """My cases with state: one row per reachable case, sorted by case id."""
+        staff = auth.is_staff(self.role)
+        by_case: dict = {}
+        for key, rows in (("events", self.catalog.state_events()), ("versions", self.catalog.versions()),
+                          ("assigned", self.catalog.assignments())):
+            for r in rows:
+                by_case.setdefault(r["case_id"], {"events": [], "versions": [], "assigned": []})[key].append(r)
+        empty = {"events": [], "versions": [], "assigned": []}
+        rows = []
+        blind = self.blind
+        for case in self.list_cases():
+            cid = case["case_id"]
+            group = by_case.get(cid, empty)
+            events = group["events"]
+            versions = flag_conflicts(group["versions"])
+            assigned = sorted(a["user"] for a in group["assigned"])
+            summary = case_state(events, versions, assigned)
+            mine = [v for v in versions if v["author"] == self.user]
+            row = {"case_id": cid, "patient_id": case["patient_id"], "case_state": summary["state"],
+                   "my_state": annotator_state(events, versions, self.user),
+                   "latest_version": mine[-1]["id"] if mine else None,
+                   "n_versions": len([v for v in versions if auth.version_visible(self.role, self.user, blind, v)]),
+                   "conflict": any(v["conflict"] for v in mine)}
+            if staff:
+                row["state"] = summary["state"]
+                row["annotators"] = summary["annotators"]
+            else:
+                row["state"] = later_state(row["my_state"], summary["override"]) if summary["override"] \
+                    else row["my_state"]
+            rows.append(row)
+        return rows
+
+    @fresh
+    def audit(self, case_id=None) -> list[dict]:
+        """The append-only log of who did what when (an annotator sees only their own actions)."""
+        if case_id is not None:
+            self._case(case_id)
+        rows = self.catalog.audit(case_id=case_id)
+        if not auth.is_staff(self.role):
+            rows = [r for r in rows if r["actor"] == self.user]
+        return [{"id": r["id"], "time": r["time"], "actor": r["actor"], "type": r["type"],
+                 "case_id": r.get("case_id"), "data": _public_event_data(r)} for r in rows]
+
+
+def _public_event_data(record: dict) -> dict:
+    data = dict(record.get("data") or {})
+    data.pop("token_sha256", None)  # never hand out token hashes
+    return data
+
+
+# ----- geometry check of a pushed segmentation --------------------------------------------------
+def check_segmentation_fits(path: Path, case: dict, name: str) -> None:
+    """InvalidInput unless ``path`` is a readable .seg.nrrd on the case image's voxel grid.
+
+    A file cropped to its content (as Slicer can save it) is accepted when it lies exactly on
+    the image grid (same spacing and axes, whole-voxel offset, inside the image).
+    """
+    from ..geometry import Geometry
+    from ..segio import is_seg_nrrd, read_segmentation
+
+    if not path.name.lower().endswith(".nrrd"):  # a blob has no suffix; the reader goes by it
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="segcheck-") as tmp:
+            link = Path(tmp) / "check.seg.nrrd"
+            try:
+                os.symlink(path.resolve(), link)
+            except OSError:  # no symlinks here (Windows without the privilege): copy
+                import shutil
+
+                shutil.copyfile(path, link)
+            return check_segmentation_fits(link, case, name)
+    try:
+        if not is_seg_nrrd(path):
+            raise ValueError("not a Slicer .seg.nrrd segmentation (no Segment*/Segmentation_* fields)")
+        seg = read_segmentation(path)
+    except (ValueError, OSError) as exc:
+        msg = str(exc).replace(str(path), name)
+        raise InvalidInput(f"{name}: not a readable segmentation ({msg})") from None
+    image = Geometry.from_dict(case["geometry"])
+    problems = seg.geometry.differences(image)
+    if problems and not _on_image_grid(seg.geometry, image):
+        raise GeometryMismatch(f"{name}: geometry does not match the image of case {case['case_id']!r}: "
+                               + "; ".join(problems))
+
+
+def _on_image_grid(sub, image, tol: float = 1e-3) -> bool:
+    a, b = sub.to_lps(), image.to_lps()
+    if not (np.allclose(a.spacing, b.spacing, atol=1e-4) and np.allclose(a.direction, b.direction, atol=1e-5)):
+        return False
+    start = b.world_to_index(a.origin)
+    if not np.allclose(start, np.round(start), atol=tol):
+        return False
+    lo = np.round(start).astype(int)
+    hi = lo + np.array(a.size) - 1
+    return bool(np.all(lo >= 0) and np.all(hi < np.array(b.size)))

@@ -1,0 +1,343 @@
+"""The server's SQL index of a project folder (SQLite by default, PostgreSQL from a URL).
+
+The event files in ``DIR/events`` stay the record of truth; the index holds the same records
+in tables the server can query quickly and concurrently.  A write goes to an event file first
+(exclusive creation), then into the index in one transaction; an event that reached the
+folder but not the index (a crash in between, or `dicomteam project add-member` run while the
+server is up) is imported on the next refresh: import is idempotent, keyed by event id.
+So the server keeps no state outside the database and the project folder, and several
+instances may share them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from .blobs import BlobStore
+from .events import EventLog, event_id_of
+from .model import now_iso
+from .service import read_project_file
+
+log = logging.getLogger(__name__)
+
+REFRESH_INTERVAL_S = 0.5   # admin edits made on the folder show up within this delay (or on a miss)
+
+
+def database_url(project_dir, url: str | None = None) -> str:
+    """The SQLAlchemy URL: ``url`` (``postgresql://`` means psycopg 3) or DIR/index.sqlite."""
+    if not url:
+        return f"sqlite:///{Path(project_dir).resolve() / 'index.sqlite'}"
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _tables(metadata):
+    from sqlalchemy import BigInteger, Column, Index, String, Table, Text
+
+    t = {}
+    t["events"] = Table("events", metadata, Column("id", String(32), primary_key=True),
+                        Column("time", String(32), nullable=False), Column("type", String(16), nullable=False),
+                        Column("actor", String(128), nullable=False), Column("case_id", String(128)),
+                        Column("data", Text, nullable=False), Index("ix_events_case", "case_id"),
+                        Index("ix_events_time", "time"))
+    t["cases"] = Table("cases", metadata, Column("case_id", String(128), primary_key=True),
+                       Column("added", String(32), nullable=False), Column("data", Text, nullable=False))
+    t["members"] = Table("members", metadata, Column("user", String(128), primary_key=True),
+                         Column("role", String(16), nullable=False), Column("token_sha256", String(64)),
+                         Column("added", String(32), nullable=False), Index("ix_members_token", "token_sha256"))
+    t["assignments"] = Table("assignments", metadata, Column("case_id", String(128), primary_key=True),
+                             Column("user", String(128), primary_key=True), Column("time", String(32), nullable=False),
+                             Index("ix_assign_user", "user"))
+    t["versions"] = Table("versions", metadata, Column("id", String(64), primary_key=True),
+                          Column("case_id", String(128), nullable=False), Column("author", String(128), nullable=False),
+                          Column("created", String(32), nullable=False), Column("sha256", String(64), nullable=False),
+                          Column("size", BigInteger, nullable=False), Column("data", Text, nullable=False),
+                          Index("ix_versions_case", "case_id"))
+    t["states"] = Table("states", metadata, Column("id", String(32), primary_key=True),
+                        Column("case_id", String(128), nullable=False), Column("annotator", String(128)),
+                        Column("state", String(16), nullable=False), Column("actor", String(128), nullable=False),
+                        Column("time", String(32), nullable=False), Index("ix_states_case", "case_id"))
+    t["uploads"] = Table("uploads", metadata, Column("id", String(32), primary_key=True),
+                         Column("case_id", String(128), nullable=False), Column("user", String(128), nullable=False),
+                         Column("sha256", String(64), nullable=False), Column("size", BigInteger, nullable=False),
+                         Column("created", String(32), nullable=False), Column("data", Text, nullable=False))
+    return t
+
+
+def make_engine(url: str):
+    from sqlalchemy import create_engine, event
+
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False},
+                               pool_size=16, max_overflow=32)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # WAL: readers never block the writer
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+        return engine
+    return create_engine(url, pool_size=16, max_overflow=32, pool_pre_ping=True)
+
+
+class SqlIndex:
+    """The catalog of a project for the server (see service.ProjectService for the interface)."""
+
+    def __init__(self, project_dir, url: str | None = None, *, sync: bool = True):
+        """Open (and create) the index; ``sync`` imports the folder's new event files now."""
+        from sqlalchemy import MetaData
+
+        self.project_dir = Path(project_dir)
+        self._project = read_project_file(self.project_dir)
+        self.events = EventLog(self.project_dir)
+        self.blobs = BlobStore(self.project_dir)
+        self.url = database_url(self.project_dir, url)
+        self.engine = make_engine(self.url)
+        self.metadata = MetaData()
+        self.t = _tables(self.metadata)
+        self.metadata.create_all(self.engine)
+        self._lock = threading.Lock()
+        self._known: set[str] = set()
+        self._checked_at = 0.0
+        self._mtime = None
+        if sync:
+            self.refresh(force=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ----- import of the folder's event files ---------------------------------------------------
+    def refresh(self, force: bool = False) -> int:
+        """Import event files the index lacks; returns how many were imported."""
+        now = time.time()
+        if not force and now - self._checked_at < REFRESH_INTERVAL_S:
+            return 0
+        with self._lock:
+            mtime = self.events.mtime_ns()
+            # A directory's mtime has coarse granularity: keep listing while it changed recently.
+            if not force and mtime == self._mtime and now - mtime / 1e9 > 2.0:
+                self._checked_at = now
+                return 0
+            names = self.events.names()
+            unknown = {event_id_of(n): n for n in names if event_id_of(n) not in self._known}
+            if unknown:
+                self._known |= self._ids_in_index(list(unknown))
+            todo = [self.events.read(n) for i, n in unknown.items() if i not in self._known]
+            todo = sorted((r for r in todo if r is not None), key=lambda r: (r["time"], r["id"]))
+            for record in todo:
+                self.apply(record)
+            self._mtime, self._checked_at = mtime, now
+            if todo:
+                log.info("index: imported %d event(s) from %s", len(todo), self.events.dir)
+            return len(todo)
+
+    def _ids_in_index(self, ids: list[str]) -> set[str]:
+        from sqlalchemy import select
+
+        ev = self.t["events"]
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                batch = ids[start:start + 500]
+                found |= {r[0] for r in conn.execute(select(ev.c.id).where(ev.c.id.in_(batch)))}
+        return found
+
+    def _insert_ignore(self, conn, table, row) -> bool:
+        """INSERT ... ON CONFLICT DO NOTHING; True when the row was inserted."""
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        result = conn.execute(insert(table).values(**row).on_conflict_do_nothing())
+        return bool(result.rowcount)
+
+    def apply(self, record: dict) -> bool:
+        """Put one event into the index (once: a known event id is a no-op)."""
+        from sqlalchemy import select, update
+
+        t = self.t
+        data = record.get("data") or {}
+        with self.engine.begin() as conn:
+            if not self._insert_ignore(conn, t["events"], {
+                    "id": record["id"], "time": record["time"], "type": record["type"], "actor": record["actor"],
+                    "case_id": record.get("case_id"), "data": json.dumps(data)}):
+                self._known.add(record["id"])
+                return False
+            kind = record["type"]
+            if kind == "case":
+                self._insert_ignore(conn, t["cases"], {"case_id": data["case_id"], "added": record["time"],
+                                                        "data": json.dumps({**data, "added": record["time"],
+                                                                            "added_by": record["actor"]})})
+            elif kind == "member":
+                row = {"user": data["user"], "role": data["role"], "token_sha256": data.get("token_sha256"),
+                       "added": record["time"]}
+                if not self._insert_ignore(conn, t["members"], row):
+                    m = t["members"]
+                    current = conn.execute(select(m.c.added).where(m.c.user == data["user"])).scalar()
+                    if current is None or current <= record["time"]:  # the latest record wins
+                        conn.execute(update(m).where(m.c.user == data["user"]).values(**row))
+            elif kind == "assign":
+                self._insert_ignore(conn, t["assignments"], {"case_id": data["case_id"], "user": data["user"],
+                                                              "time": record["time"]})
+            elif kind == "version":
+                self._insert_ignore(conn, t["versions"], {
+                    "id": data["id"], "case_id": data["case_id"], "author": data["author"],
+                    "created": data["created"], "sha256": data["sha256"], "size": data["size"],
+                    "data": json.dumps(data)})
+            elif kind == "state":
+                self._insert_ignore(conn, t["states"], {
+                    "id": record["id"], "case_id": data["case_id"], "annotator": data.get("annotator"),
+                    "state": data["state"], "actor": record["actor"], "time": record["time"]})
+        self._known.add(record["id"])
+        return True
+
+    # ----- writes -------------------------------------------------------------------------------
+    def add_event(self, type, actor, data, case_id=None) -> dict:
+        """Write the event file (the record of truth), then index it."""
+        record = self.events.append(type, actor, data, case_id=case_id)
+        self.apply(record)
+        return record
+
+    def add_version(self, actor, record) -> dict:
+        self.add_event("version", actor, record, case_id=record["case_id"])
+        return self.version(record["id"])
+
+    # ----- reads (the catalog interface) ------------------------------------------------------
+    def _rows(self, query) -> list:
+        with self.engine.connect() as conn:
+            return list(conn.execute(query))
+
+    def project(self) -> dict:
+        return self._project
+
+    def member(self, user):
+        from sqlalchemy import select
+
+        m = self.t["members"]
+        rows = self._rows(select(m).where(m.c.user == user))
+        return dict(rows[0]._mapping) if rows else None
+
+    def member_by_token(self, token_sha256):
+        from sqlalchemy import select
+
+        m = self.t["members"]
+        rows = self._rows(select(m).where(m.c.token_sha256 == token_sha256))
+        return dict(rows[0]._mapping) if rows else None
+
+    def members(self) -> list[dict]:
+        from sqlalchemy import select
+
+        return [dict(r._mapping) for r in self._rows(select(self.t["members"]))]
+
+    def case(self, case_id):
+        from sqlalchemy import select
+
+        c = self.t["cases"]
+        rows = self._rows(select(c.c.data).where(c.c.case_id == case_id))
+        return json.loads(rows[0][0]) if rows else None
+
+    def cases(self) -> list[dict]:
+        from sqlalchemy import select
+
+        return [json.loads(r[0]) for r in self._rows(select(self.t["cases"].c.data))]
+
+    def assignments(self, case_id=None, user=None) -> list[dict]:
+        from sqlalchemy import select
+
+        a = self.t["assignments"]
+        q = select(a)
+        if case_id is not None:
+            q = q.where(a.c.case_id == case_id)
+        if user is not None:
+            q = q.where(a.c.user == user)
+        return [dict(r._mapping) for r in self._rows(q)]
+
+    def versions(self, case_id=None) -> list[dict]:
+        from sqlalchemy import select
+
+        v = self.t["versions"]
+        q = select(v.c.data)
+        if case_id is not None:
+            q = q.where(v.c.case_id == case_id)
+        return [json.loads(r[0]) for r in self._rows(q)]
+
+    def version(self, version_id):
+        from sqlalchemy import select
+
+        v = self.t["versions"]
+        rows = self._rows(select(v.c.data).where(v.c.id == version_id))
+        return json.loads(rows[0][0]) if rows else None
+
+    def state_events(self, case_id=None) -> list[dict]:
+        from sqlalchemy import select
+
+        s = self.t["states"]
+        q = select(s)
+        if case_id is not None:
+            q = q.where(s.c.case_id == case_id)
+        return [dict(r._mapping) for r in self._rows(q)]
+
+    def audit(self, case_id=None) -> list[dict]:
+        from sqlalchemy import select
+
+        e = self.t["events"]
+        q = select(e).order_by(e.c.time, e.c.id)
+        if case_id is not None:
+            q = q.where(e.c.case_id == case_id)
+        return [{**dict(r._mapping), "data": json.loads(r.data)} for r in self._rows(q)]
+
+    # ----- upload sessions (server only) ---------------------------------------------------------
+    def uploads_dir(self) -> Path:
+        path = self.project_dir / "uploads"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def create_upload(self, upload_id, case_id, user, sha256, size, data: dict) -> dict:
+        row = {"id": upload_id, "case_id": case_id, "user": user, "sha256": sha256, "size": int(size),
+               "created": now_iso(), "data": json.dumps(data)}
+        with self.engine.begin() as conn:
+            conn.execute(self.t["uploads"].insert().values(**row))
+        return {**row, "data": data}
+
+    def upload(self, upload_id):
+        from sqlalchemy import select
+
+        u = self.t["uploads"]
+        rows = self._rows(select(u).where(u.c.id == upload_id))
+        if not rows:
+            return None
+        row = dict(rows[0]._mapping)
+        row["data"] = json.loads(row["data"])
+        return row
+
+    def purge_uploads(self, max_age_s: float = 7 * 24 * 3600) -> int:
+        """Drop upload sessions (and their partial files) older than ``max_age_s``; returns how many."""
+        import datetime
+
+        from sqlalchemy import select
+
+        cutoff = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=max_age_s))
+        stamp = cutoff.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        u = self.t["uploads"]
+        old = [r[0] for r in self._rows(select(u.c.id).where(u.c.created < stamp))]
+        for upload_id in old:
+            self.delete_upload(upload_id)
+        return len(old)
+
+    def delete_upload(self, upload_id) -> None:
+        from sqlalchemy import delete
+
+        with self.engine.begin() as conn:
+            conn.execute(delete(self.t["uploads"]).where(self.t["uploads"].c.id == upload_id))
+        for suffix in (".part.seg.nrrd",):
+            try:
+                os.unlink(self.uploads_dir() / f"{upload_id}{suffix}")
+            except FileNotFoundError:
+                pass

@@ -1,0 +1,232 @@
+"""Shared pieces of the store tests: a small team project, real servers, a throwaway PostgreSQL.
+
+* ``make_team_project(dir)``: a project with two 32x32x16 cases, annotators alice and bob,
+  reviewer rev, admin boss; returns the tokens.
+* ``ThreadServer``: uvicorn in a thread on a free port (fast; for the contract suite).
+* ``ProcessServer``: `dicomteam serve` in a subprocess (for SIGKILL and offline tests).
+* ``postgres_cluster`` / ``postgres_url`` fixtures: initdb + pg_ctl in a temporary folder
+  (as the ``postgres`` system user when running as root: PostgreSQL refuses root); skipped
+  without PostgreSQL binaries, but FAILING when $CI is set.
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from DicomTeamAnnotateLib.geometry import Geometry
+from DicomTeamAnnotateLib.segio import write_seg_nrrd
+from DicomTeamAnnotateLib.segmentation import Segmentation
+from DicomTeamAnnotateLib.store import admin
+from DicomTeamAnnotateLib.volume import Volume
+
+ROOT = Path(__file__).resolve().parents[1]
+GEOMETRY = Geometry(size=(32, 32, 16), spacing=(0.8, 0.8, 2.5), origin=(-12.0, -10.0, 30.0))
+LABELS = [{"name": "liver", "value": 1, "color": [0.86, 0.55, 0.44], "terminology": "SCT^10200004^Liver"},
+          {"name": "spleen", "value": 2, "color": "#9e5c91"}]
+USERS = {"alice": "annotator", "bob": "annotator", "rev": "reviewer", "boss": "admin"}
+
+
+def synthetic_volume(geometry: Geometry = GEOMETRY, seed: int = 0) -> Volume:
+    rng = np.random.default_rng(seed)
+    return Volume(rng.integers(-200, 300, geometry.shape).astype(np.int16), geometry)
+
+
+def write_seg(path, seed: int = 0, geometry: Geometry = GEOMETRY) -> Path:
+    """A small .seg.nrrd on ``geometry`` whose content depends on ``seed`` (so bytes differ)."""
+    rng = np.random.default_rng(seed)
+    k, j, i = geometry.shape
+    liver = np.zeros(geometry.shape, bool)
+    k0, j0, i0 = rng.integers(0, k // 2), rng.integers(0, j // 2), rng.integers(0, i // 2)
+    liver[k0:k0 + k // 3, j0:j0 + j // 3 + 1, i0:i0 + i // 3 + 2] = True
+    liver.flat[int(rng.integers(0, liver.size))] = True
+    spleen = np.zeros(geometry.shape, bool)
+    spleen[-3:, -5:, -6:] = True
+    seg = Segmentation.from_masks({"liver": liver, "spleen": spleen}, geometry)
+    return write_seg_nrrd(seg, path)
+
+
+def make_team_project(project_dir, *, blind: bool = True) -> dict:
+    """Project 'Team' with cases c1 (alice, bob) and c2 (alice); returns {user: token}."""
+    project_dir = Path(project_dir)
+    labels = project_dir.parent / f"{project_dir.name}-labels.json"
+    labels.write_text(json.dumps(LABELS))
+    admin.init_project(project_dir, "Team", labels, blind=blind)
+    admin.add_case(project_dir, "c1", synthetic_volume(seed=1), "P001")
+    admin.add_case(project_dir, "c2", synthetic_volume(seed=2), "P002")
+    tokens = {u: admin.add_member(project_dir, u, r) for u, r in USERS.items()}
+    admin.assign(project_dir, "c1", "alice")
+    admin.assign(project_dir, "c1", "bob")
+    admin.assign(project_dir, "c2", "alice")
+    return tokens
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ThreadServer(project_dir, db_url: str | None = None):
+    """The real FastAPI app under a real uvicorn, in a thread, on 127.0.0.1 (``url``, ``port``, ``stop()``)."""
+    from DicomTeamAnnotateLib.store.server import BackgroundServer
+
+    return BackgroundServer(project_dir, db_url)
+
+
+class ProcessServer:
+    """`dicomteam serve` in a subprocess (can be SIGKILLed and restarted on the same port)."""
+
+    def __init__(self, project_dir, port: int | None = None, db_url: str | None = None):
+        self.project_dir, self.db_url = Path(project_dir), db_url
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+        self.log = self.project_dir.parent / f"server-{self.port}.log"
+
+    def start(self, timeout: float = 60) -> "ProcessServer":
+        import requests
+
+        cmd = [sys.executable, "-m", "DicomTeamAnnotateLib.cli", "serve", str(self.project_dir),
+               "--host", "127.0.0.1", "--port", str(self.port)]
+        if self.db_url:
+            cmd += ["--db", self.db_url]
+        self.proc = subprocess.Popen(cmd, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
+            try:
+                if requests.get(self.url + "/api/v1/health", timeout=1).ok:
+                    return self
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise RuntimeError("server did not answer in time")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a crash."""
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+# ----- PostgreSQL ----------------------------------------------------------------------------------
+def _pg_bindir() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    which = shutil.which("initdb")
+    return Path(which).resolve().parent if which else None
+
+
+def _missing(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"PostgreSQL is required under CI: {reason}")
+    pytest.skip(f"PostgreSQL not available: {reason} (apt-get install -y postgresql)")
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A throwaway PostgreSQL on 127.0.0.1; yields the URL of its 'postgres' database."""
+    bindir = _pg_bindir()
+    if bindir is None:
+        _missing("no initdb under /usr/lib/postgresql/*/bin or on PATH")
+    as_user: list[str] = []
+    base = Path(tempfile.mkdtemp(prefix="dicomteam-pg-"))
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        import pwd
+
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            shutil.rmtree(base, ignore_errors=True)
+            _missing("running as root and there is no 'postgres' system user to run the server as")
+        os.chown(base, pw.pw_uid, pw.pw_gid)
+        runuser = shutil.which("runuser")
+        if runuser is None:
+            shutil.rmtree(base, ignore_errors=True)
+            _missing("running as root without `runuser` (util-linux)")
+        as_user = [runuser, "-u", "postgres", "--"]
+    data, port = base / "data", free_port()
+    env = {**os.environ, "LC_ALL": "C"}
+    subprocess.run(as_user + [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+                              "--no-sync"], check=True, capture_output=True, env=env)
+    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off -c max_connections=200"
+    subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(base / "log"), "-w",
+                              "start"], check=True, capture_output=True, env=env)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True, env=env)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster):
+    """A fresh, empty database in the session's cluster."""
+    import psycopg
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(postgres_cluster, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres_cluster.rsplit("/", 1)[0] + "/" + name
+
+
+# ----- one project behind one of the three backends ------------------------------------------------
+class Backend:
+    """A team project served by a folder store, or by a server on SQLite or PostgreSQL."""
+
+    def __init__(self, kind: str, root: Path, db_url: str | None = None, *, blind: bool = True):
+        self.kind, self.root = kind, Path(root)
+        self.project_dir = self.root / "project"
+        self.tokens = make_team_project(self.project_dir, blind=blind)
+        self.server = ThreadServer(self.project_dir, db_url) if kind != "folder" else None
+        self.cache = self.root / "cache"
+
+    @property
+    def location(self) -> str:
+        return self.server.url if self.server else str(self.project_dir)
+
+    def open(self, user: str, token: str | None = None):
+        from DicomTeamAnnotateLib.store import open_store
+
+        if self.server is None:
+            return open_store(self.project_dir, user)
+        return open_store(self.server.url, user, token or self.tokens.get(user, "no-such-token"),
+                          cache=self.cache, connect_window_s=0.5, retry_window_s=5)
+
+    def close(self) -> None:
+        if self.server:
+            self.server.stop()
+
+
+@contextlib.contextmanager
+def backend_for(kind: str, root: Path, request, *, blind: bool = True):
+    db_url = request.getfixturevalue("postgres_url") if kind == "postgres" else None
+    b = Backend(kind, root, db_url, blind=blind)
+    try:
+        yield b
+    finally:
+        b.close()
