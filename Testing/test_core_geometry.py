@@ -142,3 +142,16 @@ def test_find_matches_by_name_when_only_one_side_has_a_code():
     seg = Segmentation.from_masks({"Liver": np.ones(geo.shape, bool)}, geo, terminology={"Liver": "SCT^10200004^Liver"})
     assert seg.find(Segment("liver", 4)) is not None
     assert seg.find(Segment("Liver", 4, terminology="SCT^78961009^Spleen")) is None
+
+
+def test_atomic_write_leaves_a_normally_readable_file(tmp_path):
+    import os
+    import stat
+
+    from DicomTeamAnnotateLib.atomic import write_json_atomic
+
+    path = write_json_atomic(tmp_path / "x.json", {"a": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]

@@ -12,6 +12,13 @@ import tempfile
 from pathlib import Path
 
 
+def _default_mode() -> int:
+    """0o666 less the process umask: what a plain open() would have given the file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(str(folder), os.O_RDONLY)
@@ -42,6 +49,7 @@ def atomic_path(path, *, overwrite: bool = True):
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, _default_mode())  # mkstemp makes 0600 files; others on a shared drive must read them
         if overwrite:
             os.replace(tmp, path)
         else:
