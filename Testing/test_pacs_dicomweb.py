@@ -90,7 +90,6 @@ def _temp_files(folder):
 # ----- the round trip --------------------------------------------------------------------------------
 def test_pacs_round_trip(orthanc, ct_in_pacs, project, ct_organs_path, tmp_path):
     from DicomTeamAnnotateLib.dicom_ingest import load_dicom_volume
-    from DicomTeamAnnotateLib.pacs.reference import PacsReference
     from DicomTeamAnnotateLib.pacs.seg_import import read_seg
     from DicomTeamAnnotateLib.pacs.seg_pacs import export_case_seg, find_seg_series, import_seg_version
     from DicomTeamAnnotateLib.segio import read_segmentation, write_seg_nrrd
@@ -120,9 +119,8 @@ def test_pacs_round_trip(orthanc, ct_in_pacs, project, ct_organs_path, tmp_path)
     final = store.push_version(case_id, write_seg_nrrd(organs, tmp_path / "final.seg.nrrd"), kind="adjudicated",
                                message="final")
 
-    # 3. export the final version as SEG and STOW it to the PACS
-    ref = PacsReference(orthanc.url, ct_in_pacs["study"], ct_in_pacs["series"])
-    result = export_case_seg(store, case_id, source=ref, stow_url=orthanc.url, user=USER, password=PASSWORD,
+    # 3. export the final version as SEG and STOW it to the PACS (the source series: from the case record)
+    result = export_case_seg(store, case_id, stow_url=orthanc.url, user=USER, password=PASSWORD,
                              cache_dir=cache, content_creator="chief")
     assert result["stowed"] and result["version_id"] == final["id"]
     assert result["study_instance_uid"] == ct_in_pacs["study"]
@@ -290,11 +288,16 @@ def test_import_seg_from_the_pacs_by_cli(orthanc, tmp_path):
     assert np.array_equal(back.to_labelmap(values), seg.to_labelmap(values))
 
 
-def test_reference_mode_records_the_location_and_fetches_on_demand(orthanc, tmp_path, project):
-    import inspect
+def test_reference_mode_records_the_location_and_fetches_on_demand(orthanc, tmp_path, project, monkeypatch):
+    import requests
 
+    from DicomTeamAnnotateLib.geometry import Geometry
     from DicomTeamAnnotateLib.pacs.reference import PacsReference, load_reference_volume
-    from DicomTeamAnnotateLib.store import admin
+    from DicomTeamAnnotateLib.pacs.seg_pacs import export_case_seg, find_seg_series
+    from DicomTeamAnnotateLib.segio import write_seg_nrrd
+    from DicomTeamAnnotateLib.store import StoreError, admin, open_store
+    from DicomTeamAnnotateLib.volume import read_volume
+    from store_support import ThreadServer
 
     phantom, first = _phantom_in_pacs(orthanc, tmp_path, "REF-001", slices=6)
     ref = PacsReference(orthanc.url, first.StudyInstanceUID, first.SeriesInstanceUID, user=USER)
@@ -308,11 +311,55 @@ def test_reference_mode_records_the_location_and_fetches_on_demand(orthanc, tmp_
     with pytest.raises(PacsError, match="Connection refused"):
         load_reference_volume(offline, cache_dir=tmp_path / "empty-cache")
 
-    if "reference" not in inspect.signature(admin.add_case).parameters:
-        pytest.skip("the store's add_case cannot record a PACS reference yet (see the PACS report)")
-    results = import_dicomweb(project, orthanc.url, patient="REF-001", user=USER, password=PASSWORD,
-                              reference=True, cache_dir=cache)
-    assert [r["status"] for r in results] == ["added"]
-    case = next(c for c in _cases(project) if c["case_id"] == results[0]["case_id"])
-    assert case.get("reference", {}).get("series_uid") == ref.series_uid
-    assert not case.get("image_sha256")  # no pixels in the project
+    # 1. `project import-dicomweb --reference`: the project keeps the location and the grid, no pixels
+    rc, err = _run_cli(["project", "import-dicomweb", str(project), "--url", orthanc.url, "--user", USER,
+                        "--password", PASSWORD, "--patient", "REF-001", "--reference",
+                        "--cache", str(tmp_path / "import-cache"), "--json", "--no-progress"])
+    assert rc == 0, err
+    (case,) = _cases(project)
+    case_id = case["case_id"]
+    assert case["reference"] == ref.to_dict()  # kind, url, UIDs and the user name; never a password
+    assert case["image_sha256"] is None and not [p for p in (project / "blobs").rglob("*") if p.is_file()]
+    assert Geometry.from_dict(case["geometry"]).same_grid(phantom.volume.geometry)
+    assert admin.verify_project(project) == []
+
+    # 2. the folder store fetches the pixels from the PACS on demand, with this machine's credentials
+    monkeypatch.setenv("DICOMTEAM_CACHE", str(tmp_path / "folder-cache"))
+    monkeypatch.setenv("DICOMWEB_PASSWORD", PASSWORD)
+    chief = open_store(str(project), "chief")
+    assert chief.get_case(case_id)["reference"] == ref.to_dict()
+    image = read_volume(chief.fetch_image(case_id, tmp_path / "folder-image"))
+    assert np.array_equal(image.array, phantom.volume.array) and image.geometry.same_grid(phantom.volume.geometry)
+
+    # 3. over HTTP the server has no pixels to serve (a clear 404): the client fetches them from the PACS
+    token = admin.add_member(project, "chief", "reviewer")
+    server = ThreadServer(project)
+    try:
+        remote = open_store(server.url, "chief", token, cache=tmp_path / "http-cache")
+        assert remote.get_case(case_id)["reference"] == ref.to_dict()
+        r = requests.get(f"{server.url}/api/v1/cases/{case_id}/image", headers={"Authorization": f"Bearer {token}"},
+                         timeout=10)
+        assert r.status_code == 404 and "reference to a PACS series" in r.json()["detail"]
+        image = read_volume(remote.fetch_image(case_id, tmp_path / "http-image"))
+        assert np.array_equal(image.array, phantom.volume.array) and image.geometry.same_grid(phantom.volume.geometry)
+        assert list((tmp_path / "http-cache" / "dicomweb").rglob("*.dcm"))  # this client's own cache
+
+        # 4. a final version on the case grid, exported as SEG against the series the case references
+        seg = phantom.segmentation()
+        final = remote.push_version(case_id, write_seg_nrrd(seg, tmp_path / "final.seg.nrrd"), kind="adjudicated")
+        result = export_case_seg(remote, case_id, stow_url=orthanc.url, user=USER, password=PASSWORD,
+                                 cache_dir=tmp_path / "http-cache" / "dicomweb")
+        assert result["stowed"] and result["version_id"] == final["id"]
+    finally:
+        server.stop()
+    found = find_seg_series(orthanc.client(), first.StudyInstanceUID, first.SeriesInstanceUID)
+    assert [s.series_uid for s in found] == [result["series_instance_uid"]]
+
+    # 5. refused credentials: a clear store error, nothing written
+    monkeypatch.setenv("DICOMTEAM_CACHE", str(tmp_path / "denied-cache"))
+    monkeypatch.setenv("DICOMWEB_PASSWORD", "wrong-password")
+    with pytest.raises(StoreError, match=r"lives in the PACS .*refused the credentials \(HTTP 401\)"):
+        open_store(str(project), "chief").fetch_image(case_id, tmp_path / "denied")
+    assert not (tmp_path / "denied").exists() or not list((tmp_path / "denied").iterdir())
+    with pytest.raises(StoreError, match="never stores a PACS password"):
+        admin.add_case(project, "leaky", volume, "P", reference={**ref.to_dict(), "password": PASSWORD})

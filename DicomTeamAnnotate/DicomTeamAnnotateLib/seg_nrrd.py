@@ -94,9 +94,25 @@ def read_seg_nrrd(path) -> Segmentation:
     return Segmentation(layers, geometry, segments, metadata)
 
 
-def _layers_and_geometry(path: Path, data: np.ndarray, header: dict):
-    """(Geometry in LPS, uint (L, K, J, I) array) from a 3D or 4D NRRD read in C order."""
-    dim = int(header.get("dimension", data.ndim))
+def read_seg_nrrd_geometry(path) -> Geometry:
+    """The voxel grid (LPS) of a ``.seg.nrrd`` from its header alone: no voxel data is read."""
+    path = Path(path)
+    header = _read_nrrd_header(path)
+    try:
+        sizes = [int(v) for v in np.asarray(header["sizes"]).ravel()]
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{path}: field 'sizes' is missing or not a list of integers") from None
+    dim = int(header.get("dimension", len(sizes)))
+    if len(sizes) != dim:
+        raise ValueError(f"{path}: field 'sizes' gives {len(sizes)} axes, field 'dimension' says {dim}")
+    matrix, space, spatial = _header_frame(path, header, dim)
+    return _grid(path, matrix, [sizes[a] for a in spatial], space)
+
+
+def _header_frame(path: Path, header: dict, dim: int):
+    """(4x4 IJK-to-world matrix, space, spatial file axes) from a 3D or 4D NRRD header."""
+    if dim not in (3, 4):
+        raise ValueError(f"{path}: field 'dimension' is {dim}; a segmentation has 3 or 4 dimensions")
     directions = np.asarray(header.get("space directions", []), dtype=float)
     if directions.shape != (dim, 3):
         raise ValueError(f"{path}: field 'space directions' must give {dim} axes of 3 numbers "
@@ -108,30 +124,38 @@ def _layers_and_geometry(path: Path, data: np.ndarray, header: dict):
     spatial = [a for a in range(dim) if np.all(np.isfinite(directions[a]))]
     if len(spatial) != 3:
         raise ValueError(f"{path}: field 'space directions' must have exactly 3 spatial axes, got {len(spatial)}")
+    vectors = directions[spatial]  # rows: world vectors of i, j, k
+    origin = np.asarray(header.get("space origin", (0.0, 0.0, 0.0)), dtype=float)
+    matrix = np.eye(4)
+    matrix[:3, :3] = vectors.T
+    matrix[:3, 3] = origin
+    return matrix, space, spatial
+
+
+def _grid(path: Path, matrix: np.ndarray, size, space: str) -> Geometry:
+    try:
+        return Geometry.from_matrix(matrix, tuple(size), space=space).to_lps()
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def _layers_and_geometry(path: Path, data: np.ndarray, header: dict):
+    """(Geometry in LPS, uint (L, K, J, I) array) from a 3D or 4D NRRD read in C order."""
+    dim = int(header.get("dimension", data.ndim))
+    matrix, space, spatial = _header_frame(path, header, dim)
     # C order reverses the file's axes: file axis a is numpy axis dim-1-a.
     if dim == 4:
         (list_axis,) = [a for a in range(4) if a not in spatial]
         data = np.moveaxis(data, 3 - list_axis, 0)
-    elif dim == 3:
-        data = data[np.newaxis]
     else:
-        raise ValueError(f"{path}: field 'dimension' is {dim}; a segmentation has 3 or 4 dimensions")
+        data = data[np.newaxis]
     if not np.issubdtype(data.dtype, np.integer):
         if not np.array_equal(data, np.round(data)):
             raise ValueError(f"{path}: field 'type' is {header.get('type')!r} with non-integer voxels")
         data = data.astype(np.int64)
     if data.size and np.issubdtype(data.dtype, np.signedinteger) and data.min() < 0:
         raise ValueError(f"{path}: negative voxel values in a segmentation ({data.min()})")
-    vectors = directions[spatial]  # rows: world vectors of i, j, k
-    origin = np.asarray(header.get("space origin", (0.0, 0.0, 0.0)), dtype=float)
-    matrix = np.eye(4)
-    matrix[:3, :3] = vectors.T
-    matrix[:3, 3] = origin
-    size = tuple(reversed(data.shape[1:]))
-    try:
-        geometry = Geometry.from_matrix(matrix, size, space=space).to_lps()
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+    geometry = _grid(path, matrix, tuple(reversed(data.shape[1:])), space)
     return geometry, np.ascontiguousarray(data)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from .atomic import write_json_atomic
 from .geometry import Geometry
 from .seg_nrrd import (BINARY_LABELMAP, is_seg_nrrd, meaningful_terminology, read_seg_nrrd,  # noqa: F401
-                       seg_nrrd_header, slicer_terminology_entry, write_seg_nrrd)
+                       read_seg_nrrd_geometry, seg_nrrd_header, slicer_terminology_entry, write_seg_nrrd)
 from .segmentation import Segment, Segmentation, default_color
 from .volume import Volume, file_suffix, read_volume, write_volume
 
@@ -33,6 +33,41 @@ def read_segmentation(path, reference: Geometry | None = None, names: dict | Non
     if reference is not None:
         seg = seg.resampled(reference)
     return seg
+
+
+def read_segmentation_geometry(path) -> Geometry:
+    """The voxel grid (LPS) of a ``.seg.nrrd`` or label-map file from its header only (no voxels read)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if is_seg_nrrd(path):
+        return read_seg_nrrd_geometry(path)
+    return read_image_geometry(path)
+
+
+def read_image_geometry(path) -> Geometry:
+    """The voxel grid (LPS) of an image file (.nii(.gz), .nrrd, .mha) from its header (SimpleITK)."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: cannot read as an image ({str(exc).strip().splitlines()[-1]})") from None
+    size, spacing, origin = reader.GetSize(), reader.GetSpacing(), reader.GetOrigin()
+    direction = np.array(reader.GetDirection(), dtype=float).reshape(len(size), len(size))
+    if len(size) == 2:  # a single slice reads as one-slice volume (as read_volume's JoinSeries gives)
+        size, spacing, origin = (*size, 1), (*spacing, 1.0), (*origin, 0.0)
+        direction = np.block([[direction, np.zeros((2, 1))], [np.zeros((1, 2)), np.ones((1, 1))]])
+    if len(size) != 3:
+        raise ValueError(f"{path}: a {len(size)}-dimensional image is no label map (expected 3D)")
+    if reader.GetNumberOfComponents() != 1:
+        raise ValueError(f"{path}: expected a scalar image, got {reader.GetNumberOfComponents()} components")
+    try:
+        return Geometry(size=size, spacing=spacing, origin=origin, direction=direction.ravel(), space="LPS")
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def read_image_or_segmentation(path, names: dict | None = None, *, as_labels: bool | None = None):

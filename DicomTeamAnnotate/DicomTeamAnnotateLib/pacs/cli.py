@@ -13,7 +13,7 @@ import sys
 PASSWORD_HELP = "password (default: $DICOMWEB_PASSWORD, the OS keyring, else asked for on a terminal)"
 
 
-def _quiet_libraries(args) -> None:
+def quiet_pacs_libraries(args) -> None:
     """highdicom and dicomweb-client log every step at INFO; keep them for --verbose."""
     import logging
 
@@ -76,7 +76,7 @@ def run_import_dicomweb(args) -> int:
     from .dicomweb import connect
     from .importer import import_dicomweb
 
-    _quiet_libraries(args)
+    quiet_pacs_libraries(args)
     try:
         client = connect(args.url, args.user, _password(args), timeout=(10.0, args.timeout))
         results = import_dicomweb(args.dir, args.url, study=args.study, series=args.series, patient=args.patient,
@@ -161,7 +161,7 @@ def run_export_seg(args) -> int:
 
     if not args.out and not args.stow:
         raise _command_error("give --out FILE.dcm and/or --stow URL")
-    _quiet_libraries(args)
+    quiet_pacs_libraries(args)
     try:
         geometry = load_dicom_volume(args.source).geometry
         seg = read_segmentation(args.segmentation, reference=geometry)
@@ -184,7 +184,7 @@ def run_export_seg(args) -> int:
 def run_import_seg(args) -> int:
     from . import PacsError
 
-    _quiet_libraries(args)
+    quiet_pacs_libraries(args)
     try:
         return _import_seg(args)
     except PacsError as exc:

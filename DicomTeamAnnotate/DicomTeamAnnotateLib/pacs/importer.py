@@ -8,7 +8,8 @@ exist.  Case ids are stable: ``<PatientID>_S<SeriesNumber>_<8 hex of the Series 
 
 Copy mode stores the pixels in the project (the case's ``source`` keeps the PACS location, so
 a SEG can later reference the original instances).  Reference mode (``reference=True``) stores
-only the location; pixels are fetched on demand (see ``reference.py``).
+only the location and the image geometry (the series is still retrieved once, here, to learn
+it); whoever opens the case fetches the pixels on demand (see ``reference.py``).
 """
 from __future__ import annotations
 
@@ -94,14 +95,8 @@ def _ingest(files, ref: PacsReference):
 
 
 def _add_case(project_dir: Path, case_id: str, volume, patient_id: str, reference: PacsReference | None) -> dict:
+    """One case: the pixels copied into the project, or (reference mode) only the PACS location."""
     from ..store import admin
 
-    if reference is None:
-        return admin.add_case(project_dir, case_id, volume, patient_id)
-    try:
-        return admin.add_case(project_dir, case_id, volume, patient_id, reference=reference.to_dict())
-    except TypeError as exc:
-        if "reference" not in str(exc):
-            raise
-        raise PacsError("reference mode needs the project store to record references "
-                        "(store.admin.add_case(..., reference=...)); this store version copies pixels only") from None
+    return admin.add_case(project_dir, case_id, volume, patient_id,
+                          reference=reference.to_dict() if reference is not None else None)

@@ -8,9 +8,14 @@ ingestion; a complete cached series is used without contacting the server.
     ref = PacsReference("http://pacs:8042/dicom-web", study_uid, series_uid, user="alice")
     volume = load_reference_volume(ref)                 # password: argument or $DICOMWEB_PASSWORD
     path = fetch_reference_image(ref, "/tmp/case1", "case1")   # a .nrrd, like Store.fetch_image
+
+A project case in reference mode records ``ref.to_dict()``; ``fetch_case_image`` is what
+``Store.fetch_image`` calls for it, with this machine's credentials: the PACS user is
+``$DICOMWEB_USER`` or the one recorded, the password ``$DICOMWEB_PASSWORD`` or the OS keyring's.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +23,7 @@ from . import PacsError
 from .dicomweb import check_uid, check_url
 
 KIND = "dicomweb"
+USER_ENV = "DICOMWEB_USER"
 
 
 @dataclass(frozen=True)
@@ -84,3 +90,17 @@ def fetch_reference_image(ref: PacsReference, dest_dir, name: str, **fetch_optio
 
     volume = load_reference_volume(ref, **fetch_options)
     return write_volume(volume, Path(dest_dir) / f"{name}.nrrd")
+
+
+def fetch_case_image(case: dict, dest_dir, *, cache_dir=None, progress=None) -> Path:
+    """A reference-mode case's image as ``dest_dir/<case_id>.nrrd``, fetched on demand (cache first).
+
+    ``progress``: True (a progress bar) or a callable(done, total) over the series' instances.
+    """
+    from .dicomweb import resolve_password
+
+    ref = PacsReference.from_dict(case.get("reference"))
+    user = os.environ.get(USER_ENV) or ref.user
+    return fetch_reference_image(ref, dest_dir, case["case_id"], user=user,
+                                 password=resolve_password(None, ref.url, user), cache_dir=cache_dir,
+                                 progress=progress is True, callback=progress if callable(progress) else None)

@@ -175,10 +175,15 @@ def load_case_volume(image_path):
         raise InvalidInput(f"{path}: neither a DICOM folder/ZIP nor a volume file ({exc})") from None
 
 
-def add_case(project_dir, case_id: str, image_path, patient_id: str, *, compress: bool = True) -> dict:
+def add_case(project_dir, case_id: str, image_path, patient_id: str, *, compress: bool = True,
+             reference: dict | None = None) -> dict:
     """Ingest an image as a new case (stored as a .nrrd blob); returns the case record.
 
     ``image_path``: a DICOM folder or ZIP (our ingestion), a volume file, or a ``Volume``.
+    ``reference`` (reference mode): ``{kind: "dicomweb", url, study_uid, series_uid, user}``, where
+    the series lives in a PACS.  Then no pixels enter the project (``image_sha256`` is None): the
+    case keeps that location and the image's geometry (from the volume given), and
+    ``Store.fetch_image`` fetches the series from the PACS on demand.  Never a password.
     """
     from ..volume import Volume, write_volume
 
@@ -186,6 +191,7 @@ def add_case(project_dir, case_id: str, image_path, patient_id: str, *, compress
     check_id(case_id, "case id")
     if not isinstance(patient_id, str) or not _PATIENT.match(patient_id):
         raise InvalidInput(f"invalid patient id {patient_id!r}: 1-64 printable characters, no '/' or '\\\\'")
+    ref = check_reference(reference) if reference is not None else None
     catalog = FolderCatalog(project_dir)
     catalog.refresh()
     if catalog.case(case_id) is not None:
@@ -194,6 +200,13 @@ def add_case(project_dir, case_id: str, image_path, patient_id: str, *, compress
         volume, source = image_path, image_path.metadata.get("source", "volume")
     else:
         volume, source = load_case_volume(image_path), Path(image_path).name
+    data = {"case_id": case_id, "patient_id": patient_id, "image_sha256": None, "image_size": None,
+            "image_name": f"{case_id}.nrrd", "geometry": volume.geometry.to_lps().to_dict(), "source": str(source)}
+    if ref is not None:
+        data["reference"] = ref
+        EventLog(project_dir).append("case", _actor(), data, case_id=case_id)
+        log.info("added case %s as a reference to %s", case_id, ref["url"])
+        return data
     blobs = BlobStore(project_dir)
     blobs.tmp.mkdir(parents=True, exist_ok=True)
     tmp = blobs.tmp / f"case-{os.getpid()}-{os.urandom(8).hex()}.nrrd"
@@ -202,11 +215,24 @@ def add_case(project_dir, case_id: str, image_path, patient_id: str, *, compress
         sha, size = blobs.put_file(tmp, move=True)
     finally:
         tmp.unlink(missing_ok=True)
-    data = {"case_id": case_id, "patient_id": patient_id, "image_sha256": sha, "image_size": size,
-            "image_name": f"{case_id}.nrrd", "geometry": volume.geometry.to_lps().to_dict(), "source": str(source)}
+    data.update(image_sha256=sha, image_size=size)
     EventLog(project_dir).append("case", _actor(), data, case_id=case_id)
     log.info("added case %s (%d bytes, sha256 %s)", case_id, size, sha[:12])
     return data
+
+
+def check_reference(reference) -> dict:
+    """A case's PACS reference, checked and normalised (``PacsReference.to_dict``); InvalidInput if bad."""
+    from ..pacs import PacsError
+    from ..pacs.reference import PacsReference
+
+    if isinstance(reference, dict) and any("password" in str(k).lower() for k in reference):
+        raise InvalidInput("reference: a project never stores a PACS password (use $DICOMWEB_PASSWORD or the "
+                           "OS keyring)")
+    try:
+        return PacsReference.from_dict(reference).to_dict()
+    except PacsError as exc:
+        raise InvalidInput(f"reference: {exc}") from None
 
 
 def add_member(project_dir, user: str, role: str) -> str:
@@ -244,7 +270,12 @@ def verify_project(project_dir, db_url: str | None = None) -> list[str]:
     catalog.refresh()
     problems = []
     for case in catalog.cases():
-        if not catalog.blobs.verify(case["image_sha256"]):
+        if case.get("reference") is not None:  # reference mode: the pixels live in the PACS, not here
+            try:
+                check_reference(case["reference"])
+            except InvalidInput as exc:
+                problems.append(f"case {case['case_id']}: {exc}")
+        elif not catalog.blobs.verify(case["image_sha256"]):
             problems.append(f"case {case['case_id']}: image blob {case['image_sha256']} missing or corrupt")
     for v in catalog.versions():
         if not catalog.blobs.verify(v["sha256"]):

@@ -8,12 +8,106 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
+import threading
 from pathlib import Path
 
 from ..atomic import _fsync_dir
 from .model import InvalidInput, NotFound, check_sha256
 
 CHUNK = 1 << 20
+WRITEBACK_EVERY = 16 << 20  # bytes written between two start_writeback calls of a streamed file
+_SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of dirty pages, do not wait
+_sync_file_range = None
+
+
+def start_writeback(fd: int) -> None:
+    """Start writing a file's dirty pages to disk now, without waiting (Linux ``sync_file_range``).
+
+    A large upload or download calls this as it goes, so the disk works while bytes still
+    arrive and the one fsync at the end has little left to flush.  Durability still comes
+    from that fsync alone.  Elsewhere (no such call) this does nothing.
+    """
+    global _sync_file_range
+    if _sync_file_range is None:
+        _sync_file_range = False
+        if hasattr(os, "posix_fadvise"):  # Linux and other POSIX systems; the call itself is Linux-only
+            import ctypes
+
+            try:
+                fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+                fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+                _sync_file_range = fn
+            except (AttributeError, OSError):
+                pass
+    if _sync_file_range:
+        _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)  # a failure only means no head start
+
+
+class BackgroundHash:
+    """A running sha256 updated by a second thread (which can also write the blocks to a file).
+
+    The thread that receives or sends bytes only hands blocks over; hashing (and, with ``fd``,
+    writing, with ``start_writeback`` as it goes) happens here meanwhile.  hashlib and
+    os.write release the GIL, so on two cores this costs next to no wall time.  Blocks travel
+    in batches of about ``batch`` bytes: small enough to be hashed while still in the CPU cache
+    (4 MiB batches measured slower), large enough for few thread wake-ups.  ``position``: the
+    bytes handed in so far; ``written``: the bytes written to ``fd``.  ``finish()`` waits for
+    the queue to drain and raises the OSError a write met, if any.
+    """
+
+    def __init__(self, h=None, position: int = 0, *, fd: int | None = None, batch: int = 1 << 20):
+        self.h = h if h is not None else hashlib.sha256()
+        self.position = position
+        self.fd, self.written, self.error = fd, 0, None
+        self.batch = batch
+        self._pending: list = []
+        self._pending_bytes = 0
+        self.queue: queue.Queue = queue.Queue(maxsize=8)  # bounded: a few MiB held in memory at most
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        unflushed = 0
+        while (blocks := self.queue.get()) is not None:
+            if self.error is not None:
+                continue  # after a failed write: drain, hash nothing more
+            for block in blocks:
+                if self.fd is not None:
+                    try:
+                        view = memoryview(block)
+                        while view:
+                            n = os.write(self.fd, view)
+                            view = view[n:]
+                            self.written += n
+                    except OSError as exc:
+                        self.error = exc
+                        break
+                    unflushed += len(block)
+                    if unflushed >= WRITEBACK_EVERY:  # the disk writes while the rest arrives
+                        start_writeback(self.fd)
+                        unflushed = 0
+                self.h.update(block)
+
+    def update(self, block) -> None:
+        self._pending.append(block)
+        self._pending_bytes += len(block)
+        self.position += len(block)
+        if self._pending_bytes >= self.batch:
+            self.queue.put(self._pending)
+            self._pending, self._pending_bytes = [], 0
+
+    def finish(self):
+        """The hash object once every block handed in is hashed (and written)."""
+        if self.thread.is_alive():
+            if self._pending:
+                self.queue.put(self._pending)
+                self._pending, self._pending_bytes = [], 0
+            self.queue.put(None)
+            self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.h
 
 
 def sha256_file(path, progress=None) -> tuple[str, int]:

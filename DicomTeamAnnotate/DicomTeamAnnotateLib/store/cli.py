@@ -216,6 +216,9 @@ def cmd_push(args) -> int:
 def cmd_pull(args) -> int:
     from pathlib import Path
 
+    from ..pacs.cli import quiet_pacs_libraries  # (a reference-mode case is fetched from its PACS)
+
+    quiet_pacs_libraries(args)
     store = _open(args)
 
     def run():

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from pathlib import Path
 
-from .blobs import sha256_file
+from .blobs import BackgroundHash, sha256_file
 from .model import (ERRORS_BY_STATUS, Conflict, NotFound, StoreError, StoreUnavailable, check_id,
                     check_version_id, new_version_id)
 from .sync import Progress, SyncCache
@@ -23,14 +22,20 @@ from .sync import Progress, SyncCache
 log = logging.getLogger(__name__)
 
 API = "/api/v1"
-CHUNK_SIZE = 16 << 20
+CHUNK_SIZE = 64 << 20  # bytes per PUT: few requests; a resumed upload repeats at most the bytes in flight
 
 
 class _FileSlice:
-    """Bytes ``start..end`` of a file as an iterable with a length (so requests sends Content-Length)."""
+    """Bytes ``start..end`` of a file as an iterable with a length (so requests sends Content-Length).
 
-    def __init__(self, path, start: int, end: int, progress: Progress, piece: int = 1 << 20):
+    Each block read is also handed to ``hashing`` (a BackgroundHash of the file from byte 0), so
+    the file is read once for sending and hashing together; bytes hashed before (a resumed
+    chunk) are not hashed again.
+    """
+
+    def __init__(self, path, start: int, end: int, progress: Progress, hashing, piece: int = 1 << 20):
         self.path, self.start, self.end, self.progress, self.piece = path, start, end, progress, piece
+        self.hashing = hashing
 
     def __len__(self):
         return self.end - self.start
@@ -38,12 +43,15 @@ class _FileSlice:
     def __iter__(self):
         with open(self.path, "rb") as fh:
             fh.seek(self.start)
-            left = self.end - self.start
-            while left > 0:
-                block = fh.read(min(self.piece, left))
+            pos = self.start
+            while pos < self.end:
+                block = fh.read(min(self.piece, self.end - pos))
                 if not block:
                     raise StoreError(f"{self.path}: file shrank during the upload")
-                left -= len(block)
+                skip = self.hashing.position - pos
+                if 0 <= skip < len(block):
+                    self.hashing.update(memoryview(block)[skip:] if skip else block)
+                pos += len(block)
                 yield block
                 self.progress.add(len(block))
 
@@ -194,8 +202,17 @@ class HttpStore:
         return self.cache.materialize(sha256, dest, link=link)
 
     def fetch_image(self, case_id, dest_dir, progress=None) -> Path:
-        """Download the case image into ``dest_dir`` (cached, verified, resumable); returns its path."""
+        """Download the case image into ``dest_dir`` (cached, verified, resumable); returns its path.
+
+        A reference-mode case's pixels are not on the server: this client fetches them from the
+        PACS the case records (into ``<cache>/dicomweb``), with this machine's PACS credentials.
+        """
         case = self.get_case(case_id)
+        if case.get("reference") is not None:
+            from .service import fetch_reference_case_image
+
+            cache_dir = self.cache.root / "dicomweb" if self.cache is not None else None
+            return fetch_reference_case_image(case, dest_dir, cache_dir=cache_dir, progress=progress)
         dest = Path(dest_dir) / case["image_name"]
         return self._download(f"/cases/{case_id}/image", case["image_sha256"], case["image_size"], dest,
                               progress, link=True)
@@ -214,35 +231,31 @@ class HttpStore:
                      version_id=None, progress=None) -> dict:
         """Upload a .seg.nrrd as a new version (resumable, checksum-verified); returns the version.
 
-        The file is hashed in a second thread while it uploads (hashlib releases the GIL), and
-        the sha256 is sent with the finalize request; the server checks it against its own.
+        The bytes are hashed as they are read for sending (in a second thread: hashlib releases
+        the GIL), and the sha256 goes with the finalize request; the server checks it against
+        the hash of what it received.
         """
         seg_path = Path(seg_path)
         if not seg_path.is_file():
             raise FileNotFoundError(f"{seg_path}: no such file")
         check_id(case_id, "case id")
         size = seg_path.stat().st_size
-        digest: dict = {}
-        hasher = threading.Thread(target=lambda: digest.update(result=sha256_file(seg_path)), daemon=True)
-        hasher.start()
         body = {"size": size, "filename": seg_path.name, "parent": parent, "kind": kind, "message": message or "",
                 "meta": meta or {}, "version_id": version_id or new_version_id()}
         start = self._retrying(lambda: self._json("POST", f"/cases/{case_id}/uploads", json=body),
                                self.connect_window_s)
-        if "version" not in start:
-            bar = Progress(progress, size, seg_path.name)
-            try:
-                self._send_chunks(start["upload_id"], seg_path, size, bar)
-            finally:
-                bar.close()
-        hasher.join()
-        sha, hashed = digest["result"]
-        if hashed != size:
-            raise StoreError(f"{seg_path}: the file changed while it was being pushed")
         if "version" in start:  # a retried push whose version exists: same content?
-            if start["version"]["sha256"] != sha:
+            if start["version"]["sha256"] != sha256_file(seg_path)[0]:
                 raise Conflict(f"version id {body['version_id']!r} is already used for other content")
             return start["version"]
+        hashing = BackgroundHash()
+        bar = Progress(progress, size, seg_path.name)
+        try:
+            self._send_chunks(start["upload_id"], seg_path, size, bar, hashing)
+        finally:
+            bar.close()
+            h = hashing.finish()
+        sha = h.hexdigest() if hashing.position == size else sha256_file(seg_path)[0]
         return self._retrying(lambda: self._finalize(start["upload_id"], body["version_id"], sha),
                               self.retry_window_s)
 
@@ -253,7 +266,7 @@ class HttpStore:
             # The session is gone: after a lost reply the version may exist already.
             return self.get_version(version_id)
 
-    def _send_chunks(self, upload_id, path, size, bar: Progress) -> None:
+    def _send_chunks(self, upload_id, path, size, bar: Progress, hashing) -> None:
         deadline = time.monotonic() + self.retry_window_s
         offset, delay = 0, 0.2
         while offset < size:
@@ -262,7 +275,7 @@ class HttpStore:
                 bar.set(offset)
                 piece = max(4096, min(1 << 20, self.chunk_size // 4))  # progress several times per chunk
                 r = self._json("PUT", f"/uploads/{upload_id}", params={"offset": offset},
-                               data=_FileSlice(path, offset, end, bar, piece),
+                               data=_FileSlice(path, offset, end, bar, hashing, piece),
                                headers={"Content-Type": "application/octet-stream"})
                 offset, delay = r["offset"], 0.2
                 deadline = time.monotonic() + self.retry_window_s  # progress made: a fresh window

@@ -19,7 +19,7 @@ from pathlib import Path
 from .blobs import BlobStore
 from .events import EventLog
 from .model import NotFound
-from .service import ProjectService, read_project_file
+from .service import ProjectService, fetch_reference_case_image, read_project_file
 
 
 class FolderCatalog:
@@ -113,7 +113,13 @@ class FolderStore(ProjectService):
         self.location = str(project_dir.resolve())
 
     def fetch_image(self, case_id, dest_dir, progress=None) -> Path:
-        """Copy the case image (verified by sha256) into ``dest_dir``; returns its path."""
+        """Copy the case image (verified by sha256) into ``dest_dir``; returns its path.
+
+        A reference-mode case's image is fetched from its PACS instead (cached locally).
+        """
+        case = self.get_case(case_id)
+        if case.get("reference") is not None:
+            return fetch_reference_case_image(case, dest_dir, progress=progress)
         blob, name, sha = self.image_blob(case_id)
         return self.catalog.blobs.copy_to(sha, Path(dest_dir) / name, progress=progress)
 

@@ -26,7 +26,9 @@ class Store(Protocol):
         """[{'user', 'role'}] (an annotator sees only themself)."""
 
     def list_cases(self) -> list[dict]:
-        """[{'case_id', 'patient_id', 'image_sha256', 'image_size', 'image_name', 'geometry', 'added'}]."""
+        """[{'case_id', 'patient_id', 'image_sha256', 'image_size', 'image_name', 'geometry', 'added', 'source',
+        'reference'}]; a reference-mode case has ``image_sha256`` None and ``reference`` {kind, url, study_uid,
+        series_uid, user}: its pixels stay in the PACS."""
 
     def get_case(self, case_id: str) -> dict:
         """One case (as in list_cases)."""
@@ -45,7 +47,7 @@ class Store(Protocol):
         """The latest version by ``author`` (default: me), or None."""
 
     def fetch_image(self, case_id: str, dest_dir, progress=None) -> Path:
-        """The case image (.nrrd) written into ``dest_dir``."""
+        """The case image (.nrrd) written into ``dest_dir`` (a reference-mode case: fetched from its PACS)."""
 
     def fetch_version(self, version_id: str, dest_path, progress=None) -> Path:
         """A version's .seg.nrrd written to ``dest_path`` (a file or a folder)."""

@@ -7,8 +7,10 @@ and the same rules as the folder store apply (service.ProjectService), enforced 
 
 Uploads are resumable: POST creates an upload session (its bytes go to ``DIR/uploads/``,
 never to the blob area), PUT appends a chunk at a given offset, GET tells the offset reached,
-and finalize verifies size and sha256 and the segmentation's geometry before the blob and the
-version appear.  Downloads are streamed from the blob files (with HTTP Range support).
+and finalize verifies size and sha256 and the segmentation's geometry (from its header: a
+large push is never decoded) before the blob and the version appear.  The bytes are written
+once, to the upload file that becomes the blob (hashed on the way, fsynced once, then linked
+into place).  Downloads are streamed from the blob files (with HTTP Range support).
 
 The server keeps no state in memory that matters: everything lives in the database and the
 project folder, so several instances (``--workers N``, or hosts sharing the folder and a
@@ -44,6 +46,7 @@ def create_app(project_dir, db_url: str | None = None):
     from starlette.requests import ClientDisconnect
 
     from .auth import hash_token
+    from .blobs import BackgroundHash
     from .service import ProjectService
     from .sqlindex import SqlIndex
 
@@ -259,35 +262,42 @@ def create_app(project_dir, db_url: str | None = None):
         if offset != current:
             raise _OffsetConflict(current, f"upload {upload_id}: chunk starts at {offset}, but {current} bytes "
                                            "are stored; resume from there")
-        running = hashers.pop(upload_id, None)
+        running = hashers.pop(upload_id, None)  # (bytes hashed, sha256 object) of this session
         if running is None or running[0] != current:
-            running = [0, hashlib.sha256()] if current == 0 else None
+            running = (0, hashlib.sha256()) if current == 0 else None
+        h, position = (running[1], running[0]) if running is not None else (hashlib.sha256(), current)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        written = 0
+        # This loop only receives; a second thread writes each block, then hashes it (both release
+        # the GIL), starting the disk's writeback as it goes.  No fsync per chunk: the blob is
+        # fsynced once, at finalize, before it is linked into place.  A crash of the machine (not
+        # of this process: the page cache survives that) may lose acknowledged bytes; the sha256
+        # check at finalize then refuses the upload.
+        sink = BackgroundHash(h, position, fd=fd)
+        received, too_large = 0, False
         try:
-            async for piece in request.stream():
-                if current + written + len(piece) > row["size"]:
-                    os.ftruncate(fd, current)
-                    running = None
-                    raise InvalidInput(f"upload {upload_id}: more bytes than the declared size {row['size']}")
-                view = memoryview(piece)
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
-                written += len(piece)
-                if running is not None:
-                    running[1].update(piece)
-                    running[0] += len(piece)
-            await run_in_threadpool(os.fsync, fd)
-        except ClientDisconnect:
-            log.info("upload %s: client went away after %d bytes of this chunk", upload_id, written)
+            try:
+                async for piece in request.stream():
+                    if current + received + len(piece) > row["size"]:
+                        too_large = True
+                        break
+                    sink.update(piece)
+                    received += len(piece)
+            except ClientDisconnect:
+                log.info("upload %s: client went away after %d bytes of this chunk", upload_id, received)
+            finally:
+                h = await run_in_threadpool(sink.finish)
+            if too_large:
+                os.ftruncate(fd, current)
+                raise InvalidInput(f"upload {upload_id}: more bytes than the declared size {row['size']}")
+        except OSError as exc:
+            raise StoreError(f"upload {upload_id}: the server could not store the chunk ({exc})") from None
         finally:
             os.close(fd)
-            if running is not None:
-                hashers[upload_id] = running
-                while len(hashers) > 256:  # abandoned sessions must not pile up in memory
-                    hashers.popitem(last=False)
-        return {"upload_id": upload_id, "offset": current + written, "size": row["size"]}
+        if running is not None and sink.position == current + sink.written:  # else finalize re-hashes
+            hashers[upload_id] = (sink.position, h)
+            while len(hashers) > 256:  # abandoned sessions must not pile up in memory
+                hashers.popitem(last=False)
+        return {"upload_id": upload_id, "offset": current + sink.written, "size": row["size"]}
 
     @app.post(API + "/uploads/{upload_id}/finalize")
     async def finalize(upload_id: str, request: Request):

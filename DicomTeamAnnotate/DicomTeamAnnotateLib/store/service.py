@@ -18,7 +18,7 @@ import numpy as np
 
 from . import auth
 from .model import (ANNOTATOR_STATES, KINDS, STATES, Conflict, GeometryMismatch, InvalidInput, NotFound,
-                    Unauthorized, check_choice, check_filename, check_id, check_message, check_meta,
+                    StoreError, Unauthorized, check_choice, check_filename, check_id, check_message, check_meta,
                     check_version_id, flag_conflicts, new_version_id, now_iso, version_record)
 from .states import annotator_state, case_state, later_state
 
@@ -56,9 +56,26 @@ def read_project_file(project_dir) -> dict:
 
 
 def public_case(case: dict) -> dict:
-    """The case fields a client sees."""
-    keys = ("case_id", "patient_id", "image_sha256", "image_size", "image_name", "geometry", "added")
+    """The case fields a client sees (``reference``: the PACS location of a reference-mode case, else None)."""
+    keys = ("case_id", "patient_id", "image_sha256", "image_size", "image_name", "geometry", "added", "source",
+            "reference")
     return {k: case.get(k) for k in keys}
+
+
+def fetch_reference_case_image(case: dict, dest_dir, *, cache_dir=None, progress=None) -> Path:
+    """The image of a reference-mode case, fetched from its PACS into ``dest_dir`` (a StoreError on failure).
+
+    The project holds no pixels for such a case, so every store (folder, or the HTTP client,
+    since the server cannot serve them either) fetches them itself; see pacs.reference.
+    """
+    from ..pacs import PacsError
+    from ..pacs.reference import fetch_case_image
+
+    try:
+        return fetch_case_image(case, dest_dir, cache_dir=cache_dir, progress=progress)
+    except PacsError as exc:
+        raise StoreError(f"case {case['case_id']}: its image lives in the PACS (reference mode) and could not be "
+                         f"fetched: {exc}") from None
 
 
 class ProjectService:
@@ -144,6 +161,10 @@ class ProjectService:
     def image_blob(self, case_id) -> tuple[Path, str, str]:
         """(blob path, download name, sha256) of a case image."""
         case = self._case(case_id)
+        if case.get("reference") is not None or not case.get("image_sha256"):
+            where = (case.get("reference") or {}).get("url", "its PACS")
+            raise NotFound(f"case {case_id!r} is a reference to a PACS series: the project holds no pixels for it; "
+                           f"fetch the series from {where} (Store.fetch_image does)")
         return self.catalog.blobs.require(case["image_sha256"]), case["image_name"], case["image_sha256"]
 
     # ----- versions ---------------------------------------------------------------------------
@@ -352,13 +373,15 @@ def _public_event_data(record: dict) -> dict:
 
 # ----- geometry check of a pushed segmentation --------------------------------------------------
 def check_segmentation_fits(path: Path, case: dict, name: str) -> None:
-    """InvalidInput unless ``path`` is a readable .seg.nrrd on the case image's voxel grid.
+    """InvalidInput unless ``path`` is a .seg.nrrd on the case image's voxel grid (header only).
 
+    Only the header is read (a push of hundreds of MB must not be decoded to be accepted), plus
+    the payload length: the voxel bytes a raw file holds, or a gzip stream's recorded length.
     A file cropped to its content (as Slicer can save it) is accepted when it lies exactly on
     the image grid (same spacing and axes, whole-voxel offset, inside the image).
     """
     from ..geometry import Geometry
-    from ..segio import is_seg_nrrd, read_segmentation
+    from ..segio import is_seg_nrrd, read_segmentation_geometry
 
     if not path.name.lower().endswith(".nrrd"):  # a blob has no suffix; the reader goes by it
         import tempfile
@@ -375,15 +398,58 @@ def check_segmentation_fits(path: Path, case: dict, name: str) -> None:
     try:
         if not is_seg_nrrd(path):
             raise ValueError("not a Slicer .seg.nrrd segmentation (no Segment*/Segmentation_* fields)")
-        seg = read_segmentation(path)
+        geometry = read_segmentation_geometry(path)
+        problem = nrrd_payload_problem(path)
+        if problem:
+            raise ValueError(problem)
     except (ValueError, OSError) as exc:
         msg = str(exc).replace(str(path), name)
         raise InvalidInput(f"{name}: not a readable segmentation ({msg})") from None
     image = Geometry.from_dict(case["geometry"])
-    problems = seg.geometry.differences(image)
-    if problems and not _on_image_grid(seg.geometry, image):
+    problems = geometry.differences(image)
+    if problems and not _on_image_grid(geometry, image):
         raise GeometryMismatch(f"{name}: geometry does not match the image of case {case['case_id']!r}: "
                                + "; ".join(problems))
+
+
+# Bytes per voxel of the NRRD types a segmentation uses (others are not length-checked).
+_NRRD_ITEMSIZE = {"unsigned char": 1, "uchar": 1, "uint8": 1, "uint8_t": 1, "signed char": 1, "int8": 1,
+                  "int8_t": 1, "char": 1, "short": 2, "unsigned short": 2, "ushort": 2, "int16": 2, "uint16": 2,
+                  "int16_t": 2, "uint16_t": 2, "int": 4, "unsigned int": 4, "uint": 4, "int32": 4, "uint32": 4,
+                  "int32_t": 4, "uint32_t": 4, "float": 4, "double": 8}
+
+
+def nrrd_payload_problem(path) -> str | None:
+    """Why a NRRD's attached data cannot hold its voxels (None when it can, or cannot be told cheaply).
+
+    Raw data must be exactly sizes x type bytes; a gzip stream must record that many bytes in
+    its trailer (ISIZE, modulo 2**32).  Reads the header and at most 4 more bytes.
+    """
+    import nrrd
+
+    with open(path, "rb") as fh:
+        try:
+            header = nrrd.read_header(fh)
+        except Exception as exc:  # pynrrd raises several kinds; the geometry reader names them
+            return f"unreadable NRRD header ({exc})"
+        start = fh.tell()
+        itemsize = _NRRD_ITEMSIZE.get(str(header.get("type", "")).strip().lower())
+        if itemsize is None or any(k in header for k in ("data file", "datafile", "line skip", "lineskip",
+                                                          "byte skip", "byteskip")):
+            return None
+        expected = int(np.prod([int(v) for v in np.asarray(header.get("sizes", [])).ravel()])) * itemsize
+        have = os.fstat(fh.fileno()).st_size - start
+        encoding = str(header.get("encoding", "")).strip().lower()
+        if encoding == "raw":
+            if have != expected:
+                return f"the raw data holds {have} bytes, the header's sizes need {expected}"
+        elif encoding in ("gzip", "gz"):
+            magic = fh.read(2)
+            fh.seek(-4, os.SEEK_END)
+            isize = int.from_bytes(fh.read(4), "little") if have >= 18 else -1
+            if magic != b"\x1f\x8b" or isize != expected % (1 << 32):
+                return f"the gzip data is cut short or does not hold the {expected} bytes the header's sizes need"
+    return None
 
 
 def _on_image_grid(sub, image, tol: float = 1e-3) -> bool:

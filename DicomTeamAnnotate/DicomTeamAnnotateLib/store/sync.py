@@ -16,12 +16,11 @@ import hashlib
 import json
 import logging
 import os
-import queue
 import shutil
-import threading
 from pathlib import Path
 
 from ..atomic import atomic_path, write_json_atomic
+from .blobs import BackgroundHash
 from .model import InvalidInput, StoreError, StoreUnavailable, check_sha256, new_version_id, now_iso
 
 log = logging.getLogger(__name__)
@@ -64,30 +63,6 @@ class Progress:
 
 
 # ----- downloads -----------------------------------------------------------------------------------
-class _BackgroundHash:
-    """sha256 fed from a queue by a second thread, so hashing overlaps receiving and writing."""
-
-    def __init__(self, h):
-        self.h = h
-        self.queue: queue.Queue = queue.Queue(maxsize=16)
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while (block := self.queue.get()) is not None:
-            self.h.update(block)  # hashlib releases the GIL on large buffers
-
-    def update(self, block: bytes) -> None:
-        self.queue.put(block)
-
-    def finish(self):
-        """The hash object once every queued block is in."""
-        if self.thread.is_alive():
-            self.queue.put(None)
-            self.thread.join()
-        return self.h
-
-
 def download(open_stream, dest, sha256: str, size: int | None = None, progress=None) -> Path:
     """Download to ``dest`` via ``dest.part`` (resumed if present), verify sha256, rename into place.
 
@@ -109,18 +84,20 @@ def download(open_stream, dest, sha256: str, size: int | None = None, progress=N
             h, offset = hashlib.sha256(), 0
     bar = Progress(progress, size or 0, dest.name)
     bar.set(offset)
-    hashing = _BackgroundHash(h)
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    # This loop only receives; a second thread writes each block and hashes it meanwhile.
+    sink = BackgroundHash(h, offset, fd=fd)
     try:
-        with open(part, "ab") as out:
+        try:
             if size is None or offset < size:
                 for chunk in open_stream(offset):
-                    out.write(chunk)
-                    hashing.update(chunk)
+                    sink.update(chunk)
                     bar.add(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
+        finally:
+            h = sink.finish()
+        os.fsync(fd)
     finally:
-        h = hashing.finish()
+        os.close(fd)
         bar.close()
     if h.hexdigest() != sha256:
         part.unlink(missing_ok=True)
