@@ -64,10 +64,10 @@ def step_consensus(out: Path, ctx: dict) -> str:
 
 
 def step_sam(out: Path, ctx: dict) -> str:
-    from SamPromptLib.demo import sam_demo
+    from SamPromptLib.demo import run_demo
 
-    summary = sam_demo(out / "sam", phantom=ctx.get("phantom"))
-    return ", ".join(f"{k} {v}" for k, v in summary.items() if k in ("organ", "dice_2d", "dice_3d", "picture"))
+    summary = run_demo(out / "sam", organ="liver")
+    return f"{summary['organ']} from one box on slice {summary['slice']}: 3D Dice {summary['dice']:.3f}; picture {summary['png']}"
 
 
 def step_train(out: Path, ctx: dict) -> str:

@@ -1,0 +1,136 @@
+"""What the Segment Editor effect and the SamPrompt panel share inside one Slicer session.
+
+The model settings (backend, checkpoint, device, cache size, neighbours embedded ahead) live
+under ``SETTINGS_PREFIX`` in the application settings, written by the panel and read by the
+effect; here they are a plain dict, validated by ``model_settings``.  ``segmenter_for`` hands
+out one ``SamSegmenter`` per (volume, window, model), all on one process-wide embedding cache
+and one loaded model per (backend, checkpoint, device), so the panel's "precompute the whole
+volume" fills the cache the effect then reads.  Qt-free.
+"""
+from __future__ import annotations
+
+import threading
+
+from .backends import DEFAULT_BACKEND, available_backends, create_backend
+from .cache import DEFAULT_MAX_BYTES, EmbeddingCache
+
+SETTINGS_PREFIX = "SamPrompt/"
+DEFAULT_SETTINGS = {"backend": DEFAULT_BACKEND, "checkpoint": "", "device": "cpu",
+                    "cache_mb": DEFAULT_MAX_BYTES // (1024 * 1024), "precompute_neighbours": 2}
+DEVICES = ("cpu", "cuda", "mps")
+
+_lock = threading.RLock()
+_cache: EmbeddingCache | None = None
+_backends: dict = {}
+_segmenters: dict = {}
+_fingerprints: list = []  # [(Volume, fingerprint)], newest first
+
+
+def model_settings(values: dict | None = None) -> dict:
+    """Defaults overlaid with ``values`` (e.g. read from QSettings as strings), validated and typed."""
+    out = dict(DEFAULT_SETTINGS)
+    for key, value in (values or {}).items():
+        if key in out and value is not None and value != "":
+            out[key] = value
+    if out["backend"] not in available_backends():
+        raise ValueError(f"setting 'backend': unknown SAM backend {out['backend']!r}; known: "
+                         f"{', '.join(available_backends())}")
+    if out["device"] not in DEVICES:
+        raise ValueError(f"setting 'device' must be one of {DEVICES}, got {out['device']!r}")
+    for key in ("cache_mb", "precompute_neighbours"):
+        try:
+            out[key] = int(out[key])
+        except (TypeError, ValueError):
+            raise ValueError(f"setting '{key}' must be an integer, got {out[key]!r}") from None
+    if out["cache_mb"] < 16:
+        raise ValueError(f"setting 'cache_mb' must be at least 16 (MB), got {out['cache_mb']}")
+    out["checkpoint"] = str(out["checkpoint"] or "")
+    return out
+
+
+def available_devices() -> list[str]:
+    """'cpu' plus 'cuda' / 'mps' where this PyTorch can use them (just 'cpu' without torch)."""
+    try:
+        import torch
+    except ImportError:
+        return ["cpu"]
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out.append("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        out.append("mps")
+    return out
+
+
+def shared_cache(max_bytes: int | None = None) -> EmbeddingCache:
+    """The process-wide embedding cache (resized when ``max_bytes`` is given)."""
+    global _cache
+    with _lock:
+        if _cache is None:
+            _cache = EmbeddingCache(max_bytes or DEFAULT_MAX_BYTES)
+        elif max_bytes:
+            _cache.set_max_bytes(max_bytes)
+        return _cache
+
+
+def backend_for(settings: dict):
+    """The loaded model for these settings (created once: loading/exporting takes seconds)."""
+    s = model_settings(settings)
+    key = (s["backend"], s["checkpoint"], s["device"])
+    with _lock:
+        if key not in _backends:
+            _backends[key] = create_backend(s["backend"], checkpoint=s["checkpoint"] or None, device=s["device"])
+        return _backends[key]
+
+
+def volume_id_of(volume) -> str:
+    """The content fingerprint of a Volume, computed once per Volume object (the cache key of its embeddings)."""
+    from .segmenter import volume_fingerprint
+
+    with _lock:
+        for vol, fingerprint in _fingerprints:
+            if vol is volume:
+                return fingerprint
+    fingerprint = volume_fingerprint(volume)
+    with _lock:
+        _fingerprints.insert(0, (volume, fingerprint))
+        del _fingerprints[4:]
+    return fingerprint
+
+
+def segmenter_for(volume, volume_id: str | None = None, settings: dict | None = None, window=None):
+    """The shared SamSegmenter of a volume and window (same pixels and grid = same embeddings).
+
+    ``volume_id`` defaults to the volume's content fingerprint, so the panel and the effect,
+    which get the volume from different places, share one segmenter and its embeddings when
+    they pass the same window (the source volume's display window).
+    """
+    from .segmenter import SamSegmenter
+
+    s = model_settings(settings)
+    volume_id = volume_id or volume_id_of(volume)
+    backend = backend_for(s)
+    key = (volume_id, None if window is None else tuple(window), s["backend"], s["checkpoint"], s["device"])
+    with _lock:
+        segmenter = _segmenters.get(key)
+        if segmenter is None:
+            for old_key in [k for k in _segmenters if k[0] != volume_id]:  # one volume at a time holds a thread
+                _segmenters.pop(old_key).close()
+            segmenter = SamSegmenter(volume, backend, window=window, volume_id=volume_id,
+                                     cache=shared_cache(s["cache_mb"] * 1024 * 1024),
+                                     precompute_neighbours=s["precompute_neighbours"])
+            _segmenters[key] = segmenter
+        return segmenter
+
+
+def reset() -> None:
+    """Forget the loaded models, segmenters and cached embeddings (settings changed, scene closed)."""
+    global _cache
+    with _lock:
+        for segmenter in _segmenters.values():
+            segmenter.close()
+        _segmenters.clear()
+        _backends.clear()
+        _fingerprints.clear()
+        if _cache is not None:
+            _cache.clear()

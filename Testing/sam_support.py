@@ -1,0 +1,52 @@
+"""Shared, session-wide state of the SAM tests: the real CT, its reference aligned by physical
+geometry, and one LiteMedSAM segmenter whose embedding cache every test file reuses (CI has two
+cores: each slice is embedded once per test session)."""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+import numpy as np
+
+from DicomTeamAnnotateLib.geometry import resample_like
+from DicomTeamAnnotateLib.volume import read_volume
+
+SOFT_TISSUE = (40.0, 400.0)
+ORGANS = ("liver", "spleen", "stomach", "aorta", "inferior_vena_cava")
+GOAL_ORGANS = ("liver", "spleen", "stomach", "aorta")
+
+
+@lru_cache(maxsize=None)
+def ct_case(dicom_dir: str, organs_path: str) -> tuple:
+    """(CT Volume from the DICOM folder, reference label array on the CT grid, {organ: label value})."""
+    from DicomTeamAnnotateLib.dicom_ingest import load_dicom_volume
+    from pathlib import Path
+
+    ct = load_dicom_volume(dicom_dir)
+    ref = read_volume(organs_path)
+    # By physical position, never by index: the label file may store flipped axes.
+    labels = resample_like(ref.array, ref.geometry, ct.geometry, label=True)
+    values = json.loads((Path(organs_path).parent / "organs.json").read_text())["labels"]
+    return ct, labels, values
+
+
+@lru_cache(maxsize=None)
+def ct_segmenter(dicom_dir: str, organs_path: str):
+    """One LiteMedSAM (ONNX runtime) segmenter on the CT, soft-tissue window, shared by all tests."""
+    from SamPromptLib import shared
+    from SamPromptLib.segmenter import SamSegmenter
+
+    ct, _, _ = ct_case(dicom_dir, organs_path)
+    # The process-wide model and cache, as `dicomteam sam` uses them: the CLI tests reuse the embeddings.
+    return SamSegmenter(ct, shared.backend_for({"backend": "litemedsam"}), window=SOFT_TISSUE,
+                        cache=shared.shared_cache())
+
+
+def organ_mask(labels: np.ndarray, values: dict, organ: str) -> np.ndarray:
+    return labels == values[organ]
+
+
+def middle_slice(mask: np.ndarray) -> int:
+    """The middle axial slice (k) of an organ's extent."""
+    ks = np.flatnonzero(mask.any(axis=(1, 2)))
+    return int(ks[len(ks) // 2])
