@@ -1,0 +1,266 @@
+"""``dicomteam`` subcommands of TrainBridge: export-nnunet, train, jobs, evaluate, export-model.
+
+Registration is cheap: every heavy import (torch, monai, nnunetv2) happens inside the commands.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _error(message: str):
+    from DicomTeamAnnotateLib.cli import CommandError
+
+    return CommandError(message)
+
+
+def register(subparsers) -> None:
+    """Add the TrainBridge subcommands to the ``dicomteam`` parser."""
+    p = subparsers.add_parser("export-nnunet", help="export cases to nnU-Net v2's raw layout with patient splits")
+    src = p.add_argument_group("source (one of)")
+    src.add_argument("--store", help="project store: a folder or an http(s) URL (adjudicated versions)")
+    src.add_argument("--user", help="store user name")
+    src.add_argument("--token", help="store access token")
+    src.add_argument("--images", nargs="+", metavar="IMG",
+                     help="one per case: a volume file or DICOM folder; several channels joined with ','")
+    src.add_argument("--labels", nargs="+", metavar="LBL", help="one label map or .seg.nrrd per case")
+    src.add_argument("--patients", nargs="+", metavar="P", help="one patient id per case")
+    p.add_argument("--case-ids", nargs="+", metavar="ID", help="case ids (default case_000, case_001, ...)")
+    p.add_argument("--label-names", metavar="JSON", help="ontology: {name: value}, organs.json, dataset.json or project.json")
+    p.add_argument("--out", required=True, metavar="RAW_DIR", help="nnUNet_raw folder")
+    p.add_argument("--dataset-id", type=int, metavar="N", help="dataset id (default: the first free one from 500)")
+    p.add_argument("--name", required=True, help="dataset name (DatasetXXX_NAME)")
+    p.add_argument("--test-fraction", type=float, default=0.2, metavar="F", help="share of patients held out (0.2)")
+    p.add_argument("--folds", type=int, default=5, metavar="K", help="cross-validation folds (5; fewer if fewer patients)")
+    p.add_argument("--preprocessed", metavar="DIR", help="nnUNet_preprocessed folder for splits_final.json")
+    p.add_argument("--channel-names", help="comma-separated channel names (default: CT or image)")
+    p.add_argument("--stratify", metavar="ATTR", help="case attribute to stratify splits by (store cases)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--version-kind", default="adjudicated", help="store: which versions to export (adjudicated)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder of that name")
+    p.add_argument("--monai-json", action="store_true", help="also write dataset_monai.json")
+    p.add_argument("--seg-nrrd", metavar="DIR", help="also write each label as a Slicer .seg.nrrd into DIR")
+    p.add_argument("--coco", metavar="DIR", help="also write axial slices as PNG + COCO JSON into DIR")
+    p.set_defaults(func=cmd_export_nnunet)
+
+    p = subparsers.add_parser("train", help="train on an exported dataset (nnU-Net or MONAI), as a background job")
+    p.add_argument("--dataset", required=True, metavar="RAW_DIR/DatasetXXX_Name")
+    p.add_argument("--backend", required=True, choices=("nnunet", "monai"))
+    p.add_argument("--arch", default="segresnet", choices=("segresnet", "unet", "swinunetr", "vnet"), help="MONAI network")
+    p.add_argument("--epochs", type=int, help="MONAI: any; nnU-Net: 1, 5, 10, 20, 50, 100, 250, ... (default 1000)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps"))
+    p.add_argument("--out", required=True, metavar="JOB_DIR")
+    p.add_argument("--background", action="store_true", help="return at once; follow with 'dicomteam jobs JOB_DIR'")
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--threads", type=int, help="CPU threads for the job")
+    p.add_argument("--configuration", default="3d_fullres", help="nnU-Net configuration (3d_fullres, 2d, ...)")
+    p.add_argument("--iterations", type=int, help="MONAI: iterations per epoch")
+    p.add_argument("--no-test", action="store_true", help="skip predicting and evaluating the test set")
+    p.set_defaults(func=cmd_train)
+
+    p = subparsers.add_parser("jobs", help="status of a training job (also --cancel, --resume, --wait)")
+    p.add_argument("job_dir", metavar="JOB_DIR")
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.add_argument("--cancel", action="store_true")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    p.add_argument("--log", type=int, default=0, metavar="N", help="also print the last N log lines")
+    p.set_defaults(func=cmd_jobs)
+
+    p = subparsers.add_parser("evaluate", help="Dice, HD95, NSD of predictions against ground truth")
+    p.add_argument("--gt", required=True, metavar="DIR")
+    p.add_argument("--pred", required=True, metavar="DIR")
+    p.add_argument("--labels", metavar="dataset.json")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--tolerance-mm", type=float, default=1.0, help="NSD tolerance (1 mm)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = subparsers.add_parser("export-model", help="export a MONAI job's model as ONNX or TorchScript + manifest")
+    p.add_argument("job_dir", metavar="JOB_DIR")
+    p.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--checkpoint", default="best", choices=("best", "final", "latest"))
+    p.set_defaults(func=cmd_export_model)
+
+
+# ----- export ---------------------------------------------------------------------------------------------
+def _file_cases(args) -> list:
+    from .case_io import CaseInput
+
+    n = len(args.images or [])
+    if not n:
+        raise _error("give --store, or --images with --labels and --patients")
+    for flag, values in (("--labels", args.labels), ("--patients", args.patients)):
+        if not values or len(values) != n:
+            raise _error(f"{flag}: need one value per image ({n}), got {len(values or [])}")
+    if args.case_ids and len(args.case_ids) != n:
+        raise _error(f"--case-ids: need one per image ({n}), got {len(args.case_ids)}")
+    ids = args.case_ids or [f"case_{i:03d}" for i in range(n)]
+    cases = []
+    for cid, img, lbl, pat in zip(ids, args.images, args.labels, args.patients):
+        channels = [s for s in img.split(",") if s]
+        for path in channels + [lbl]:
+            if not Path(path).exists():
+                raise _error(f"case '{cid}': {path}: no such file or folder")
+        cases.append(CaseInput(cid, pat, channels, lbl))
+    return cases
+
+
+def cmd_export_nnunet(args) -> int:
+    from .nnunet_export import export_nnunet
+
+    if args.store and args.images:
+        raise _error("give either --store or --images/--labels/--patients, not both")
+    labels = args.label_names
+    channel_names = [c.strip() for c in args.channel_names.split(",")] if args.channel_names else None
+    options = dict(dataset_id=args.dataset_id, test_fraction=args.test_fraction, folds=args.folds, seed=args.seed,
+                   stratify_by=args.stratify, channel_names=channel_names, preprocessed_dir=args.preprocessed,
+                   overwrite=args.overwrite,
+                   progress=lambda n, t, c: print(f"  exported {c} ({n}/{t})", file=sys.stderr))
+    if args.store:
+        import tempfile
+
+        from .store_export import cases_from_store
+
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        # downloads are only needed until they are written as NIfTI; same disk as the output
+        with tempfile.TemporaryDirectory(prefix=".store-download-", dir=args.out) as tmp:
+            cases, project_labels = cases_from_store(args.store, args.user, token=args.token, kind=args.version_kind,
+                                                     work_dir=tmp)
+            result = export_nnunet(cases, args.out, args.name, labels=labels or project_labels, **options)
+    else:
+        result = export_nnunet(_file_cases(args), args.out, args.name, labels=labels, **options)
+    from .other_exports import write_coco_slices, write_monai_datalist, write_seg_nrrd_folder
+
+    if args.monai_json:
+        print(f"MONAI datalist: {write_monai_datalist(result.dataset_dir)}")
+    if args.seg_nrrd:
+        print(f".seg.nrrd files: {len(write_seg_nrrd_folder(result.dataset_dir, args.seg_nrrd))} in {args.seg_nrrd}")
+    if args.coco:
+        print(f"COCO slices: {write_coco_slices(result.dataset_dir, args.coco)}")
+    n_test = len(result.splits.test)
+    print(f"{result.dataset_dir}  (id {result.dataset_id}; {len(result.cases) - n_test} training case(s) in "
+          f"{len(result.splits.folds)} fold(s), {n_test} test case(s); splits: {result.splits_final_path})")
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+# ----- training / jobs --------------------------------------------------------------------------------------
+def cmd_train(args) -> int:
+    from .training import build_training_job
+
+    kwargs = {}
+    if args.backend == "nnunet":
+        kwargs["configuration"] = args.configuration
+        if args.no_test:
+            kwargs["predict_test"] = False
+    else:
+        if args.iterations:
+            kwargs["extra_args"] = ["--iterations", args.iterations]
+        if args.no_test:
+            kwargs["predict_test"] = False
+    job = build_training_job(args.dataset, args.out, backend=args.backend, arch=args.arch, epochs=args.epochs,
+                             device=args.device, fold=args.fold, threads=args.threads, **kwargs).start()
+    print(f"job started: {job.dir} (pid {job.record['pid']}); status: dicomteam jobs {job.dir}")
+    if args.background:
+        return 0
+    return _follow(job)
+
+
+def _follow(job) -> int:
+    """Print progress until the job ends; Ctrl-C cancels it."""
+    seen, step = 0, None
+    try:
+        while True:
+            st = job.status()
+            if st["step"] != step and st["step"]:
+                step = st["step"]
+                print(f"step: {step}")
+            records = job.progress()
+            for r in records[seen:]:
+                print("  " + _record_text(r))
+            seen = len(records)
+            if st["state"] in ("finished", "failed", "cancelled", "lost"):
+                break
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        print("cancelling...", file=sys.stderr)
+        job.cancel()
+        return 130
+    print(_status_text(job.status()))
+    if st["state"] != "finished":
+        print(job.log_tail(20), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _record_text(r: dict) -> str:
+    parts = [f"epoch {r.get('epoch', 0) + 1}" + (f"/{r['num_epochs']}" if r.get("num_epochs") else "")]
+    for key, label in (("loss", "loss"), ("loss_dice", "dice loss"), ("loss_ce", "ce loss"), ("val_loss", "val loss"),
+                       ("val_dice", "val Dice")):
+        if r.get(key) is not None:
+            parts.append(f"{label} {r[key]:.4f}")
+    return ", ".join(parts)
+
+
+def _status_text(st: dict) -> str:
+    lines = [f"job {st['job_dir']}: {st['state']} (backend {st['backend']})"]
+    for s in st["steps"]:
+        code = "" if s["returncode"] is None else f" (exit {s['returncode']})"
+        lines.append(f"  step {s['name']:9s} {s['state']}{code}")
+    if st.get("latest"):
+        lines.append("  latest: " + _record_text(st["latest"]))
+    if st.get("curves_png"):
+        lines.append(f"  curves: {st['curves_png']}")
+    ev = Path(st["outputs"].get("evaluation", "")) / "metrics.json" if st.get("outputs") else None
+    if ev and ev.exists():
+        lines.append(f"  evaluation: {ev}")
+    return "\n".join(lines)
+
+
+def cmd_jobs(args) -> int:
+    from .runner import Job
+
+    try:
+        job = Job(args.job_dir)
+    except FileNotFoundError as exc:
+        raise _error(str(exc)) from None
+    if args.cancel:
+        print(f"cancelled: {job.cancel()}")
+    if args.resume:
+        job.resume()
+        print(f"resumed (pid {job.record['pid']})")
+    if args.wait:
+        return _follow(job)
+    st = job.status()
+    print(json.dumps(st, indent=2) if args.json else _status_text(st))
+    if args.log:
+        print(job.log_tail(args.log))
+    return 0
+
+
+# ----- evaluation / model export --------------------------------------------------------------------------
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate_folders, summary_text
+
+    result = evaluate_folders(args.gt, args.pred, args.out, labels=args.labels, tolerance_mm=args.tolerance_mm)
+    print(summary_text(result))
+    print(f"wrote {Path(args.out) / 'metrics.csv'}, metrics.json, summary.png")
+    return 0
+
+
+def cmd_export_model(args) -> int:
+    from .model_export import export_model
+
+    if not (Path(args.job_dir) / f"checkpoint_{args.checkpoint}.pt").exists() and \
+            not (Path(args.job_dir) / "job.json").exists():
+        raise _error(f"{args.job_dir}: not a training job folder")
+    manifest = export_model(args.job_dir, args.format, args.out, checkpoint=args.checkpoint)
+    checks = json.loads(Path(manifest).read_text())["checks"]
+    for name, c in checks.items():
+        print(f"{name} vs PyTorch on {c['input']}: max |diff| {c['max_abs_diff']:.3g} (tolerance {c['tolerance']:.3g})")
+    print(f"wrote {manifest}")
+    return 0
