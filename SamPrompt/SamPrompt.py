@@ -2,9 +2,10 @@
 
 The effect itself lives in SamPromptLib/SegmentEditorEffect.py (class SegmentEditorEffect), the
 pattern of SegmentEditorExtraEffects: the module registers it once the application has started.
-The panel chooses the backend, checkpoint, device and embedding cache size (kept in Slicer's
-settings, read by the effect through ``samSettings()``) and precomputes the embeddings of a whole
-volume in the background, into the cache the effect uses (``SamPromptLogic.sharedSegmenter``).
+The panel chooses the backend, checkpoint, device and embedding cache size and precomputes the
+embeddings of a whole volume in the background. Settings, their validation, the loaded models,
+the segmenters and the embedding cache are all SamPromptLib.shared's, the very ones the effect
+uses: the panel only shows them (``samSettings()`` = ``shared.read_settings(qt.QSettings())``).
 """
 import logging
 import os
@@ -26,22 +27,11 @@ MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 EFFECT_SOURCE = os.path.join(MODULE_DIR, "SamPromptLib", "SegmentEditorEffect.py")
 REQUIREMENTS_PATH = os.path.join(MODULE_DIR, "Resources", "requirements.txt")
 
-# The model settings: Slicer's settings keys (SETTINGS_PREFIX + name) and their defaults. Qt-free
-# code (the effect's logic, tests) reads them as a plain dict through SamPromptLogic.readSettings.
-SETTINGS_PREFIX = "SamPrompt/"
-DEFAULT_SETTINGS = {"backend": "litemedsam", "checkpoint": "", "device": "cpu", "cacheMB": 512,
-                    "precomputeNeighbours": 2}
-DEVICES = ("cpu", "cuda", "mps")
 PLANES = ("axial", "coronal", "sagittal")
 PRECOMPUTE_POLL_MS = 500
 
 # Set by registerSegmentEditorEffect(): None (not tried yet), True (registered) or an error message.
 _effectRegistration = None
-
-# Process-wide, so that the panel's precomputed embeddings serve the effect's prompts: one cache
-# (bounded by the panel's cache size) and the segmenters built on it, by volume and settings.
-_shared = {"cache": None, "segmenters": {}}
-
 
 def effectSourcePath():
     """Path of the effect's source file, or None while the effect is not part of the extension."""
@@ -71,8 +61,14 @@ def registerSegmentEditorEffect():
 
 
 def samSettings() -> dict:
-    """The model settings from Slicer's settings, as a plain dict (what the effect reads)."""
-    return SamPromptLogic.readSettings(qt.QSettings())
+    """The model settings from Slicer's settings (SamPromptLib.shared keys); defaults if a saved one is bad."""
+    from SamPromptLib import shared
+
+    try:
+        return shared.read_settings(qt.QSettings())
+    except ValueError as exc:
+        logging.warning(f"SamPrompt: saved settings not usable ({exc}); using the defaults")
+        return shared.model_settings()
 
 
 #
@@ -158,13 +154,20 @@ class SamPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
-        for name in self.logic.backendNames():
+        from SamPromptLib import shared
+
+        settings = samSettings()
+        for name in shared.available_backends():
             self.ui.backendComboBox.addItem(name, name)
-        for device in DEVICES:
+        # What this PyTorch can use, plus the saved choice (torch may not be installed yet).
+        for device in dict.fromkeys(shared.available_devices() + [settings["device"]]):
             self.ui.deviceComboBox.addItem(device, device)
         for plane in PLANES:
             self.ui.planeComboBox.addItem(plane, plane)
-        self._showSettings(samSettings())
+        self.ui.cacheSizeSpinBox.maximum = max(self.ui.cacheSizeSpinBox.maximum, settings["cache_mb"])
+        self.ui.neighboursSpinBox.maximum = shared.MAX_NEIGHBOURS
+        self._showSettings(settings)
+        shared.shared_cache(settings["cache_mb"] * 1024 * 1024)
         self.ui.backendComboBox.connect("currentIndexChanged(int)", self.onSettingsChanged)
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onSettingsChanged)
         self.ui.checkpointPathLineEdit.connect("currentPathChanged(QString)", self.onSettingsChanged)
@@ -186,7 +189,7 @@ class SamPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._precomputeTimer.stop()
         if self._tasks is not None:
             self._tasks.stop()
-        self.logic.releaseSegmenters()
+        self.logic.release()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -205,7 +208,7 @@ class SamPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event) -> None:
         """Called just before the scene is closed: its volumes' embeddings are of no further use."""
         self.onCancelPrecompute()
-        self.logic.releaseSegmenters()
+        self.logic.release()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -241,29 +244,33 @@ class SamPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.backendComboBox.setCurrentIndex(max(0, self.ui.backendComboBox.findData(settings["backend"])))
             self.ui.deviceComboBox.setCurrentIndex(max(0, self.ui.deviceComboBox.findData(settings["device"])))
             self.ui.checkpointPathLineEdit.currentPath = settings["checkpoint"]
-            self.ui.cacheSizeSpinBox.value = settings["cacheMB"]
-            self.ui.neighboursSpinBox.value = settings["precomputeNeighbours"]
+            self.ui.cacheSizeSpinBox.value = settings["cache_mb"]
+            self.ui.neighboursSpinBox.value = settings["precompute_neighbours"]
         finally:
             self._loadingSettings = False
         self._updateButtonStates()
 
     def _settingsFromWidgets(self) -> dict:
-        """The settings as the widgets show them."""
+        """The settings as the widgets show them (SamPromptLib.shared keys)."""
         return {"backend": self.ui.backendComboBox.currentData, "checkpoint": self.ui.checkpointPathLineEdit.currentPath,
-                "device": self.ui.deviceComboBox.currentData, "cacheMB": int(self.ui.cacheSizeSpinBox.value),
-                "precomputeNeighbours": int(self.ui.neighboursSpinBox.value)}
+                "device": self.ui.deviceComboBox.currentData, "cache_mb": int(self.ui.cacheSizeSpinBox.value),
+                "precompute_neighbours": int(self.ui.neighboursSpinBox.value)}
 
     def onSettingsChanged(self, *args) -> None:
-        """Called when a setting changes: keep it in Slicer's settings, resize the shared cache."""
+        """Called when a setting changes: save it; another model drops the loaded one and its embeddings."""
+        from SamPromptLib import shared
+
         if self._loadingSettings:
             return
+        values = self._settingsFromWidgets()
+        if self._precompute is not None and any(samSettings()[k] != values[k] for k in shared.MODEL_KEYS):
+            self.onCancelPrecompute()  # another model: write_settings resets the segmenter it runs on
         try:
-            settings = self.logic.writeSettings(qt.QSettings(), self._settingsFromWidgets())
+            settings = shared.write_settings(qt.QSettings(), values)
         except ValueError as exc:
             self.ui.settingsStatusLabel.text = str(exc)
             return
-        self.ui.settingsStatusLabel.text = self.logic.settingsProblem(settings) or _("Saved.")
-        self.logic.sharedCache(settings["cacheMB"] * 1024 * 1024)
+        self.ui.settingsStatusLabel.text = shared.settings_problem(settings) or _("Saved.")
         self._showCacheStatus()
         self._updateButtonStates()
 
@@ -280,13 +287,17 @@ class SamPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _showCacheStatus(self) -> None:
         """Entries and memory of the shared embedding cache."""
-        stats = self.logic.cacheStats()
+        from SamPromptLib import shared
+
+        stats = shared.shared_cache().stats()
         self.ui.cacheStatusLabel.text = _("Embedding cache: {entries} slice(s), {used:.0f} of {limit:.0f} MB.").format(
             entries=stats["entries"], used=stats["bytes"] / 2**20, limit=stats["max_bytes"] / 2**20)
 
     def onClearCache(self) -> None:
         """Called by 'Clear': forget every cached embedding."""
-        self.logic.sharedCache().clear()
+        from SamPromptLib import shared
+
+        shared.shared_cache().clear()
         self._showCacheStatus()
 
     # ----- precomputing a volume ---------------------------------------------------------------------------
@@ -295,8 +306,8 @@ class SamPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """torch (PyTorch extension) and the model packages, installed after the user confirms."""
         from DicomTeamAnnotateLib.slicer_packages import ensure_requirements, ensure_torch
 
-        return (ensure_torch(requester=_("SAM Prompt"))
-                and ensure_requirements(REQUIREMENTS_PATH, requester=_("SAM Prompt")))
+        return (ensure_torch(_("SAM Prompt"))
+                and ensure_requirements(REQUIREMENTS_PATH, _("SAM Prompt")))
 
     def onPrecompute(self) -> None:
         """Called by 'Precompute': load the model on a worker, then embed every slice of the plane."""
@@ -305,14 +316,14 @@ class SamPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         node = self._parameterNode.volume if self._parameterNode else None
         if node is None or not self._ensureRequirements():
             return
-        settings, plane = self._settingsFromWidgets(), self.ui.planeComboBox.currentData
+        settings, plane = samSettings(), self.ui.planeComboBox.currentData
         with slicer.util.tryWithErrorDisplay(_("Could not read the volume."), waitCursor=True):
-            volume, window, key = self.logic.volumeFromNode(node), self.logic.displayWindow(node), self.logic.volumeKey(node)
+            volume, window = self.logic.volumeFromNode(node), self.logic.displayWindow(node)
         loading = _("Loading the model ({backend})...").format(backend=settings["backend"])
 
         def work(task):
             task.report(None, loading)
-            segmenter = self.logic.sharedSegmenter(volume, settings, window=window, volumeKey=key)
+            segmenter = self.logic.sharedSegmenter(volume, settings, window=window)
             return segmenter, segmenter.precompute(plane)
 
         def onDone(task):
@@ -378,15 +389,13 @@ class SamPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class SamPromptLogic(ScriptedLoadableModuleLogic):
-    """Model settings, the shared embedding cache and segmenters; the SAM work itself is in SamPromptLib.
+    """The panel's MRML side; settings, models, segmenters and the cache are SamPromptLib.shared's.
 
     Example (Slicer's Python console)::
 
         logic = slicer.util.getModuleLogic("SamPrompt")
-        settings = logic.readSettings(qt.QSettings())
         node = getNode("CT")
-        segmenter = logic.sharedSegmenter(logic.volumeFromNode(node), settings, window=logic.displayWindow(node),
-                                          volumeKey=logic.volumeKey(node))
+        segmenter = logic.sharedSegmenter(logic.volumeFromNode(node), samSettings(), window=logic.displayWindow(node))
         segmenter.precompute("axial", wait=True)
     """
 
@@ -403,89 +412,6 @@ class SamPromptLogic(ScriptedLoadableModuleLogic):
         """True once registered, None if not tried yet, else the reason it is not registered."""
         return _effectRegistration
 
-    # ----- settings (Qt-free: ``store`` is QSettings in Slicer, anything with value/setValue elsewhere) ------
-
-    @staticmethod
-    def backendNames() -> list:
-        """The registered SAM backends (SamPromptLib.backends)."""
-        from SamPromptLib.backends import available_backends
-
-        return available_backends()
-
-    @staticmethod
-    def checkSettings(values) -> dict:
-        """The settings with every field checked; ValueError names the bad one."""
-        out = dict(DEFAULT_SETTINGS)
-        out.update({k: v for k, v in dict(values).items() if k in DEFAULT_SETTINGS and v is not None})
-        if out["backend"] not in SamPromptLogic.backendNames():
-            raise ValueError(f"unknown SAM backend {out['backend']!r}; known: {', '.join(SamPromptLogic.backendNames())}")
-        if out["device"] not in DEVICES:
-            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {out['device']!r}")
-        try:
-            out["cacheMB"], out["precomputeNeighbours"] = int(out["cacheMB"]), int(out["precomputeNeighbours"])
-        except (TypeError, ValueError):
-            raise ValueError("cacheMB and precomputeNeighbours must be whole numbers") from None
-        if out["cacheMB"] < 16:
-            raise ValueError(f"the embedding cache needs at least 16 MB, got {out['cacheMB']} MB")
-        if not 0 <= out["precomputeNeighbours"] <= 50:
-            raise ValueError(f"precomputeNeighbours must be in 0..50, got {out['precomputeNeighbours']}")
-        out["checkpoint"] = str(out["checkpoint"] or "")
-        return out
-
-    @staticmethod
-    def readSettings(store) -> dict:
-        """The saved settings (defaults for missing or invalid values, logged)."""
-        raw = {k: store.value(SETTINGS_PREFIX + k, default) for k, default in DEFAULT_SETTINGS.items()}
-        try:
-            return SamPromptLogic.checkSettings(raw)
-        except ValueError as exc:
-            logging.warning(f"SamPrompt: saved settings not usable ({exc}); using the defaults")
-            return dict(DEFAULT_SETTINGS)
-
-    @staticmethod
-    def writeSettings(store, values) -> dict:
-        """Check and save the settings; returns them."""
-        settings = SamPromptLogic.checkSettings(values)
-        for key, value in settings.items():
-            store.setValue(SETTINGS_PREFIX + key, value)
-        return settings
-
-    @staticmethod
-    def settingsProblem(settings) -> str:
-        """What stops these settings from working (e.g. SAM without a checkpoint), or ''."""
-        if settings["backend"].startswith("sam-") and not settings["checkpoint"]:
-            return _("Meta's SAM needs a checkpoint file: choose one.")
-        if settings["checkpoint"] and not os.path.isfile(settings["checkpoint"]):
-            return _("The checkpoint file does not exist.")
-        return ""
-
-    @staticmethod
-    def segmenterOptions(settings) -> dict:
-        """Keyword arguments of SamPromptLib.segmenter.SamSegmenter for these settings."""
-        return {"backend": settings["backend"], "checkpoint": settings["checkpoint"] or None,
-                "device": settings["device"], "precompute_neighbours": settings["precomputeNeighbours"]}
-
-    # ----- the shared cache and segmenters ---------------------------------------------------------------
-
-    @staticmethod
-    def sharedCache(maxBytes=None):
-        """The process-wide EmbeddingCache (created on first use; ``maxBytes`` resizes it)."""
-        from SamPromptLib.cache import EmbeddingCache
-
-        if _shared["cache"] is None:
-            _shared["cache"] = EmbeddingCache(int(maxBytes or DEFAULT_SETTINGS["cacheMB"] * 2**20))
-        elif maxBytes:
-            _shared["cache"].set_max_bytes(int(maxBytes))
-        return _shared["cache"]
-
-    @staticmethod
-    def cacheStats() -> dict:
-        """Entries, bytes and bound of the shared cache (zeros before its first use)."""
-        cache = _shared["cache"]
-        if cache is None:
-            return {"entries": 0, "bytes": 0, "max_bytes": DEFAULT_SETTINGS["cacheMB"] * 2**20, "hits": 0, "misses": 0}
-        return cache.stats()
-
     @staticmethod
     def volumeFromNode(volumeNode):
         """Main thread: the node's voxels and geometry (DicomTeamAnnotateLib.mrml)."""
@@ -494,48 +420,29 @@ class SamPromptLogic(ScriptedLoadableModuleLogic):
         return node_to_volume(volumeNode)
 
     @staticmethod
-    def volumeKey(volumeNode) -> str:
-        """Main thread: identifies the node's current voxels (an edited volume gets a new key)."""
-        image = volumeNode.GetImageData()
-        return f"{volumeNode.GetID()}:{image.GetMTime() if image is not None else 0}"
-
-    @staticmethod
     def displayWindow(volumeNode):
-        """Main thread: the (level, width) the volume is displayed with, or None (the segmenter's default)."""
-        display = volumeNode.GetDisplayNode() if volumeNode is not None else None
-        if display is None or not display.IsA("vtkMRMLScalarVolumeDisplayNode") or display.GetWindow() <= 0:
-            return None
-        return float(display.GetLevel()), float(display.GetWindow())
+        """Main thread: the (level, width) the volume is displayed with (the effect's window), or None."""
+        from SamPromptLib import shared
 
-    def sharedSegmenter(self, volume, settings, window=None, volumeKey=None):
-        """Any thread: the SamSegmenter of this volume, settings and window on the shared cache (built once).
-
-        Building one loads the model (seconds): call it on a worker thread.
-        """
-        from SamPromptLib.segmenter import SamSegmenter
-
-        settings = self.checkSettings(settings)
-        problem = self.settingsProblem(settings)
-        if problem:
-            raise ValueError(problem)
-        cache = self.sharedCache(settings["cacheMB"] * 2**20)
-        key = (volumeKey or id(volume), settings["backend"], settings["checkpoint"], settings["device"],
-               None if window is None else tuple(window))
-        segmenter = _shared["segmenters"].get(key)
-        if segmenter is None:
-            # other settings for the same volume: their segmenters (and model threads) are released
-            for old in [k for k in _shared["segmenters"] if k[0] == key[0]]:
-                _shared["segmenters"].pop(old).close()
-            segmenter = SamSegmenter(volume, window=window, cache=cache, **self.segmenterOptions(settings))
-            _shared["segmenters"][key] = segmenter
-        return segmenter
+        return shared.display_window(volumeNode.GetDisplayNode() if volumeNode is not None else None)
 
     @staticmethod
-    def releaseSegmenters() -> None:
-        """Stop every shared segmenter's background thread (the cache is kept)."""
-        for segmenter in _shared["segmenters"].values():
-            segmenter.close()
-        _shared["segmenters"].clear()
+    def sharedSegmenter(volume, settings, window=None):
+        """Any thread: the effect's own SamSegmenter for this volume and window (``shared.segmenter_for``).
+
+        Keyed by the volume's content, so what it embeds is what the effect finds. The first call for
+        a model loads it (seconds): call it on a worker thread.
+        """
+        from SamPromptLib import shared
+
+        return shared.segmenter_for(volume, None, settings, window)
+
+    @staticmethod
+    def release() -> None:
+        """Scene closed or panel destroyed: stop the background threads, free models and embeddings."""
+        from SamPromptLib import shared
+
+        shared.reset()
 
     @staticmethod
     def cancelPrecompute(segmenter, plane) -> None:
@@ -545,11 +452,11 @@ class SamPromptLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def cacheNote(segmenter, plane) -> str:
         """After a precomputation: say so when the cache is too small to hold every slice of the plane."""
-        cache = segmenter.cache
-        held = sum(1 for i in range(segmenter.slice_count(plane)) if segmenter.key(plane, i) in cache)
-        if held < segmenter.slice_count(plane):
+        total = segmenter.slice_count(plane)
+        held = sum(1 for i in range(total) if segmenter.key(plane, i) in segmenter.cache)
+        if held < total:
             return _("The cache holds {held} of {total} slices: raise the cache size to keep them all.").format(
-                held=held, total=segmenter.slice_count(plane))
+                held=held, total=total)
         return ""
 
 
@@ -586,18 +493,21 @@ class SamPromptTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Test passed")
 
     def test_SettingsRoundTrip(self):
-        """Settings written by the panel come back as the effect reads them; bad values are refused."""
+        """Settings written as the panel writes them come back as the effect reads them; bad values are refused."""
+        from SamPromptLib import shared
+
         settings = qt.QSettings()
-        saved = {k: settings.value(SETTINGS_PREFIX + k) for k in DEFAULT_SETTINGS}
+        saved = {k: settings.value(shared.SETTINGS_PREFIX + k) for k in shared.DEFAULT_SETTINGS}
         try:
-            written = SamPromptLogic.writeSettings(settings, {"backend": "litemedsam", "device": "cpu", "cacheMB": 64})
+            written = shared.write_settings(settings, {"backend": "litemedsam", "device": "cpu", "cache_mb": 64})
             self.assertEqual(samSettings(), written)
+            self.assertEqual(shared.read_settings(qt.QSettings()), written)
             with self.assertRaises(ValueError):
-                SamPromptLogic.writeSettings(settings, {"device": "tpu"})
+                shared.write_settings(settings, {"device": "tpu"})
         finally:
             for key, value in saved.items():
                 if value is None:
-                    settings.remove(SETTINGS_PREFIX + key)
+                    settings.remove(shared.SETTINGS_PREFIX + key)
                 else:
-                    settings.setValue(SETTINGS_PREFIX + key, value)
+                    settings.setValue(shared.SETTINGS_PREFIX + key, value)
         self.delayDisplay("Test passed")

@@ -34,6 +34,27 @@ def test_effect_class_follows_the_scripted_effect_pattern():
     assert 'scriptedEffect.name = "SAM Prompt"' in EFFECT.read_text()
 
 
+def test_panel_and_effect_share_one_settings_and_segmenter_path():
+    """Both read settings with shared.read_settings and get segmenters from shared.segmenter_for; the
+    panel keeps no settings keys, defaults, validation or cache of its own."""
+    panel_path = ROOT / "SamPrompt" / "SamPrompt.py"
+    panel, effect = panel_path.read_text(), EFFECT.read_text()
+    top = {t.id for n in ast.parse(panel).body if isinstance(n, ast.Assign) for t in n.targets
+           if isinstance(t, ast.Name)}
+    assert not top & {"SETTINGS_PREFIX", "DEFAULT_SETTINGS", "DEVICES", "_shared"}, top
+    for source in (panel, effect):
+        assert "shared.read_settings(qt.QSettings())" in source
+        assert "shared.segmenter_for(" in source and "shared.display_window(" in source
+        assert "SamSegmenter(" not in source and "EmbeddingCache(" not in source
+    assert "shared.write_settings(qt.QSettings()" in panel
+    assert "shared.available_backends()" in panel and "shared.available_devices()" in panel
+    for source in (panel, effect):
+        assert "ensure_torch(" in source and "ensure_requirements(" in source
+    to_plane = ast.get_source_segment(effect, {n.name: n for n in _effect_class().body
+                                               if isinstance(n, ast.FunctionDef)}["to_plane"])
+    assert "GetParentTransformNode()" in to_plane, "xyToIjk gets the segmentation's transform, as Slicer's effects"
+
+
 def test_only_the_effect_imports_slicer_or_qt():
     lib = ROOT / "SamPrompt" / "SamPromptLib"
     for path in lib.rglob("*.py"):

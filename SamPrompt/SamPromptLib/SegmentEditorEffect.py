@@ -236,20 +236,17 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         return True
 
     def model_settings(self):
-        """The SamPrompt module's settings (QSettings under SamPrompt/), validated by the logic."""
+        """The settings the SamPrompt panel saved (``shared.read_settings``); ValueError names a bad one."""
         from SamPromptLib import shared
 
-        settings = qt.QSettings()
-        values = {key: settings.value(shared.SETTINGS_PREFIX + key) for key in shared.DEFAULT_SETTINGS}
-        return shared.model_settings(values)
+        return shared.read_settings(qt.QSettings())
 
     def current_window(self):
-        """The source volume's display window (level, width), or None (the logic's default)."""
+        """The source volume's display window (level, width), as the panel reads it, or None."""
+        from SamPromptLib import shared
+
         node = self.scriptedEffect.parameterSetNode().GetSourceVolumeNode()
-        display = node.GetDisplayNode() if node is not None else None
-        if display is None or not hasattr(display, "GetWindow") or display.GetWindow() <= 0:
-            return None
-        return (float(display.GetLevel()), float(display.GetWindow()))
+        return shared.display_window(node.GetDisplayNode() if node is not None else None)
 
     def source_volume(self):
         """(Volume, volume id, window) of the source volume on the main thread, or None with a message."""
@@ -300,7 +297,10 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
 
     def to_plane(self, xy, view_widget, axis):
         """(slice index, A, B) of a view position: the volume's IJK, in the plane's in-plane axes."""
-        ijk = np.array(self.xyToIjk(xy, view_widget, self.image)) - np.array(self.extent_start)
+        # The aligned source image is in the segmentation's frame: pass its transform, as Slicer's effects do.
+        segmentation_node = self.scriptedEffect.parameterSetNode().GetSegmentationNode()
+        parent = segmentation_node.GetParentTransformNode() if segmentation_node is not None else None
+        ijk = np.array(self.xyToIjk(xy, view_widget, self.image, parent)) - np.array(self.extent_start)
         in_plane = [a for a in (0, 1, 2) if a != axis]
         return int(ijk[axis]), float(ijk[in_plane[0]]), float(ijk[in_plane[1]])
 

@@ -1,14 +1,17 @@
 """What the Segment Editor effect and the SamPrompt panel share inside one Slicer session.
 
 The model settings (backend, checkpoint, device, cache size, neighbours embedded ahead) live
-under ``SETTINGS_PREFIX`` in the application settings, written by the panel and read by the
-effect; here they are a plain dict, validated by ``model_settings``.  ``segmenter_for`` hands
+under ``SETTINGS_PREFIX`` + key in the application settings, written by the panel
+(``write_settings``) and read by the effect and the panel (``read_settings``); ``store`` is
+QSettings in Slicer, anything with ``value``/``setValue`` elsewhere.  Here they are a plain dict,
+validated by ``model_settings``.  ``segmenter_for`` hands
 out one ``SamSegmenter`` per (volume, window, model), all on one process-wide embedding cache
 and one loaded model per (backend, checkpoint, device), so the panel's "precompute the whole
 volume" fills the cache the effect then reads.  Qt-free.
 """
 from __future__ import annotations
 
+import os
 import threading
 
 from .backends import DEFAULT_BACKEND, available_backends, create_backend
@@ -18,6 +21,8 @@ SETTINGS_PREFIX = "SamPrompt/"
 DEFAULT_SETTINGS = {"backend": DEFAULT_BACKEND, "checkpoint": "", "device": "cpu",
                     "cache_mb": DEFAULT_MAX_BYTES // (1024 * 1024), "precompute_neighbours": 2}
 DEVICES = ("cpu", "cuda", "mps")
+MAX_NEIGHBOURS = 50
+MODEL_KEYS = ("backend", "checkpoint", "device")  # a change means another model: reset()
 
 _lock = threading.RLock()
 _cache: EmbeddingCache | None = None
@@ -44,8 +49,51 @@ def model_settings(values: dict | None = None) -> dict:
             raise ValueError(f"setting '{key}' must be an integer, got {out[key]!r}") from None
     if out["cache_mb"] < 16:
         raise ValueError(f"setting 'cache_mb' must be at least 16 (MB), got {out['cache_mb']}")
+    if not 0 <= out["precompute_neighbours"] <= MAX_NEIGHBOURS:
+        raise ValueError(f"setting 'precompute_neighbours' must be in 0..{MAX_NEIGHBOURS}, "
+                         f"got {out['precompute_neighbours']}")
     out["checkpoint"] = str(out["checkpoint"] or "")
     return out
+
+
+def settings_problem(settings: dict) -> str:
+    """What stops valid settings from loading a model (SAM without its checkpoint file), or ''."""
+    if settings["backend"].startswith("sam-") and not settings["checkpoint"]:
+        return f"setting 'checkpoint': backend {settings['backend']} needs Meta's checkpoint file (sam_vit_*.pth)"
+    if settings["checkpoint"] and not os.path.isfile(settings["checkpoint"]):
+        return f"setting 'checkpoint': no such file {settings['checkpoint']!r}"
+    return ""
+
+
+def read_settings(store) -> dict:
+    """The saved settings (defaults where absent), validated; ValueError names a bad saved field."""
+    return model_settings({key: store.value(SETTINGS_PREFIX + key) for key in DEFAULT_SETTINGS})
+
+
+def write_settings(store, values: dict) -> dict:
+    """Validate and save ``values`` (over the saved ones) and apply them to the shared state.
+
+    Another model (backend, checkpoint or device) ``reset()``s the loaded models, segmenters and
+    embeddings; a new cache size resizes the shared cache.  Returns the saved settings.
+    """
+    try:
+        before = read_settings(store)
+    except ValueError:  # a broken saved value is being replaced
+        before = dict(DEFAULT_SETTINGS)
+    settings = model_settings({**before, **values})
+    for key, value in settings.items():
+        store.setValue(SETTINGS_PREFIX + key, value)
+    if any(settings[k] != before[k] for k in MODEL_KEYS):
+        reset()
+    shared_cache(settings["cache_mb"] * 1024 * 1024)
+    return settings
+
+
+def display_window(display_node):
+    """(level, width) of a scalar volume display node (duck-typed, no Slicer import), or None."""
+    if display_node is None or not hasattr(display_node, "GetWindow") or display_node.GetWindow() <= 0:
+        return None
+    return float(display_node.GetLevel()), float(display_node.GetWindow())
 
 
 def available_devices() -> list[str]:
@@ -76,6 +124,9 @@ def shared_cache(max_bytes: int | None = None) -> EmbeddingCache:
 def backend_for(settings: dict):
     """The loaded model for these settings (created once: loading/exporting takes seconds)."""
     s = model_settings(settings)
+    problem = settings_problem(s)
+    if problem:
+        raise ValueError(problem)
     key = (s["backend"], s["checkpoint"], s["device"])
     with _lock:
         if key not in _backends:
