@@ -273,7 +273,9 @@ case, shows it in three linked planes with the project's window preset and creat
 with the project's labels. Drafts are autosaved locally; <b>Submit</b> pushes a version to the project;
 pushes made offline are queued and sent when the store is back. A reviewer sees every annotator's
 versions. <b>Load DICOM</b>: read a folder or ZIP through the project's ingestion (rejected files are
-listed with the reason). Headless twin: <code>dicomteam status|pull|push|versions</code>.
+listed with the reason). <b>Add cases from DICOMweb</b> (administrators): query a PACS, retrieve the
+matching series and add each as a case of a project folder, copied or by reference (the password stays in
+the OS keyring, never in the scene or the settings). Headless twin: <code>dicomteam status|pull|push|versions</code>.
 """)
         self.parent.acknowledgementText = _("""
 Built on 3D Slicer's scripted module template (Jean-Christophe Fillion-Robin, Kitware Inc.; Andras Lasso,
@@ -388,6 +390,12 @@ class DicomTeamAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.inputPathLineEdit.connect("currentPathChanged(QString)", self._updateButtonStates)
         self.ui.browseZipButton.connect("clicked(bool)", self.onBrowseZip)
         self.ui.loadButton.connect("clicked(bool)", self.onLoadButton)
+        # Add cases from DICOMweb (admin)
+        self._restoreDicomwebSettings()
+        self.ui.dicomwebResultsTableWidget.hide()
+        self.ui.dicomwebProjectPathLineEdit.connect("currentPathChanged(QString)", self._updateButtonStates)
+        self.ui.dicomwebUrlLineEdit.connect("textChanged(QString)", self._updateButtonStates)
+        self.ui.dicomwebImportButton.connect("clicked(bool)", self.onDicomwebImport)
         # View
         self.ui.windowPresetComboBox.connect("activated(int)", self.onWindowPresetActivated)
         self.ui.customLevelSpinBox.connect("valueChanged(double)", self.onCustomWindowChanged)
@@ -967,6 +975,8 @@ class DicomTeamAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.loadButton.enabled = canLoad and not busy
         self.ui.loadButton.toolTip = (_("Read the DICOM files and load each series as a volume.") if canLoad
                                       else _("Choose an existing folder or .zip file first."))
+        self.ui.dicomwebImportButton.enabled = (bool(self.ui.dicomwebProjectPathLineEdit.currentPath.strip())
+                                                and bool(self.ui.dicomwebUrlLineEdit.text.strip()) and not busy)
         hasVolume = bool(self._parameterNode and self._parameterNode.volume)
         self.ui.windowPresetComboBox.enabled = hasVolume and self.ui.windowPresetComboBox.count > 0
         custom = self.ui.windowPresetComboBox.currentText == CUSTOM_PRESET
@@ -1038,6 +1048,102 @@ class DicomTeamAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 table.setItem(row, column, cell)
         table.resizeColumnsToContents()
         table.setVisible(bool(rows))
+
+    # ----- adding cases from DICOMweb (admin) -------------------------------------------------------
+
+    def _restoreDicomwebSettings(self) -> None:
+        """Called from setup(): last DICOMweb URL, user and project folder (the password: OS keyring only)."""
+        settings = self._settings()
+        self.ui.dicomwebUrlLineEdit.text = str(settings.value(SETTINGS + "DicomwebUrl", "") or "")
+        self.ui.dicomwebUserLineEdit.text = str(settings.value(SETTINGS + "DicomwebUser", "") or "")
+        self.ui.dicomwebReferenceCheckBox.checked = slicer.util.toBool(settings.value(SETTINGS + "DicomwebReference", False))
+        project = str(settings.value(SETTINGS + "DicomwebProject", "") or "")
+        location = self.ui.storeLocationLineEdit.text.strip()
+        if not project and location and not self.logic.isServer(location):
+            project = location  # an administrator connected to the project folder itself
+        self.ui.dicomwebProjectPathLineEdit.currentPath = project
+
+    def onDicomwebImport(self) -> None:
+        """Called when the user clicks 'Import' under DICOMweb: query, retrieve and add cases on a worker thread."""
+        from DicomTeamAnnotateLib.slicer_packages import ensure_requirements
+
+        projectDir = self.ui.dicomwebProjectPathLineEdit.currentPath.strip()
+        url, user = self.ui.dicomwebUrlLineEdit.text.strip(), self.ui.dicomwebUserLineEdit.text.strip()
+        password = self.ui.dicomwebPasswordLineEdit.text  # never stored in the settings or the scene
+        reference = self.ui.dicomwebReferenceCheckBox.checked
+        filters = {"patient": self.ui.dicomwebPatientLineEdit.text, "study": self.ui.dicomwebStudyLineEdit.text,
+                   "series": self.ui.dicomwebSeriesLineEdit.text}
+        settings = self._settings()
+        settings.setValue(SETTINGS + "DicomwebUrl", url)
+        settings.setValue(SETTINGS + "DicomwebUser", user)
+        settings.setValue(SETTINGS + "DicomwebProject", projectDir)
+        settings.setValue(SETTINGS + "DicomwebReference", reference)
+        self.ui.dicomwebProjectPathLineEdit.addCurrentPathToHistory()
+        if not ensure_requirements(REQUIREMENTS_PATH, requester=_("DICOM Team Annotate")):
+            return
+        # translated here, on the main thread; the worker only formats them
+        querying = _("Querying {url}...").format(url=url)
+        template = _("Series {series} of {count}: {done} of {total} instances")
+
+        def work(task):
+            task.report(None, querying)
+
+            def progress(seriesIndex, seriesCount, done, total):
+                # a report is also where Cancel stops the work (whole instances stay in the cache)
+                fraction = (seriesIndex + (done / total if total else 0)) / max(1, seriesCount)
+                task.report(fraction, template.format(series=seriesIndex + 1, count=seriesCount, done=done, total=total))
+
+            return self.logic.importFromDicomweb(projectDir, url, user, password, reference=reference,
+                                                 progress=progress, **filters)
+
+        if self._startTask(work, lambda task: self._onDicomwebImported(task, url, user, password),
+                           name="DICOMweb import", dialogTitle=_("Adding cases from DICOMweb"), dialogText=querying):
+            self.ui.dicomwebSummaryLabel.text = querying
+
+    def _onDicomwebImported(self, task, url, user, password) -> None:
+        """Called when the import ends: the summary, the table, the keyring, the worklist."""
+        from DicomTeamAnnotateLib.background import TaskCancelled
+
+        ok, result = TaskRunner.result(task, _("The DICOMweb import stopped."))
+        if not ok:
+            if isinstance(result, TaskCancelled):
+                self.ui.dicomwebSummaryLabel.text = _(
+                    "Import cancelled. Cases added before stay; the instances already retrieved stay in the local "
+                    "cache, so the next import resumes.")
+            else:
+                self.ui.dicomwebSummaryLabel.text = _("Import failed: {error}").format(error=result)
+            self.onRefreshWorklist()  # cases added before the failure are in the project
+            return
+        added, skipped = result["added"], result["skipped"]
+        self.ui.dicomwebSummaryLabel.text = _(
+            "{added} case(s) added, {skipped} series already in the project (skipped), in {seconds:.1f} s.").format(
+            added=len(added), skipped=len(skipped), seconds=task.elapsed)
+        self._showDicomwebResults(result["results"])
+        if password and self.ui.dicomwebRememberPasswordCheckBox.checked:
+            try:  # only now: the server accepted this password
+                self.logic.rememberDicomwebPassword(url, user, password)
+                self.ui.dicomwebPasswordLineEdit.text = ""
+            except Exception as exc:  # no keyring module or no usable backend
+                slicer.util.warningDisplay(_("The password was not remembered (no usable OS keyring): {error}")
+                                           .format(error=exc))
+        self.onRefreshWorklist()
+
+    def _showDicomwebResults(self, results) -> None:
+        """Fill the table of the last import: one row per series (case, status, patient, series)."""
+        statusText = {"added": _("added"), "exists": _("skipped: already in the project")}
+        table = self.ui.dicomwebResultsTableWidget
+        table.setRowCount(len(results))
+        for row, r in enumerate(results):
+            series = " ".join(t for t in (r.get("modality") or "", r.get("description") or "") if t) or r["series_uid"]
+            status = statusText.get(r["status"], r["status"])
+            if r["status"] == "added" and r.get("reference"):
+                status += " " + _("(reference)")
+            for column, text in enumerate((r["case_id"], status, r.get("patient_id") or "", series)):
+                cell = qt.QTableWidgetItem(text)
+                cell.setToolTip(r["series_uid"] if column == 3 else text)
+                table.setItem(row, column, cell)
+        table.resizeColumnsToContents()
+        table.setVisible(bool(results))
 
     # ----- viewing ------------------------------------------------------------------------------
 
@@ -1383,6 +1489,62 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
         node.SetAttribute(CASE_ATTRIBUTE, version["case_id"])
         node.SetAttribute(VERSION_ATTRIBUTE, version["id"])
         return node
+
+    # ----- adding cases from DICOMweb (admin) ------------------------------------------------------
+
+    def importFromDicomweb(self, projectDir, url, user=None, password=None, patient=None, study=None, series=None,
+                           reference=False, progress=None, cacheDir=None) -> dict:
+        """Any thread: add each matching image series of a DICOMweb server as a case of a folder project.
+
+        Blank filters are ignored; a blank password means ``$DICOMWEB_PASSWORD`` or the OS keyring's.
+        ``progress(seriesIndex, seriesCount, done, total)`` is called after each instance; an exception
+        raised there (TaskCancelled) stops the import: cases added before stay, and the retrieved
+        instances stay in the cache for the next import. Returns {'added', 'skipped', 'results'}
+        (pacs.importer's per-series summaries); PacsError names the failing step.
+        """
+        from DicomTeamAnnotateLib.pacs import PacsError
+        from DicomTeamAnnotateLib.pacs.dicomweb import check_url
+        from DicomTeamAnnotateLib.pacs.importer import import_dicomweb
+
+        def optional(value):
+            value = str(value or "").strip()
+            return value or None
+
+        projectDir = optional(projectDir)
+        if projectDir is None or self.isServer(projectDir):
+            raise ValueError(f"adding cases needs the project folder itself, not {projectDir or 'nothing'!r} "
+                             "(a project server's administrator runs `dicomteam project import-dicomweb` on its folder)")
+        stopped = []  # the exception the progress callback raised (Cancel), if any
+
+        def report(*args):
+            try:
+                progress(*args)
+            except BaseException as exc:
+                stopped.append(exc)
+                raise
+
+        try:
+            results = import_dicomweb(projectDir, check_url(optional(url) or ""), study=optional(study),
+                                      series=optional(series), patient=optional(patient), user=optional(user),
+                                      password=password or None, reference=bool(reference), cache_dir=cacheDir,
+                                      callback=report if progress is not None else None)
+        except PacsError:
+            # The streamed WADO-RS retrieval wraps whatever its loop raises, the callback's TaskCancelled
+            # included, as a "damaged instance" PacsError: a Cancel must stay a Cancel, not become an error.
+            if stopped:
+                raise stopped[0] from None
+            raise
+        return {"added": [r for r in results if r["status"] == "added"],
+                "skipped": [r for r in results if r["status"] != "added"], "results": results}
+
+    @staticmethod
+    def rememberDicomwebPassword(url, user, password) -> None:
+        """Keep a DICOMweb password in the OS keyring (never in the scene or Slicer's settings)."""
+        from DicomTeamAnnotateLib.pacs.dicomweb import remember_password
+
+        if not str(user or "").strip() or not password:
+            raise ValueError("a user name and a password are needed to remember a password")
+        remember_password(str(url).strip(), str(user).strip(), password)
 
     # ----- DICOM ingestion -------------------------------------------------------------------------
 

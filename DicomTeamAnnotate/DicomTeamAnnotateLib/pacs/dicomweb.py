@@ -362,12 +362,21 @@ def _stream_series(client, study_uid: str, series_uid: str, wanted: dict, saved)
                 if problem:
                     raise PacsError(f"{what}: received a damaged instance {sop} from {client.base_url} ({problem})")
                 _save_instance(ds, wanted.pop(sop))
-                saved()
+                try:
+                    saved()
+                except Exception as exc:  # the caller's progress callback (e.g. Cancel): not a transfer fault
+                    raise _CallbackError(exc) from exc
+    except _CallbackError as wrapped:
+        raise wrapped.__cause__ from None
     except PacsError:
         raise
     except Exception as exc:  # a cut multipart body surfaces as a pydicom/struct/EOF error of any kind
         raise PacsError(f"{what}: received a damaged instance from {client.base_url} ({type(exc).__name__}: {exc})") \
             from None
+
+
+class _CallbackError(Exception):
+    """Carries an exception raised by the progress callback past the transfer-error handling."""
 
 
 def _retrieve_instance(client, study_uid: str, series_uid: str, sop: str):
