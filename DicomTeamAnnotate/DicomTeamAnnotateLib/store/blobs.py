@@ -112,24 +112,11 @@ class BackgroundHash:
 
 def sha256_file(path, progress=None) -> tuple[str, int]:
     """(hex sha256, size) of a file, read in 1 MiB chunks; ``progress(n_bytes)`` after each."""
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb", buffering=0) as fh:
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
-        while True:
-            n = fh.readinto(buf)
-            if not n:
-                break
-            h.update(view[:n])
-            size += n
-            if progress:
-                progress(n)
-    return h.hexdigest(), size
+    return copy_hashing(path, None, progress)
 
 
 def copy_hashing(src, dst_fh, progress=None) -> tuple[str, int]:
-    """Copy ``src`` into the open binary file ``dst_fh`` while hashing; (sha256, size)."""
+    """Copy ``src`` into the open binary file ``dst_fh`` (None: only hash) while hashing; (sha256, size)."""
     h = hashlib.sha256()
     size = 0
     with open(src, "rb", buffering=0) as fh:
@@ -140,7 +127,8 @@ def copy_hashing(src, dst_fh, progress=None) -> tuple[str, int]:
             if not n:
                 break
             h.update(view[:n])
-            dst_fh.write(view[:n])
+            if dst_fh is not None:
+                dst_fh.write(view[:n])
             size += n
             if progress:
                 progress(n)
