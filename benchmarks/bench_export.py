@@ -14,6 +14,7 @@ The last line prints both throughputs and the ratio of times ours / SimpleITK (g
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -93,7 +94,7 @@ def main(argv=None) -> int:
             results[variant] = measure(cases, tmp, labels, args.repeat)
         mb = sum(Path(c.images[0]).stat().st_size for c in cases) / 1e6
     print(f"{n} cases of {tuple(args.shape)} int16 ({voxels:.0f} Mvoxel, {mb:.0f} MB compressed sources), "
-          f"best of {args.repeat}; measured under load")
+          f"best of {args.repeat}; load average {os.getloadavg()[0]:.1f}")
     for variant, (ours, peer) in results.items():
         print(f"  {variant:8s}: ours {ours:.2f} s, SimpleITK alone {peer:.2f} s, ratio {ours / peer:.2f}")
     ours, peer = results["remap"]

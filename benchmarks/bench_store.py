@@ -223,7 +223,7 @@ def main(argv=None) -> int:
     print(f"status with 50 concurrent clients: p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms")
     print(f"store: push {t_push:.2f}s vs cp+fsync {t_copy_seg:.2f}s = {t_push / t_copy_seg:.1f}x; "
           f"pull {t_pull:.2f}s vs cp+fsync {t_copy_image:.2f}s = {t_pull / t_copy_image:.1f}x (goal <= 2x); "
-          f"status p95 {p95 * 1000:.0f} ms with 50 clients (best of {args.repeats}; measured under load, "
+          f"status p95 {p95 * 1000:.0f} ms with 50 clients (best of {args.repeats}; load average {os.getloadavg()[0]:.1f}, "
           f"{os.cpu_count()} cores)")
     return 0
 
