@@ -220,11 +220,12 @@ def main(argv=None) -> int:
           f"cp+fsync {t_copy_seg:.3f} s (cp alone {best['cp_seg_nosync'][0]:.3f} s)")
     print(f"pull {image_mb:.0f} MB: {t_pull:.3f} s ({image_mb / t_pull:.0f} MB/s, client+server CPU {c_pull:.2f} s); "
           f"cp+fsync {t_copy_image:.3f} s (cp alone {best['cp_image_nosync'][0]:.3f} s)")
-    print(f"status with 50 concurrent clients: p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms")
+    status = "status not measured" if args.no_status else f"status p95 {p95 * 1000:.0f} ms with 50 clients"
+    if not args.no_status:
+        print(f"status with 50 concurrent clients: p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms")
     print(f"store: push {t_push:.2f}s vs cp+fsync {t_copy_seg:.2f}s = {t_push / t_copy_seg:.1f}x; "
           f"pull {t_pull:.2f}s vs cp+fsync {t_copy_image:.2f}s = {t_pull / t_copy_image:.1f}x (goal <= 2x); "
-          f"status p95 {p95 * 1000:.0f} ms with 50 clients (best of {args.repeats}; load average {os.getloadavg()[0]:.1f}, "
-          f"{os.cpu_count()} cores)")
+          f"{status} (best of {args.repeats}; load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores)")
     return 0
 
 
