@@ -12,10 +12,8 @@ from typing import Sequence
 import numpy as np
 
 from .bias import annotator_bias
-from .metrics import EMPTY_POLICY_TEXT, HD_MODES, dice, distance_metrics, volume_ml
+from .metrics import EMPTY_POLICY_TEXT, HD_MODES, dice, distance_metrics, pairwise_matrices, volume_ml
 from .surface import SurfaceSet
-
-PAIRWISE_KEYS = ("dice", "hd95", "assd", "nsd")
 
 
 def label_agreement(masks: Sequence[np.ndarray], consensus: np.ndarray, spacing: Sequence[float],
@@ -27,14 +25,7 @@ def label_agreement(masks: Sequence[np.ndarray], consensus: np.ndarray, spacing:
     if len(annotators) != n:
         raise ValueError(f"{len(annotators)} annotator names for {n} masks")
     dist = SurfaceSet(masks + [consensus], spacing).all_distances()
-    mats = {k: np.zeros((n, n)) for k in PAIRWISE_KEYS}
-    for i in range(n):
-        mats["dice"][i, i] = mats["nsd"][i, i] = 1.0
-        for j in range(i + 1, n):
-            d = distance_metrics(dist[i, j], dist[j, i], tolerance_mm, hd_mode)
-            d["dice"] = dice(masks[i], masks[j])
-            for k in PAIRWISE_KEYS:
-                mats[k][i, j] = mats[k][j, i] = d[k]
+    mats = pairwise_matrices(masks, dist, tolerance_mm, hd_mode)
     per_annotator = []
     for i, name in enumerate(annotators):
         row = {"annotator": name, "dice": dice(masks[i], consensus)}
@@ -49,7 +40,7 @@ def label_agreement(masks: Sequence[np.ndarray], consensus: np.ndarray, spacing:
         "max_pairwise_hd95": float(mats["hd95"][off].max()) if n > 1 else 0.0,
         "per_annotator": per_annotator,
         "consensus_volume_ml": volume_ml(consensus, spacing),
-        "annotator_volumes_ml": [volume_ml(m, spacing) for m in masks],
+        "annotator_volumes_ml": [row["volume_ml"] for row in per_annotator],  # annotator_bias measured them
     }
 
 

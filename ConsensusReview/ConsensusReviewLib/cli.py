@@ -99,37 +99,20 @@ def _run_files(args) -> int:
     from DicomTeamAnnotateLib.cli import CommandError
 
     from .consensus import run_consensus
-    from .inputs import load_annotations, read_reference_geometry
+    from .inputs import load_annotations, read_reference_image
     from .outputs import write_consensus_outputs
 
     annotators = [a.strip() for a in args.annotators.split(",")] if args.annotators else None
     if annotators is not None and len(annotators) != len(args.files):
         raise CommandError(f"--annotators names {len(annotators)} annotators for {len(args.files)} files")
-    image = None
-    reference = None
-    if args.reference:
-        image = _read_image(args.reference)
-        reference = image.geometry if image is not None else read_reference_geometry(args.reference)
+    image = read_reference_image(args.reference) if args.reference else None
+    reference = image.geometry if image is not None else None
     inputs = load_annotations(args.files, reference=reference, annotators=annotators, names=_names(args.names))
     result = run_consensus(inputs, args.method, **_options(args))
     case_id = Path(args.reference).name if args.reference else ""
     paths = write_consensus_outputs(result, args.out, case_id=case_id, image=image, report=args.report)
     _print_summary(result, paths)
     return 0
-
-
-def _read_image(path):
-    """The reference image as a Volume (volume file or DICOM series)."""
-    from DicomTeamAnnotateLib.volume import has_volume_suffix, read_volume
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such reference image")
-    if path.is_file() and has_volume_suffix(path):
-        return read_volume(path)
-    from DicomTeamAnnotateLib.dicom_ingest import load_dicom_volume
-
-    return load_dicom_volume(path)
 
 
 def _print_summary(result, paths) -> None:

@@ -141,18 +141,19 @@ def annotator_name(path) -> str:
     return Path(path).stem
 
 
-def read_reference_geometry(path) -> Geometry:
-    """Geometry of a reference image: a volume file or a DICOM series folder/file."""
+def read_reference_image(path):
+    """A reference image as a Volume: a volume file or a DICOM series folder/file."""
+    from DicomTeamAnnotateLib.dicom_ingest import load_image
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such reference image")
-    from DicomTeamAnnotateLib.volume import has_volume_suffix, read_volume
+    return load_image(path)
 
-    if path.is_file() and has_volume_suffix(path):
-        return read_volume(path).geometry
-    from DicomTeamAnnotateLib.dicom_ingest import load_dicom_volume
 
-    return load_dicom_volume(path).geometry
+def read_reference_geometry(path) -> Geometry:
+    """Geometry of a reference image: a volume file or a DICOM series folder/file."""
+    return read_reference_image(path).geometry
 
 
 def load_annotations(paths, reference=None, annotators: list[str] | None = None,

@@ -130,8 +130,17 @@ def pairwise_metrics(masks: Sequence[np.ndarray], spacing: Sequence[float], tole
                      hd_mode: str = "max") -> dict:
     """N x N matrices {dice, hd95, assd, nsd} among masks (symmetric; one distance transform per mask)."""
     masks = [np.asarray(m, dtype=bool) for m in masks]
+    return pairwise_matrices(masks, SurfaceSet(masks, spacing).all_distances(), tolerance_mm, hd_mode)
+
+
+def pairwise_matrices(masks: Sequence[np.ndarray], dist: dict, tolerance_mm: float = 1.0,
+                      hd_mode: str = "max") -> dict:
+    """N x N matrices {dice, hd95, assd, nsd} among boolean ``masks`` from ``SurfaceSet.all_distances()``.
+
+    ``dist`` may cover more masks than ``masks`` (e.g. a consensus appended last); only the
+    first N are used.
+    """
     n = len(masks)
-    dist = SurfaceSet(masks, spacing).all_distances()
     out = {k: np.zeros((n, n)) for k in ("dice", "hd95", "assd", "nsd")}
     for i in range(n):
         out["dice"][i, i], out["nsd"][i, i] = 1.0, 1.0

@@ -15,10 +15,11 @@ Each step is a function of the module that owns it; this file only strings them 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
+
+from .atomic import write_json_atomic
 
 STEPS = ("phantom", "ingest", "team", "consensus", "sam", "train")
 
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
         seconds = time.perf_counter() - t0
         results[name] = {"summary": summary, "seconds": round(seconds, 1)}
         print(f"[{name}] {summary} ({seconds:.1f} s)", flush=True)
-    (out / "demo_summary.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json_atomic(out / "demo_summary.json", results)
     print(f"demo: all outputs in {out}")
     return 0
 

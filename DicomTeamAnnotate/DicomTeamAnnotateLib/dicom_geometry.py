@@ -127,10 +127,10 @@ def regularize(array: np.ndarray, sg: StackGeometry) -> np.ndarray:
     d = sg.in_d
     out = np.empty((len(sg.out_d),) + work.shape[1:], dtype=np.float32)
     for k, t in enumerate(sg.out_d):
-        a = int(np.clip(np.searchsorted(d, t, side="right") - 1, 0, len(d) - 2)) if len(d) > 1 else 0
         if len(d) == 1:
             out[k] = work[0]
             continue
+        a = int(np.clip(np.searchsorted(d, t, side="right") - 1, 0, len(d) - 2))
         w = float(np.clip((t - d[a]) / (d[a + 1] - d[a]), 0.0, 1.0))
         out[k] = work[a] if w == 0.0 else (1.0 - w) * work[a] + w * work[a + 1]
     if np.issubdtype(array.dtype, np.integer):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from .dicom_frames import Frame, frames_of
 from .dicom_geometry import RefusedStack, regularize, stack_geometry
 from .dicom_headers import RejectedFile, collect_sources, read_header
 from .dicom_pixels import PROGRESS_MIN_FILES, decode_stacks
-from .dicom_sort import SeriesPlan, plan_series
+from .dicom_sort import SeriesPlan, _text, plan_series
 from .volume import Volume
 
 
@@ -53,11 +54,6 @@ class IngestResult:
                          f"spacing {', '.join(f'{v:.4g}' for v in g.spacing)} mm"
                          + (f" ({len(s.warnings)} warning(s))" if s.warnings else ""))
         return "\n".join(lines)
-
-
-def _text(ds, keyword) -> str:
-    value = ds.get(keyword)
-    return "" if value is None else str(value).strip()
 
 
 def _metadata(plan: SeriesPlan, frames: list[Frame], volume_dtype) -> dict:
@@ -192,6 +188,18 @@ def load_dicom_volume(path, series_id: str | None = None) -> Volume:
                     for s in series)
     raise ValueError(f"{path}: expected exactly one DICOM series, found {len(series)}: {ids}; "
                      "pass series_id= to choose one")
+
+
+def load_image(path) -> Volume:
+    """A Volume from a volume file (.nrrd/.nii.gz/...) or, through our ingestion, a DICOM folder/ZIP/file."""
+    from .volume import has_volume_suffix, read_volume
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if path.is_file() and has_volume_suffix(path):
+        return read_volume(path)
+    return load_dicom_volume(path)
 
 
 def series_report(series: IngestedSeries, output_file: str | None = None) -> dict:

@@ -200,10 +200,14 @@ def resample_like(array: np.ndarray, geometry: Geometry, reference: Geometry, *,
     """
     if geometry.same_grid(reference):
         return array
+    return resample_image(to_sitk(array, geometry), reference, label=label, default=default)
+
+
+def resample_image(image, reference: Geometry, *, label: bool = True, default: float = 0) -> np.ndarray:
+    """A (K, J, I) array of a SimpleITK image resampled onto ``reference`` (keeps the pixel type)."""
     import SimpleITK as sitk
 
-    src = to_sitk(array, geometry)
     ref = to_sitk(np.zeros(reference.shape, dtype=np.uint8), reference)
     interp = sitk.sitkNearestNeighbor if label else sitk.sitkLinear
-    out = sitk.Resample(src, ref, sitk.Transform(), interp, float(default), src.GetPixelID())
+    out = sitk.Resample(image, ref, sitk.Transform(), interp, float(default), image.GetPixelID())
     return sitk.GetArrayFromImage(out)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry import Geometry
+from .geometry import Geometry, resample_like
 from .seg_nrrd import BINARY_LABELMAP, meaningful_terminology, slicer_terminology_entry
 from .segmentation import Segment, Segmentation
 from .volume import Volume
@@ -274,8 +274,6 @@ def node_to_segmentation(node, reference_geometry: Geometry | None = None) -> Se
     Without a reference the grid is the node's reference image geometry, grown to hold every
     layer's extent; layers on another lattice are resampled by physical position.
     """
-    from .geometry import resample_like
-
     ensure_segmentation_converters()
     segmentation = node.GetSegmentation()
     source = (segmentation.GetSourceRepresentationName() if hasattr(segmentation, "GetSourceRepresentationName")
@@ -304,7 +302,7 @@ def node_to_segmentation(node, reference_geometry: Geometry | None = None) -> Se
     out_layers, found = [], {}
     for li, (array, geometry, members) in enumerate(layers):
         out_layers.append(np.zeros(target.shape, dtype=np.uint8) if array is None
-                          else _place(array, geometry, target, resample_like))
+                          else _place(array, geometry, target))
         found.update({seg_id: (li, segment) for seg_id, segment in members})
     segments, seen = [], set()
     for index in range(segmentation.GetNumberOfSegments()):  # keep the node's segment order
@@ -358,7 +356,7 @@ def _same_lattice(a: Geometry, b: Geometry, start_in_a: np.ndarray) -> bool:
             and np.allclose(start_in_a, np.rint(start_in_a), atol=1e-3))
 
 
-def _place(array: np.ndarray, geometry: Geometry, target: Geometry, resample_like) -> np.ndarray:
+def _place(array: np.ndarray, geometry: Geometry, target: Geometry) -> np.ndarray:
     """Copy a layer into the target grid: by index offset on the same lattice, else by resampling."""
     start = target.world_to_index(geometry.origin)
     if not _same_lattice(target, geometry, start):

@@ -17,7 +17,7 @@ from .atomic import write_json_atomic
 from .geometry import Geometry
 from .seg_nrrd import (BINARY_LABELMAP, is_seg_nrrd, meaningful_terminology, read_seg_nrrd,  # noqa: F401
                        read_seg_nrrd_geometry, seg_nrrd_header, slicer_terminology_entry, write_seg_nrrd)
-from .segmentation import Segment, Segmentation, default_color
+from .segmentation import Segment, Segmentation, default_color, present_values
 from .volume import Volume, file_suffix, read_volume, write_volume
 
 LABELMAP_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha")
@@ -100,13 +100,6 @@ def _looks_like_labels(array: np.ndarray) -> bool:
     return int(np.count_nonzero(np.bincount(array.ravel()))) <= 256
 
 
-def _present_values(array: np.ndarray) -> list[int]:
-    """Non-zero values in a label map (bincount for 8/16-bit: much faster than np.unique's sort)."""
-    if np.issubdtype(array.dtype, np.integer) and array.dtype.itemsize <= 2 and array.min(initial=0) >= 0:
-        return [int(v) for v in np.nonzero(np.bincount(array.ravel()))[0] if v != 0]
-    return [int(v) for v in np.unique(array) if v != 0]
-
-
 # ----- label maps -------------------------------------------------------------------------------
 def sidecar_path(path) -> Path:
     """``organs.nii.gz`` -> ``organs.json``: where the label names of a label map are kept."""
@@ -170,11 +163,11 @@ def segmentation_from_labelmap(volume: Volume, names: dict | None = None, refere
         raise ValueError(f"negative label value {array.min()} in a label map")
     names = {int(k): str(v) for k, v in (names or {}).items()}
     colors, terminology = colors or {}, terminology or {}
-    present = _present_values(array)
-    segments = [Segment(name=names.get(v, f"Segment_{v}"), label_value=v,
-                        color=colors.get(names.get(v, f"Segment_{v}"), default_color(n)),
-                        terminology=terminology.get(names.get(v, f"Segment_{v}")))
-                for n, v in enumerate(present)]
+    present = present_values(array)
+    labels = [names.get(v, f"Segment_{v}") for v in present]
+    segments = [Segment(name=name, label_value=v, color=colors.get(name, default_color(n)),
+                        terminology=terminology.get(name))
+                for n, (name, v) in enumerate(zip(labels, present))]
     seg = Segmentation.from_labelmap(array, volume.geometry, segments=segments)
     seg.metadata.update({"source": volume.metadata.get("source"),
                          "label_values": {s.name: v for s, v in zip(segments, present)}})

@@ -26,6 +26,13 @@ def default_color(index: int) -> tuple:
     return DEFAULT_COLORS[index % len(DEFAULT_COLORS)]
 
 
+def present_values(array: np.ndarray) -> list[int]:
+    """Non-zero values in a label map (bincount for 8/16-bit: much faster than np.unique's sort)."""
+    if np.issubdtype(array.dtype, np.integer) and array.dtype.itemsize <= 2 and array.min(initial=0) >= 0:
+        return [int(v) for v in np.nonzero(np.bincount(array.ravel()))[0] if v != 0]
+    return [int(v) for v in np.unique(array) if v != 0]
+
+
 @dataclass
 class Segment:
     """One segment: a name, a display colour, where its voxels live (layer, label value)."""
@@ -163,7 +170,7 @@ class Segmentation:
         labelmap = np.asarray(labelmap)
         check_array(labelmap, geometry, "label map")
         if segments is None:
-            values = [int(v) for v in np.unique(labelmap) if v != 0]
+            values = present_values(labelmap)
             names = names or {}
             segments = [Segment(name=names.get(v, f"Segment_{v}"), label_value=v, color=default_color(i))
                         for i, v in enumerate(values)]

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
-from .geometry import Geometry
+from .geometry import Geometry, resample_image, to_sitk
 from .volume import Volume
 
 PRESETS_FILE = Path(__file__).resolve().parent / "Resources" / "window_presets.json"
@@ -132,22 +132,9 @@ def _plane_geometry(volume_geometry: Geometry, plane: str, point: np.ndarray, ma
     return Geometry(size=(nu, nv, 1), spacing=(pixel, pixel, pixel), origin=origin, direction=direction.ravel())
 
 
-def _resample_plane(image, plane: Geometry, *, label: bool, default: float) -> np.ndarray:
-    import SimpleITK as sitk
-
-    ref = sitk.Image(list(plane.size), sitk.sitkUInt8)
-    ref.SetSpacing(plane.spacing)
-    ref.SetOrigin(plane.origin)
-    ref.SetDirection(plane.direction)
-    interp = sitk.sitkNearestNeighbor if label else sitk.sitkLinear
-    out = sitk.Resample(image, ref, sitk.Transform(), interp, float(default), image.GetPixelID())
-    return sitk.GetArrayFromImage(out)[0]
-
-
 def _label_layers(labels, volume: Volume):
     """[(layer sitk image, [(value, rgb)])] for a Segmentation or a label-map Volume."""
     from .segmentation import Segmentation
-    from .geometry import to_sitk
 
     if isinstance(labels, Volume):
         labels = Segmentation.from_labelmap(labels.array, labels.geometry)
@@ -179,10 +166,10 @@ def mpr_planes(volume: Volume, preset=DEFAULT_PRESET, point=None, labels=None, *
     panels = []
     for plane in ("axial", "coronal", "sagittal"):
         pg = _plane_geometry(g, plane, point, max_pixels)
-        gray = apply_window(_resample_plane(image, pg, label=False, default=background), level, width)
+        gray = apply_window(resample_image(image, pg, label=False, default=background)[0], level, width)
         rgba = np.zeros(gray.shape + (4,), dtype=np.float32)
         for layer_image, colors in layers:
-            values = _resample_plane(layer_image, pg, label=True, default=0)
+            values = resample_image(layer_image, pg, label=True, default=0)[0]
             for value, color in colors:
                 hit = values == value
                 rgba[hit, :3] = color

@@ -44,16 +44,9 @@ def register(subparsers) -> None:
 
 def load_image(path):
     """A Volume from a volume file, or from a DICOM folder/file through the ingest code."""
-    from DicomTeamAnnotateLib.volume import has_volume_suffix, read_volume
+    from DicomTeamAnnotateLib.dicom_ingest import load_image as load
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder")
-    if path.is_file() and has_volume_suffix(path):
-        return read_volume(path)
-    from DicomTeamAnnotateLib.dicom_ingest import load_dicom_volume
-
-    return load_dicom_volume(path)
+    return load(path)
 
 
 def parse_window(text):

@@ -93,12 +93,9 @@ def load_image(source, what: str = "image") -> Volume:
     """A Volume from a Volume, a volume file, or a DICOM series folder."""
     if isinstance(source, Volume):
         return source
-    path = Path(source)
-    if path.is_dir():
-        from DicomTeamAnnotateLib.dicom_ingest import load_dicom_volume
+    from DicomTeamAnnotateLib.dicom_ingest import load_image as load
 
-        return load_dicom_volume(path)
-    return read_volume(path)
+    return load(source)
 
 
 def load_channels(sources: list, case_id: str) -> list[Volume]:

@@ -22,6 +22,7 @@ import numpy as np
 
 from DicomTeamAnnotateLib.atomic import atomic_path, write_bytes_atomic, write_json_atomic
 from DicomTeamAnnotateLib.geometry import Geometry, resample_like
+from DicomTeamAnnotateLib.volume import read_volume
 
 METRICS = ("dice", "hd95", "assd", "nsd", "volume_gt_ml", "volume_pred_ml", "volume_diff_ml")
 ENDING = ".nii.gz"
@@ -29,10 +30,8 @@ ENDING = ".nii.gz"
 
 def read_labelmap(path):
     """(int array (K, J, I), Geometry) of a label-map file."""
-    import SimpleITK as sitk
-
-    img = sitk.ReadImage(str(path))
-    return sitk.GetArrayFromImage(img), Geometry.from_sitk(img)
+    vol = read_volume(path)
+    return vol.array, vol.geometry
 
 
 def labels_from(spec) -> dict | None:

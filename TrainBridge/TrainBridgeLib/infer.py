@@ -38,7 +38,7 @@ def load_forward(manifest: dict, folder: Path, runtime: str | None = None, devic
     """(forward(tensor) -> logits tensor, runtime used); checks the file's sha256 first."""
     import torch
 
-    from .model_export import sha256_of
+    from DicomTeamAnnotateLib.store.blobs import sha256_file
 
     if runtime is None:  # the most portable file present
         runtime = next(r for r in RUNTIMES if _FILE_OF[r] in manifest["files"])
@@ -48,7 +48,7 @@ def load_forward(manifest: dict, folder: Path, runtime: str | None = None, devic
     if name not in manifest["files"]:
         raise ValueError(f"{folder}: the manifest lists no {name} (files: {', '.join(manifest['files'])})")
     path = folder / name
-    if verify and sha256_of(path) != manifest["files"][name]["sha256"]:
+    if verify and sha256_file(path)[0] != manifest["files"][name]["sha256"]:
         raise ValueError(f"{path}: sha256 does not match the manifest (file changed or corrupt)")
     if runtime == "onnx":
         import onnxruntime as ort

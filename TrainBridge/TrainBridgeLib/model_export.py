@@ -14,7 +14,6 @@ patches, and fixed shapes export every architecture (SwinUNETR included) reliabl
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -22,18 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from DicomTeamAnnotateLib.atomic import atomic_path, write_json_atomic
+from DicomTeamAnnotateLib.store.blobs import sha256_file
 
 FORMATS = ("onnx", "torchscript", "checkpoint")
 ONNX_OPSET = 17
 TOLERANCE = 1e-3  # max |ONNX - PyTorch| logits, relative to the logits' range
-
-
-def sha256_of(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def real_input(description: dict) -> tuple:
@@ -116,12 +108,16 @@ def export_model(job_dir, fmt: str, out_dir, *, checkpoint: str = "best", check:
         "patch_size": description["patch_size"], "patch_order": "k, j, i (array axes)",
         "input": {"name": "image", "shape": ["batch", len(description["channel_names"])] + description["patch_size"]},
         "output": {"name": "logits", "argmax_axis": 1},
-        "files": {name: {"kind": kind, "sha256": sha256_of(out / name), "bytes": (out / name).stat().st_size}
-                  for name, kind in files.items()},
+        "files": {name: _file_entry(out / name, kind) for name, kind in files.items()},
         "checks": checks, "source_job": str(job_dir.resolve()), "checkpoint": checkpoint, "versions": _versions(),
         "inference": f"python -m TrainBridgeLib.infer --model {out} --image IMAGE --out SEGMENTATION.nii.gz",
     }
     return write_json_atomic(out / "manifest.json", manifest)
+
+
+def _file_entry(path: Path, kind: str) -> dict:
+    digest, size = sha256_file(path)
+    return {"kind": kind, "sha256": digest, "bytes": size}
 
 
 def _compare(got: np.ndarray, reference: np.ndarray, source: str) -> dict:

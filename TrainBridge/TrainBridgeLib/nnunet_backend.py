@@ -180,6 +180,7 @@ class NnunetLogFollower:
         self.num_epochs = num_epochs
         self._size = -1
         self._count = -1
+        self._last = None
         self.labels = None
         try:
             rec = json.loads((self.dir / "job.json").read_text())
@@ -197,7 +198,7 @@ class NnunetLogFollower:
             return
         self._size = size
         records = parse_nnunet_log(self.log.read_text(errors="replace"), self.num_epochs, self.labels)
-        if records and (len(records) != self._count or records[-1] != getattr(self, "_last", None)):
+        if records and (len(records) != self._count or records[-1] != self._last):
             self._count, self._last = len(records), records[-1]
             write_records(self.out, records)
             plot_progress(records, self.png, title="nnU-Net")

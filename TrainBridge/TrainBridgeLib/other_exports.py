@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from DicomTeamAnnotateLib.atomic import atomic_path, write_json_atomic
-from DicomTeamAnnotateLib.geometry import Geometry
+from DicomTeamAnnotateLib.volume import read_volume
 
 ENDING = ".nii.gz"
 
@@ -54,13 +54,6 @@ def write_monai_datalist(dataset_dir, out_path=None) -> Path:
     return out
 
 
-def _read(path):
-    import SimpleITK as sitk
-
-    img = sitk.ReadImage(str(path))
-    return sitk.GetArrayFromImage(img), Geometry.from_sitk(img)
-
-
 def write_seg_nrrd_folder(dataset_dir, out_dir) -> list[Path]:
     """Each case's label map as ``out_dir/{case}.seg.nrrd`` (segment names, colours, terminology)."""
     from DicomTeamAnnotateLib.segio import write_seg_nrrd
@@ -77,7 +70,8 @@ def write_seg_nrrd_folder(dataset_dir, out_dir) -> list[Path]:
     for case, rec in sorted(cases.items()):
         if not rec.get("label"):
             continue
-        arr, geometry = _read(d / rec["label"])
+        vol = read_volume(d / rec["label"])
+        arr, geometry = vol.array, vol.geometry
         present = set(np.unique(arr).tolist())
         seg = Segmentation.from_labelmap(arr.astype(np.uint8), geometry,
                                          [s for s in segments if s.label_value in present] or segments[:0])
@@ -145,11 +139,11 @@ def write_coco_slices(dataset_dir, out_dir, *, window=(40.0, 400.0), only_labele
     for case, rec in sorted(cases.items()):
         if rec["split"] not in splits:
             continue
-        chans = [_read(d / p) for p in rec["images"]]
-        geometry = chans[0][1]
-        label = _read(d / rec["label"])[0] if rec.get("label") else None
+        chans = [read_volume(d / p) for p in rec["images"]]
+        geometry = chans[0].geometry
+        label = read_volume(d / rec["label"]).array if rec.get("label") else None
         axis = 2 - geometry.plane_axis("axial")  # array axis of the slices
-        vols = [np.moveaxis(_to_uint8(a, channel_names[c], window), axis, 0) for c, (a, _) in enumerate(chans)]
+        vols = [np.moveaxis(_to_uint8(ch.array, channel_names[c], window), axis, 0) for c, ch in enumerate(chans)]
         lab = np.moveaxis(label, axis, 0) if label is not None else None
         idx_axes = [a for a in (0, 1, 2) if a != 2 - axis]  # index axes (i, j, k) spanning the slice
         col_axis, row_axis = idx_axes[0], idx_axes[1]  # image columns run along the lower index axis

@@ -8,13 +8,11 @@ from __future__ import annotations
 import getpass
 import json
 import logging
-import os
 import re
 from pathlib import Path
 
 from ..atomic import write_json_atomic
 from .auth import hash_token, new_token
-from .blobs import BlobStore
 from .events import EventLog
 from .folder import FolderCatalog
 from .model import ROLES, Conflict, InvalidInput, NotFound, check_choice, check_id, now_iso
@@ -156,22 +154,17 @@ def _check_preset(preset) -> None:
 
 def load_case_volume(image_path):
     """A Volume from a DICOM folder/ZIP (through our ingestion) or a volume file."""
-    from ..volume import has_volume_suffix, read_volume
+    from ..dicom_ingest import load_image
+    from ..volume import has_volume_suffix
 
     path = Path(image_path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder")
-    if path.is_dir() or path.suffix.lower() == ".zip":
-        from ..dicom_ingest import load_dicom_volume
-
-        return load_dicom_volume(path)
-    if has_volume_suffix(path):
-        return read_volume(path)
-    try:  # a single DICOM file (e.g. multi-frame)
-        from ..dicom_ingest import load_dicom_volume
-
-        return load_dicom_volume(path)
+    single_file = path.is_file() and path.suffix.lower() != ".zip" and not has_volume_suffix(path)
+    try:
+        return load_image(path)
     except (ValueError, ImportError) as exc:
+        if not single_file:
+            raise
+        # a single file that is neither a volume nor DICOM (a single DICOM file, e.g. multi-frame, loads)
         raise InvalidInput(f"{path}: neither a DICOM folder/ZIP nor a volume file ({exc})") from None
 
 
@@ -204,19 +197,18 @@ def add_case(project_dir, case_id: str, image_path, patient_id: str, *, compress
             "image_name": f"{case_id}.nrrd", "geometry": volume.geometry.to_lps().to_dict(), "source": str(source)}
     if ref is not None:
         data["reference"] = ref
-        EventLog(project_dir).append("case", _actor(), data, case_id=case_id)
+        catalog.events.append("case", _actor(), data, case_id=case_id)
         log.info("added case %s as a reference to %s", case_id, ref["url"])
         return data
-    blobs = BlobStore(project_dir)
-    blobs.tmp.mkdir(parents=True, exist_ok=True)
-    tmp = blobs.tmp / f"case-{os.getpid()}-{os.urandom(8).hex()}.nrrd"
+    blobs = catalog.blobs
+    tmp = blobs.temp_path("case", ".nrrd")
     try:
         write_volume(volume, tmp, compress=compress)
         sha, size = blobs.put_file(tmp, move=True)
     finally:
         tmp.unlink(missing_ok=True)
     data.update(image_sha256=sha, image_size=size)
-    EventLog(project_dir).append("case", _actor(), data, case_id=case_id)
+    catalog.events.append("case", _actor(), data, case_id=case_id)
     log.info("added case %s (%d bytes, sha256 %s)", case_id, size, sha[:12])
     return data
 

@@ -157,6 +157,11 @@ class BlobStore:
             raise NotFound(f"blob {sha256} is missing from {self.root}")
         return path
 
+    def temp_path(self, prefix: str = "blob", suffix: str = ".tmp") -> Path:
+        """A fresh, unused name in the project's tmp folder (same file system as the blobs, so it links into place)."""
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        return self.tmp / f"{prefix}-{os.getpid()}-{os.urandom(8).hex()}{suffix}"
+
     def _publish(self, tmp: Path, sha256: str) -> Path:
         """Link a complete, verified temporary file into place (a no-op if the blob exists); ``tmp`` is removed."""
         final = self.path(sha256)
@@ -194,8 +199,7 @@ class BlobStore:
                 os.fsync(fh.fileno())
             self._publish(src, sha)
             return sha, size
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        tmp = self.tmp / f"blob-{os.getpid()}-{os.urandom(8).hex()}.tmp"
+        tmp = self.temp_path()
         try:
             with open(tmp, "xb") as out:
                 sha, size = copy_hashing(src, out, progress)
@@ -209,8 +213,7 @@ class BlobStore:
 
     def put_bytes(self, data: bytes) -> tuple[str, int]:
         """Store bytes; (sha256, size)."""
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        tmp = self.tmp / f"blob-{os.getpid()}-{os.urandom(8).hex()}.tmp"
+        tmp = self.temp_path()
         try:
             with open(tmp, "xb") as out:
                 out.write(data)

@@ -11,6 +11,7 @@ import sys
 
 def register(subparsers) -> None:
     """Add the store's subcommands to the `dicomteam` parser."""
+    from .model import KINDS, ROLES  # cheap: names and regexes only
     project = subparsers.add_parser("project", help="create and administer a project folder")
     psub = project.add_subparsers(dest="project_command", metavar="ACTION")
 
@@ -34,7 +35,7 @@ def register(subparsers) -> None:
     p = psub.add_parser("add-member", help="add a member (or change a role); prints a new token")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--user", required=True, metavar="U")
-    p.add_argument("--role", required=True, choices=("annotator", "reviewer", "admin"))
+    p.add_argument("--role", required=True, choices=ROLES)
     p.set_defaults(func=cmd_add_member)
 
     p = psub.add_parser("assign", help="assign a case to a member")
@@ -67,7 +68,7 @@ def register(subparsers) -> None:
     p.add_argument("--segmentation", required=True, metavar="FILE", help=".seg.nrrd (or a label map)")
     p.add_argument("--parent", default=None, metavar="V", help="the version this one continues (default: my latest)")
     p.add_argument("--message", default="", metavar="M")
-    p.add_argument("--kind", default="annotation", choices=("annotation", "adjudicated"))
+    p.add_argument("--kind", default="annotation", choices=KINDS)
     p.add_argument("--submit", action="store_true", help="also mark my work on the case submitted")
     p.set_defaults(func=cmd_push)
 

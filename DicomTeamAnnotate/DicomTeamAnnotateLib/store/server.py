@@ -64,6 +64,12 @@ def create_app(project_dir, db_url: str | None = None):
     class BlobResponse(FileResponse):
         chunk_size = 1 << 20  # fewer thread hops than the 64 KiB default when streaming large images
 
+    def blob_response(found) -> BlobResponse:
+        """Stream the ``(path, filename, sha256)`` a service blob lookup returned."""
+        path, name, sha = found
+        return BlobResponse(path, filename=name, media_type="application/octet-stream",
+                            headers={"X-Content-SHA256": sha})
+
     # ----- errors: one JSON shape, {"detail": "...", "error": "Kind"} ---------------------------
     @app.exception_handler(StoreError)
     async def _store_error(request, exc: StoreError):
@@ -84,11 +90,12 @@ def create_app(project_dir, db_url: str | None = None):
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("missing token: send 'Authorization: Bearer <token>' "
                                "(from `dicomteam project add-member`)")
+        token_hash = hash_token(token.strip())
         index.refresh()
-        member = index.member_by_token(hash_token(token.strip()))
+        member = index.member_by_token(token_hash)
         if member is None:
             index.refresh(force=True)
-            member = index.member_by_token(hash_token(token.strip()))
+            member = index.member_by_token(token_hash)
         if member is None:
             raise Unauthorized("unknown token")
         claimed = request.headers.get("x-dicomteam-user")
@@ -102,10 +109,13 @@ def create_app(project_dir, db_url: str | None = None):
             return fn(_authenticate(request))
         return await run_in_threadpool(run)
 
-    async def json_body(request, allowed: tuple) -> dict:
+    def require_content_type(request, expected: str) -> None:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            raise _ContentType(f"expected Content-Type application/json, got {ctype or 'none'!r}")
+        if ctype != expected:
+            raise _ContentType(f"expected Content-Type {expected}, got {ctype or 'none'!r}")
+
+    async def json_body(request, allowed: tuple) -> dict:
+        require_content_type(request, "application/json")
         raw = await request.body()
         if len(raw) > MAX_JSON_BYTES:
             raise InvalidInput(f"JSON body of {len(raw)} bytes is larger than {MAX_JSON_BYTES}")
@@ -176,9 +186,7 @@ def create_app(project_dir, db_url: str | None = None):
 
     @app.get(API + "/cases/{case_id}/image")
     async def image(case_id: str, request: Request):
-        path, name, sha = await call(request, lambda s: s.image_blob(case_id))
-        return BlobResponse(path, filename=name, media_type="application/octet-stream",
-                            headers={"X-Content-SHA256": sha})
+        return blob_response(await call(request, lambda s: s.image_blob(case_id)))
 
     # ----- versions and states --------------------------------------------------------------------
     @app.get(API + "/cases/{case_id}/versions")
@@ -195,9 +203,7 @@ def create_app(project_dir, db_url: str | None = None):
 
     @app.get(API + "/versions/{version_id}/content")
     async def version_content(version_id: str, request: Request):
-        path, name, sha = await call(request, lambda s: s.version_blob(version_id))
-        return BlobResponse(path, filename=name, media_type="application/octet-stream",
-                            headers={"X-Content-SHA256": sha})
+        return blob_response(await call(request, lambda s: s.version_blob(version_id)))
 
     @app.get(API + "/cases/{case_id}/states")
     async def states(case_id: str, request: Request):
@@ -254,9 +260,7 @@ def create_app(project_dir, db_url: str | None = None):
     @app.put(API + "/uploads/{upload_id}")
     async def put_chunk(upload_id: str, request: Request, offset: int):
         row = await call(request, lambda s: _own_upload(s, upload_id))
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != "application/octet-stream":
-            raise _ContentType(f"expected Content-Type application/octet-stream, got {ctype or 'none'!r}")
+        require_content_type(request, "application/octet-stream")
         path = _upload_path(upload_id)
         current = _offset(upload_id)
         if offset != current:

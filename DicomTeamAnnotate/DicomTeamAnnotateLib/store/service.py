@@ -146,14 +146,19 @@ class ProjectService:
     def get_case(self, case_id) -> dict:
         return public_case(self._case(case_id))
 
+    def _own_rows(self, case_id, fetch, owner_field: str) -> list[dict]:
+        """``fetch(case_id=case_id)`` after the case check; an annotator keeps only rows whose ``owner_field`` is them."""
+        if case_id is not None:
+            self._case(case_id)
+        rows = fetch(case_id=case_id)
+        if not auth.is_staff(self.role):
+            rows = [r for r in rows if r[owner_field] == self.user]
+        return rows
+
     @fresh
     def assignments(self, case_id=None) -> list[dict]:
         """(case_id, user) pairs; an annotator sees only their own."""
-        if case_id is not None:
-            self._case(case_id)
-        rows = self.catalog.assignments(case_id=case_id)
-        if not auth.is_staff(self.role):
-            rows = [a for a in rows if a["user"] == self.user]
+        rows = self._own_rows(case_id, self.catalog.assignments, "user")
         return sorted(({"case_id": a["case_id"], "user": a["user"]} for a in rows),
                       key=lambda a: (a["case_id"], a["user"]))
 
@@ -177,8 +182,8 @@ class ProjectService:
         self._case(case_id)
         if author is not None:
             check_id(author, "author")
-        auth.check_author_listing(self.role, self.user, self.blind, author)
         blind = self.blind
+        auth.check_author_listing(self.role, self.user, blind, author)
         return [v for v in self._flagged(case_id)
                 if auth.version_visible(self.role, self.user, blind, v) and (author is None or v["author"] == author)]
 
@@ -295,7 +300,6 @@ class ProjectService:
         """Move a case (reviewers: annotator=None) or an annotator's work on it to ``state``."""
         self._case(case_id)
         check_choice(state, STATES, "state")
-        versions = self.catalog.versions(case_id=case_id)
         if auth.is_staff(self.role):
             if annotator is None and state == "submitted":
                 raise InvalidInput("a case as a whole is never 'submitted'; its annotators submit")
@@ -313,7 +317,7 @@ class ProjectService:
             if override:
                 raise Conflict(f"case {case_id!r} is {override.replace('_', ' ')}; only a reviewer can reopen it")
             if state == "submitted" and not any(v["author"] == self.user and v["kind"] == "annotation"
-                                                for v in versions):
+                                                for v in self.catalog.versions(case_id=case_id)):
                 raise Conflict(f"nothing to submit on case {case_id!r}: push a version first")
         self.catalog.add_event("state", self.user, {"case_id": case_id, "annotator": annotator, "state": state},
                                case_id=case_id)
@@ -356,11 +360,7 @@ class ProjectService:
     @fresh
     def audit(self, case_id=None) -> list[dict]:
         """The append-only log of who did what when (an annotator sees only their own actions)."""
-        if case_id is not None:
-            self._case(case_id)
-        rows = self.catalog.audit(case_id=case_id)
-        if not auth.is_staff(self.role):
-            rows = [r for r in rows if r["actor"] == self.user]
+        rows = self._own_rows(case_id, self.catalog.audit, "actor")
         return [{"id": r["id"], "time": r["time"], "actor": r["actor"], "type": r["type"],
                  "case_id": r.get("case_id"), "data": _public_event_data(r)} for r in rows]
 

