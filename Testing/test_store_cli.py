@@ -185,3 +185,13 @@ def test_real_ct_case_and_real_label_map(env, capsys, ct_dicom_dir, ct_organs_pa
     voxels = json.loads(ct_organs_path.with_name("organs.json").read_text())["voxels"]
     for organ in ("liver", "spleen", "aorta"):  # names from the label map's sidecar, voxels unchanged
         assert int(seg.mask(organ).sum()) == voxels[organ]
+
+
+def test_tokens_never_read_as_options(capsys):
+    """A token is passed as ``--token T``; one starting with '-' would be taken for an option
+    (this failed one CI run in 64). Every token carries the ``dta_`` prefix."""
+    from DicomTeamAnnotateLib.store.auth import new_token
+
+    tokens = {new_token() for _ in range(2000)}
+    assert len(tokens) == 2000
+    assert all(t.startswith("dta_") and len(t) >= 40 for t in tokens)

@@ -23,8 +23,13 @@ STAFF = ("reviewer", "admin")
 
 
 def new_token() -> str:
-    """A fresh random token (shown once to the member, stored only hashed)."""
-    return secrets.token_urlsafe(32)
+    """A fresh random token (shown once to the member, stored only hashed).
+
+    The ``dta_`` prefix makes a leaked token recognisable (secret scanners, logs) and keeps
+    it from starting with ``-``, which a command line would take for an option
+    (``--token -Kx...`` fails to parse; one token in 64 of ``token_urlsafe`` starts so).
+    """
+    return "dta_" + secrets.token_urlsafe(32)
 
 
 def hash_token(token: str) -> str:
