@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from DicomTeamAnnotateLib.geometry import Geometry
-from DicomTeamAnnotateLib.segio import write_seg_nrrd
+from DicomTeamAnnotateLib.segio import read_segmentation, write_seg_nrrd
 from DicomTeamAnnotateLib.segmentation import Segment, Segmentation
 from DicomTeamAnnotateLib.store import admin, open_store
+from DicomTeamAnnotateLib.store.model import StoreError
 from DicomTeamAnnotateLib.store.sync import OfflineQueue, push_or_queue
 from store_support import (ProcessServer, free_port, make_team_project, postgres_cluster,  # noqa: F401
                            postgres_url, synthetic_volume, write_seg)
@@ -155,6 +156,37 @@ def test_server_killed_mid_upload_then_the_client_retry_completes(tmp_path):
     assert admin.verify_project(project) == []  # index == event files, blobs intact
     rev = open_store(project, "rev")
     assert [v["id"] for v in rev.list_versions("big")] == [version["id"]]
+
+
+def test_a_file_changed_during_its_upload_makes_no_version(tmp_path):
+    """An autosave rewriting the file mid-push: the mixed bytes never become a version."""
+    project = tmp_path / "project"
+    tokens = make_team_project(project)
+    seg = _noisy_case(project, tmp_path)
+    first = seg.read_bytes()
+    other = read_segmentation(seg)
+    other.layers = (7 - other.layers).astype(np.uint8)
+    new_bytes = write_seg_nrrd(other, tmp_path / "other.seg.nrrd").read_bytes()
+    changed = threading.Event()
+
+    def progress(done, total):
+        if not changed.is_set() and done >= 0.3 * total:
+            with open(seg, "r+b") as fh:  # in place, as an editor saving over the file would
+                fh.write(new_bytes)
+                fh.truncate()
+            changed.set()
+
+    server = ProcessServer(project).start()
+    try:
+        store = open_store(server.url, "alice", tokens["alice"], cache=False, chunk_size=32 * 1024)
+        with pytest.raises(StoreError, match="changed while it was uploaded"):
+            store.push_version("big", seg, message="half old, half new", progress=progress)
+        assert changed.is_set()
+        assert store.list_versions("big") == []
+        v = store.push_version("big", seg, message="saved")  # once saved, the push goes through
+        assert v["sha256"] == sha(seg) != hashlib.sha256(first).hexdigest()
+    finally:
+        server.stop()
 
 
 def test_offline_queue_keeps_pushes_and_sends_them_later(tmp_path):

@@ -239,7 +239,8 @@ class HttpStore:
         if not seg_path.is_file():
             raise FileNotFoundError(f"{seg_path}: no such file")
         check_id(case_id, "case id")
-        size = seg_path.stat().st_size
+        before = seg_path.stat()
+        size = before.st_size
         body = {"size": size, "filename": seg_path.name, "parent": parent, "kind": kind, "message": message or "",
                 "meta": meta or {}, "version_id": version_id or new_version_id()}
         start = self._retrying(lambda: self._json("POST", f"/cases/{case_id}/uploads", json=body),
@@ -255,6 +256,10 @@ class HttpStore:
         finally:
             bar.close()
             h = hashing.finish()
+        after = seg_path.stat()
+        if (after.st_size, after.st_mtime_ns, after.st_ino) != (size, before.st_mtime_ns, before.st_ino):
+            # the bytes sent may mix the old and the new file: the upload is left unfinished
+            raise StoreError(f"{seg_path}: the file changed while it was uploaded; push it again once it is saved")
         sha = h.hexdigest() if hashing.position == size else sha256_file(seg_path)[0]
         return self._retrying(lambda: self._finalize(start["upload_id"], body["version_id"], sha),
                               self.retry_window_s)
