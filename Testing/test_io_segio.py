@@ -177,6 +177,14 @@ def test_large_label_values_repeated_names_and_default_terminology(tmp_path):
     assert len(renamed) == 1 and np.array_equal(back.mask(renamed[0].name), seg.mask("vessel"))
     assert renamed[0].terminology is None  # Slicer's default 'Tissue' says nothing
     assert back.metadata["warnings"]
+    # the names from the header alone (no voxels read) are the ones a full read gives
+    from DicomTeamAnnotateLib.seg_nrrd import read_seg_nrrd_segment_names
+
+    assert read_seg_nrrd_segment_names(path) == back.names
+    plain = tmp_path / "plain.seg.nrrd"  # only Segmentation_* fields: the names need the voxels
+    nrrd.write(str(plain), data[0], {"type": "unsigned short", "Segmentation_MasterRepresentation": "Binary labelmap"},
+               index_order="C")
+    assert read_seg_nrrd_segment_names(plain) is None
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -159,22 +159,39 @@ def _layers_and_geometry(path: Path, data: np.ndarray, header: dict):
     return geometry, np.ascontiguousarray(data)
 
 
-def _segments_from_header(path: Path, header: dict, layers: np.ndarray):
-    """Segment list from ``SegmentN_*`` fields; a header without them gives one segment per value."""
+def read_seg_nrrd_segment_names(path) -> list[str] | None:
+    """The segment names of a ``.seg.nrrd`` from its header alone (as read_seg_nrrd names them);
+    None for a plain label map without ``SegmentN_*`` fields, whose segments come from its voxels."""
+    path = Path(path)
+    named = _segment_names(_read_nrrd_header(path), [])
+    return [name for _, _, name in named] if named else None
+
+
+def _segment_names(header: dict, warnings: list) -> list[tuple]:
+    """(N, ID, unique name) of each ``SegmentN_*`` entry of a header, in N order."""
     indices = sorted({int(m.group(1)) for k in header if (m := _SEGMENT_KEY.match(k)) and m.group(2) == "ID"})
-    warnings: list[str] = []
-    if not indices:  # a plain NRRD label map that carries only Segmentation_* fields
-        values = [int(v) for v in np.unique(layers[0]) if v]
-        return [Segment(f"Segment_{v}", v, default_color(n)) for n, v in enumerate(values)], warnings
-    segments, seen = [], set()
+    out, seen = [], set()
     for n in indices:
-        field = lambda key: header.get(f"Segment{n}_{key}")  # noqa: E731 - local shorthand
-        seg_id = str(field("ID"))
-        name = str(field("Name") or seg_id).strip() or seg_id
+        seg_id = str(header.get(f"Segment{n}_ID"))
+        name = str(header.get(f"Segment{n}_Name") or seg_id).strip() or seg_id
         if name in seen:  # Slicer allows repeated names (IDs are unique); we match by name, so disambiguate
             warnings.append(f"segment {n}: name '{name}' repeats; renamed to '{name} ({seg_id})'")
             name = f"{name} ({seg_id})"
         seen.add(name)
+        out.append((n, seg_id, name))
+    return out
+
+
+def _segments_from_header(path: Path, header: dict, layers: np.ndarray):
+    """Segment list from ``SegmentN_*`` fields; a header without them gives one segment per value."""
+    warnings: list[str] = []
+    named = _segment_names(header, warnings)
+    if not named:  # a plain NRRD label map that carries only Segmentation_* fields
+        values = [int(v) for v in np.unique(layers[0]) if v]
+        return [Segment(f"Segment_{v}", v, default_color(n)) for n, v in enumerate(values)], warnings
+    segments = []
+    for n, seg_id, name in named:
+        field = lambda key: header.get(f"Segment{n}_{key}")  # noqa: E731 - local shorthand
         layer = _int_field(path, f"Segment{n}_Layer", field("Layer"), default=n)
         if not 0 <= layer < layers.shape[0]:
             raise ValueError(f"{path}: field 'Segment{n}_Layer' is {layer}, but the file has {layers.shape[0]} layer(s)")

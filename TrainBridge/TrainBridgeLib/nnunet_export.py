@@ -113,6 +113,7 @@ def _resolve_labels(cases: list, labels) -> list[LabelDef]:
         if isinstance(labels, list) and labels and isinstance(labels[0], LabelDef):
             return list(labels)
         return parse_label_names(labels)
+    from DicomTeamAnnotateLib.seg_nrrd import read_seg_nrrd_segment_names
     from DicomTeamAnnotateLib.segio import read_segmentation, read_sidecar
     from DicomTeamAnnotateLib.segmentation import Segmentation
 
@@ -122,6 +123,11 @@ def _resolve_labels(cases: list, labels) -> list[LabelDef]:
             continue
         src = c.label
         if isinstance(src, (str, Path)) and str(src).lower().endswith(".seg.nrrd"):
+            # the names are in the header: the voxels are read once, when the case is written
+            header_names = read_seg_nrrd_segment_names(src)
+            if header_names is not None:
+                names += [n for n in header_names if n not in names]
+                continue
             src = read_segmentation(src)
         if isinstance(src, Segmentation):
             names += [n for n in src.names if n not in names]
