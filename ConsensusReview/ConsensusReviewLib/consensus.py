@@ -44,6 +44,8 @@ class ConsensusResult:
     disagreement: np.ndarray | None = None              # float32 (K, J, I) in [0, 1]
     agreement: dict = field(default_factory=dict)       # label name -> label_agreement(...)
     record: dict = field(default_factory=dict)
+    reviews: dict = field(default_factory=dict, repr=False, compare=False)  # outputs.review_status's, by
+                                                                           # (case id, thresholds)
 
     def mask(self, label: str) -> np.ndarray:
         return self.segmentation.mask(label)

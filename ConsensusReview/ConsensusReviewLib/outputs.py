@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
@@ -30,10 +31,15 @@ def safe_label(name: str) -> str:
 
 
 def review_status(result, case_id: str = "", thresholds: ReviewThresholds = ReviewThresholds()) -> dict:
-    """The case's queue entry: worst-label summary, needs_review and the reasons."""
-    disputed = {name: disputed_fraction(result.inputs.masks[name]) for name in result.agreement}
-    summary = case_summary(case_id, result.agreement, disputed, len(result.inputs.annotators))
-    return build_queue([summary], thresholds)[0]
+    """The case's queue entry: worst-label summary, needs_review and the reasons.
+
+    Computed once per result (the outputs and the project queue both ask for it)."""
+    key = (case_id, thresholds)
+    if key not in result.reviews:
+        disputed = {name: disputed_fraction(result.inputs.masks[name]) for name in result.agreement}
+        summary = case_summary(case_id, result.agreement, disputed, len(result.inputs.annotators))
+        result.reviews[key] = build_queue([summary], thresholds)[0]
+    return copy.deepcopy(result.reviews[key])
 
 
 def agreement_document(result, case_id: str = "", review: dict | None = None) -> dict:
