@@ -119,3 +119,27 @@ def test_supervisor_killed_hard_is_reported_lost(tmp_path):
         wait_for(lambda: Job(job.dir).status()["state"] == "lost", 20, "state lost")
     finally:
         os.killpg(pgid, signal.SIGKILL)  # the orphaned step
+
+
+def _bump_many(job_dir: str, key: str, n: int) -> None:
+    from TrainBridgeLib.runner import _update_job_file
+
+    for _ in range(n):
+        _update_job_file(job_dir, lambda rec: rec.update({key: rec.get(key, 0) + 1, "total": rec.get("total", 0) + 1}))
+
+
+def test_parent_and_supervisor_never_overwrite_each_others_job_record(tmp_path):
+    """Job (in Slicer) and its supervisor both rewrite job.json; under the job lock no change is lost
+    (before it, the parent's pid write could undo the supervisor's state='running')."""
+    import multiprocessing
+
+    (tmp_path / "job.json").write_text(json.dumps({"state": "created", "steps": []}))
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_bump_many, args=(str(tmp_path), f"p{i}", 150)) for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    rec = json.loads((tmp_path / "job.json").read_text())
+    assert (rec["p0"], rec["p1"], rec["total"]) == (150, 150, 300)

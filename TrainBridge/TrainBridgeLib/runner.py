@@ -17,6 +17,7 @@ caller can log or wrap what is started; by default it is ``subprocess.Popen``.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -31,6 +32,50 @@ from DicomTeamAnnotateLib.atomic import write_json_atomic
 JOB_FILE, LOG_FILE, PROGRESS_FILE, CURVES_FILE = "job.json", "log.txt", "progress.jsonl", "curves.png"
 FINAL_STATES = ("finished", "failed", "cancelled", "lost")
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "nnUNet_n_proc_DA")
+
+
+@contextlib.contextmanager
+def _job_lock(job_dir, wait_s: float | None = None):
+    """Hold JOB_DIR/job.lock: the parent (Job) and the supervisor both read, change and write
+    job.json, and without the lock one could overwrite the other's change (a lost 'running').
+    ``wait_s``: give up waiting after that long and go on unlocked (the SIGTERM handler, which
+    may interrupt its own process while it holds the lock)."""
+    fd = os.open(Path(job_dir) / "job.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    locked = False
+    try:
+        deadline = None if wait_s is None else time.monotonic() + wait_s
+        while not locked:
+            try:
+                if os.name == "nt":
+                    import msvcrt
+
+                    msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+                else:
+                    import fcntl
+
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
+            except OSError:
+                if deadline is not None and time.monotonic() > deadline:
+                    break
+                time.sleep(0.005)
+        yield
+    finally:
+        if locked and os.name == "nt":
+            import msvcrt
+
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        os.close(fd)  # (closing releases a flock)
+
+
+def _update_job_file(job_dir, mutate, wait_s: float | None = None) -> dict:
+    """Read job.json, ``mutate(record)``, write it back atomically, under the job lock."""
+    path = Path(job_dir) / JOB_FILE
+    with _job_lock(job_dir, wait_s):
+        rec = json.loads(path.read_text())
+        mutate(rec)
+        write_json_atomic(path, rec)
+    return rec
 
 
 def _now() -> str:
@@ -214,10 +259,7 @@ class Job:
         return json.loads((self.dir / JOB_FILE).read_text())
 
     def _update(self, **fields) -> dict:
-        rec = self.record
-        rec.update(fields)
-        write_json_atomic(self.dir / JOB_FILE, rec)
-        return rec
+        return _update_job_file(self.dir, lambda rec: rec.update(fields))
 
     # ----- control ---------------------------------------------------------------------------------
     def start(self) -> "Job":
@@ -306,27 +348,26 @@ class Job:
                 self._proc.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
                 pass
-        rec = self.record
-        if rec["state"] not in ("finished", "failed"):
-            for s in rec["steps"]:
-                if s["state"] == "running":
-                    s.update(state="cancelled", ended=_now())
-            rec.update(state="cancelled", ended=_now())
-            write_json_atomic(self.dir / JOB_FILE, rec)
-        return rec["state"]
+        def mark(rec):
+            if rec["state"] not in ("finished", "failed"):
+                for s in rec["steps"]:
+                    if s["state"] == "running":
+                        s.update(state="cancelled", ended=_now())
+                rec.update(state="cancelled", ended=_now())
+        return _update_job_file(self.dir, mark)["state"]
 
     def resume(self) -> "Job":
         """Restart an interrupted job: finished steps are skipped, the interrupted one resumes."""
         if self.is_running():
             raise ValueError(f"{self.dir}: still running")
-        rec = self.record
-        if rec["state"] == "finished":
-            raise ValueError(f"{self.dir}: already finished")
-        for s in rec["steps"]:
-            if s["state"] in ("running", "cancelled", "failed"):
-                s.update(state="pending", resume=True)
-        rec.update(state="created", cancel_requested=False)
-        write_json_atomic(self.dir / JOB_FILE, rec)
+        def reset(rec):
+            if rec["state"] == "finished":
+                raise ValueError(f"{self.dir}: already finished")
+            for s in rec["steps"]:
+                if s["state"] in ("running", "cancelled", "failed"):
+                    s.update(state="pending", resume=True)
+            rec.update(state="created", cancel_requested=False)
+        _update_job_file(self.dir, reset)
         return self.start()
 
 
@@ -336,11 +377,8 @@ def supervise(job_dir) -> int:
     job_dir = Path(job_dir).resolve()
     path = job_dir / JOB_FILE
 
-    def update(mutate):
-        rec = json.loads(path.read_text())
-        mutate(rec)
-        write_json_atomic(path, rec)
-        return rec
+    def update(mutate, wait_s=None):
+        return _update_job_file(job_dir, mutate, wait_s)
 
     child = {"proc": None}
 
@@ -353,7 +391,7 @@ def supervise(job_dir) -> int:
                 if s["state"] == "running":
                     s.update(state="cancelled", ended=_now())
             rec.update(state="cancelled", ended=_now())
-        update(mark)
+        update(mark, wait_s=2.0)  # the signal may have interrupted this process's own update
         os._exit(143)
 
     if os.name != "nt":
