@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from store_support import free_ports
 
 USER, PASSWORD = "pacs-tester", "s3cret-pacs"
 PLUGIN_CANDIDATES = ("/usr/share/orthanc/plugins/libOrthancDicomWeb.so", "/usr/lib/orthanc/libOrthancDicomWeb.so")
@@ -45,10 +46,6 @@ def require_orthanc():
     return found
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class OrthancServer:
@@ -57,7 +54,7 @@ class OrthancServer:
     def __init__(self, workdir: Path, binary: str, plugin: str):
         self.workdir = Path(workdir).resolve()
         self.binary, self.plugin = binary, plugin
-        self.http_port, self.dicom_port = free_port(), free_port()
+        self.http_port, self.dicom_port = free_ports(2)  # distinct: both sockets are held together
         self.process = None
         self.log_path = self.workdir / "orthanc.log"
         self.config_path = self.workdir / "orthanc.json"

@@ -16,7 +16,7 @@ import textwrap
 import contract_support as cs
 
 SCRIPT = textwrap.dedent("""
-    import json, os, sys, tempfile
+    import json, os, sys, tempfile, threading
     sys.path.insert(0, {testing!r})
     import contract_support as cs
     cs._import_path_setup()
@@ -39,8 +39,11 @@ SCRIPT = textwrap.dedent("""
         nodes, result = logic.loadDicom([folder])
         task = logic.startIngest([folder])
         threaded = task.result(timeout=120)
+        gate, ingest = threading.Event(), logic.ingest
+        logic.ingest = lambda paths: (gate.wait(60), ingest(paths))[1]  # still reading when Cancel comes
         cancelled = logic.startIngest([folder])
         cancelled.cancel()
+        gate.set()
         try:
             cancelled.result(timeout=120)
             out["cancel"] = "not cancelled"

@@ -151,9 +151,11 @@ def test_onnx_runtime_equals_pytorch_eager(seg):
     assert np.abs(fast.features - slow.features).max() < 1e-4
     box = (300, 200, 420, 330)
     a, b = seg.backend.predict(fast, box=box), eager.predict(fast, box=box)
-    assert np.abs(a.logits - b.logits).max() < 1e-4
+    # logits reach ~30: 1e-4 plus a relative 1e-5 (float32 sums differ with the CPU's kernels)
+    assert np.abs(a.logits - b.logits).max() < 1e-4 + 1e-5 * np.abs(b.logits).max()
     assert np.abs(a.scores - b.scores).max() < 1e-4
-    assert np.array_equal(a.masks, b.masks)
+    sure = np.abs(b.logits) >= 1e-3  # a pixel whose logit is ~0 may fall either side of the threshold
+    assert sure.mean() > 0.99 and np.array_equal(a.masks[sure], b.masks[sure])
 
 
 def test_embedding_cache_is_used(seg):

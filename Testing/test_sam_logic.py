@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -103,7 +102,10 @@ def test_precomputer_fills_the_cache_in_the_background_newest_first():
     cache = EmbeddingCache()
     order, gate = [], threading.Event()
 
+    started = threading.Event()
+
     def compute(key):
+        started.set()
         gate.wait(5)
         order.append(key)
         cache.put(key, Embedding(np.zeros(4, np.float32), plan=None))
@@ -111,7 +113,7 @@ def test_precomputer_fills_the_cache_in_the_background_newest_first():
     pre = Precomputer(cache, compute)
     try:
         pre.request([1, 2, 3])
-        time.sleep(0.05)
+        assert started.wait(10)  # the worker holds 1
         pre.request([9, 8], replace=True)  # the user moved: 2, 3 are dropped, 9 is most urgent
         gate.set()
         assert pre.wait_idle(10)

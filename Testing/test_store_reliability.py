@@ -20,7 +20,7 @@ from DicomTeamAnnotateLib.segmentation import Segment, Segmentation
 from DicomTeamAnnotateLib.store import admin, open_store
 from DicomTeamAnnotateLib.store.model import StoreError
 from DicomTeamAnnotateLib.store.sync import OfflineQueue, push_or_queue
-from store_support import (ProcessServer, free_port, make_team_project, postgres_cluster,  # noqa: F401
+from store_support import (ProcessServer, free_port, free_ports, make_team_project, postgres_cluster,  # noqa: F401
                            postgres_url, synthetic_volume, write_seg)
 
 N_CLIENTS, N_VERSIONS = 20, 10
@@ -239,7 +239,8 @@ def test_two_server_instances_share_one_project(tmp_path, request, db):
     db_url = request.getfixturevalue("postgres_url") if db == "postgres" else None
     project = tmp_path / "project"
     tokens = make_team_project(project)
-    one, two = ProcessServer(project, db_url=db_url), ProcessServer(project, db_url=db_url)
+    port_one, port_two = free_ports(2)
+    one, two = (ProcessServer(project, port_one, db_url=db_url), ProcessServer(project, port_two, db_url=db_url))
     try:
         one.start()
         two.start()
