@@ -4,13 +4,12 @@ Connect to a team project (a shared folder or the project server), see my workli
 case (download, volume, three-plane layout, window preset, a segmentation with the project's
 label ontology), autosave drafts locally, submit or reopen; a reviewer sees every annotator's
 versions. Also: load a DICOM folder or ZIP through the project's own ingestion.
-The work is done by DicomTeamAnnotateLib (Qt-free); this file only wires it to Slicer.
+The work is done by DicomTeamAnnotateLib (Qt-free); this file only wires it to Slicer. The panel's
+sections are mixins in DicomTeamAnnotateLib/panel_*.py; the Qt-free steps on an open case are in
+DicomTeamAnnotateLib/case_session.py.
 """
-import hashlib
 import logging
 import os
-import time
-import traceback
 
 import qt
 import vtk
@@ -24,230 +23,24 @@ from slicer.parameterNodeWrapper import parameterNodeWrapper
 
 from slicer import vtkMRMLScalarVolumeNode
 
+# The panel's sections and helpers. Keep these names importable from this file: ConsensusReview,
+# TrainBridge and SamPrompt import TaskRunner from here, the tests TokenStore and CUSTOM_PRESET.
+from DicomTeamAnnotateLib import case_session
+from DicomTeamAnnotateLib.case_session import CaseSession
+from DicomTeamAnnotateLib.panel_case import CaseSection
+from DicomTeamAnnotateLib.panel_dicom import DicomLoadSection
+from DicomTeamAnnotateLib.panel_dicomweb import DicomWebSection
+from DicomTeamAnnotateLib.panel_project import ProjectSection, TokenStore
+from DicomTeamAnnotateLib.panel_tasks import TaskRunner
+from DicomTeamAnnotateLib.panel_view import CUSTOM_PRESET, ViewSection
+from DicomTeamAnnotateLib.panel_worklist import WorklistSection
+
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 REQUIREMENTS_PATH = os.path.join(MODULE_DIR, "Resources", "requirements.txt")
-CUSTOM_PRESET = "custom"  # the windowing module's name for a user-given level/width
-POLL_INTERVAL_MS = 100
-SETTINGS = "DicomTeamAnnotate/"  # prefix of this module's keys in Slicer's settings (never the scene)
 SYNC_RETRY_MS = 30000  # while pushes wait offline, try to send them this often
 FILTER_DELAY_MS = 300  # the worklist is re-read this long after the last keystroke in the filter
 CASE_ATTRIBUTE = "DicomTeamAnnotate.CaseId"
 VERSION_ATTRIBUTE = "DicomTeamAnnotate.VersionId"
-
-
-#
-# Credentials: Qt-free, the settings object is injected (QSettings in Slicer, a dict-like in tests)
-#
-
-
-class TokenStore:
-    """Server tokens: the OS keyring when one works, else Slicer's settings; never the scene file."""
-
-    SERVICE = "DicomTeamAnnotate"
-
-    def __init__(self, settings, keyring_module="auto"):
-        """``settings``: an object with value(key, default), setValue(key, value), remove(key)."""
-        self.settings = settings
-        self._keyring = keyring_module
-
-    def keyring(self):
-        """The keyring module when installed (Slicer does not ship it), else None."""
-        if self._keyring == "auto":
-            try:
-                import keyring
-            except ImportError:
-                keyring = None
-            self._keyring = keyring
-        return self._keyring
-
-    @staticmethod
-    def account(location, user) -> str:
-        """The keyring account name of one user on one store."""
-        return f"{user}@{str(location).rstrip('/')}"
-
-    def settingsKey(self, location, user) -> str:
-        """Settings key of a token (hashed: URLs hold characters settings keys treat as groups)."""
-        digest = hashlib.sha256(self.account(location, user).encode("utf-8")).hexdigest()[:24]
-        return f"{SETTINGS}Tokens/{digest}"
-
-    def load(self, location, user) -> str:
-        """The saved token of ``user`` on ``location``, or ''."""
-        kr = self.keyring()
-        if kr is not None:
-            try:
-                token = kr.get_password(self.SERVICE, self.account(location, user))
-                if token:
-                    return token
-            except Exception as exc:  # no usable backend (headless Linux): fall back to the settings
-                logging.info(f"DicomTeamAnnotate: keyring unavailable ({exc}); using Slicer settings")
-        return str(self.settings.value(self.settingsKey(location, user), "") or "")
-
-    def save(self, location, user, token) -> str:
-        """Keep the token; returns where: 'keyring' or 'settings'."""
-        kr = self.keyring()
-        if kr is not None:
-            try:
-                kr.set_password(self.SERVICE, self.account(location, user), token)
-                self.settings.remove(self.settingsKey(location, user))
-                return "keyring"
-            except Exception as exc:
-                logging.info(f"DicomTeamAnnotate: keyring unavailable ({exc}); token kept in Slicer settings")
-        self.settings.setValue(self.settingsKey(location, user), token)
-        return "settings"
-
-    def forget(self, location, user) -> None:
-        """Remove the saved token from both places."""
-        kr = self.keyring()
-        if kr is not None:
-            try:
-                kr.delete_password(self.SERVICE, self.account(location, user))
-            except Exception:  # not there, or no backend
-                pass
-        self.settings.remove(self.settingsKey(location, user))
-
-
-class TaskRunner:
-    """One background task at a time for a panel: a worker thread, a QTimer polling it, a progress dialog.
-
-    Shared by the extension's panels (ConsensusReview and TrainBridge import it from here).
-    ``onDone(task)`` runs on the main thread when the work ends; ``onBusyChanged()`` lets the
-    panel enable or disable its buttons.
-    """
-
-    def __init__(self, onBusyChanged=None, intervalMs=POLL_INTERVAL_MS):
-        """Called by a widget's setup()."""
-        self.task = None
-        self._onDone = None
-        self._dialog = None
-        self._onBusyChanged = onBusyChanged
-        self._timer = qt.QTimer()
-        self._timer.setInterval(intervalMs)
-        self._timer.connect("timeout()", self._poll)
-
-    @property
-    def busy(self) -> bool:
-        """True while a task runs."""
-        return self.task is not None
-
-    def start(self, work, onDone, name, dialogTitle=None, dialogText=""):
-        """Run ``work(task)`` on a worker thread (with a progress dialog when ``dialogTitle``); None if busy."""
-        from DicomTeamAnnotateLib.background import BackgroundTask
-
-        if self.task is not None:
-            slicer.util.showStatusMessage(_("Busy: wait for the current operation to finish."), 3000)
-            return None
-        self.task = BackgroundTask(work, name=name).start()
-        self._onDone = onDone
-        if dialogTitle:
-            self._dialog = slicer.util.createProgressDialog(windowTitle=dialogTitle, labelText=dialogText, maximum=0)
-            self._dialog.connect("canceled()", self.cancel)
-        self._timer.start()
-        self._busyChanged()
-        return self.task
-
-    def cancel(self) -> None:
-        """Ask the task to stop at its next progress report (the Cancel button of the dialog)."""
-        if self.task is not None:
-            self.task.cancel()
-            slicer.util.showStatusMessage(_("Cancelling..."), 3000)
-        self._closeDialog()
-
-    def stop(self) -> None:
-        """Called by a widget's cleanup(): cancel and stop polling."""
-        if self.task is not None:
-            self.task.cancel()
-        self._timer.stop()
-        self._closeDialog()
-
-    def _busyChanged(self) -> None:
-        """Tell the panel that a task started or ended."""
-        if self._onBusyChanged is not None:
-            self._onBusyChanged()
-
-    def _closeDialog(self) -> None:
-        """Close the progress dialog, if one is open."""
-        if self._dialog is not None:
-            self._dialog.close()
-            self._dialog = None
-
-    def _poll(self) -> None:
-        """Called by the timer on the main thread: show progress; when done, hand over the task."""
-        task = self.task
-        if task is None:
-            self._timer.stop()
-            return
-        fraction, message = task.progress
-        if self._dialog is not None:
-            if fraction is not None:
-                self._dialog.maximum = 100
-                self._dialog.value = int(round(100 * fraction))
-            if message:
-                self._dialog.labelText = message
-        if not task.done:
-            return
-        self._timer.stop()
-        self._closeDialog()
-        self.task, onDone, self._onDone = None, self._onDone, None
-        try:
-            onDone(task)
-        finally:
-            self._busyChanged()
-
-    @staticmethod
-    def result(task, failureText):
-        """(True, result); or (False, the exception) after telling the user (cancelled: a status message)."""
-        from DicomTeamAnnotateLib.background import TaskCancelled
-
-        try:
-            return True, task.result()
-        except TaskCancelled as exc:
-            slicer.util.showStatusMessage(_("Cancelled."), 3000)
-            return False, exc
-        except Exception as exc:  # raised on the worker; shown here on the main thread
-            slicer.util.errorDisplay("\n\n".join((failureText, str(exc))),
-                                     detailedText="".join(traceback.format_exception(exc)))
-            return False, exc
-
-    @staticmethod
-    def progressReporter(task, message):
-        """A progress callback ``(done, total)`` that reports to ``task`` (and lets Cancel stop the work)."""
-        def report(done, total=None):
-            # The HTTP store reports (bytes done, total); the folder store's copy reports a byte
-            # count only: then the dialog stays a busy indicator (Cancel still works).
-            task.report(done / total if total else None, message)
-        return report
-
-
-class CaseSession:
-    """The case open for work: where it came from, its nodes, the parent of my next push (plain Python)."""
-
-    def __init__(self, store, case_id, work_dir, image_path, geometry, labels, parent, volume_node,
-                 segmentation_node, source):
-        """Called by DicomTeamAnnotateLogic.loadCase()."""
-        self.store = store
-        self.case_id = case_id
-        self.work_dir = work_dir
-        self.image_path = image_path
-        self.geometry = geometry
-        self.labels = labels
-        self.parent = parent  # version id my next push descends from (None: first push)
-        self.volume_node = volume_node
-        self.segmentation_node = segmentation_node
-        self.source = source  # "version", "draft" or "new"
-        self.saved_digest = None  # digest of the content last written (draft or push)
-        self.last_draft_time = None
-
-    @property
-    def draft_path(self):
-        """Where the autosaved draft of this case lives."""
-        from DicomTeamAnnotateLib.store.worklist import draft_path
-
-        return draft_path(self.work_dir, self.store, self.case_id)
-
-    def alive(self) -> bool:
-        """False once the nodes were removed from the scene (scene closed, user deleted them)."""
-        node = self.segmentation_node
-        return node is not None and node.GetScene() is not None and self.volume_node.GetScene() is not None
 
 
 #
@@ -314,8 +107,15 @@ class DicomTeamAnnotateParameterNode:
 #
 
 
-class DicomTeamAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The module panel: project, worklist, current case, versions, DICOM loading, view."""
+class DicomTeamAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ProjectSection, WorklistSection,
+                              CaseSection, DicomLoadSection, DicomWebSection, ViewSection):
+    """The module panel: project, worklist, current case, versions, DICOM loading, view.
+
+    Each section of the panel is a mixin in DicomTeamAnnotateLib/panel_*.py, without __init__ (the
+    state its methods use, self.ui, self.logic, timers, is made here) and importing Qt and Slicer
+    inside its methods (Lib files import in plain Python). This class owns the panel's state, its
+    life cycle, the parameter node, the background tasks and the buttons' states.
+    """
 
     def __init__(self, parent=None) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
@@ -480,475 +280,19 @@ class DicomTeamAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._setOffline(True, str(value))
         return False, None
 
-    # ----- project connection --------------------------------------------------------------------
+    # ----- used by several sections ---------------------------------------------------------------
 
     def _settings(self):
         """Slicer's application settings (QSettings)."""
         return qt.QSettings()
 
-    def _restoreConnectionSettings(self) -> None:
-        """Called from setup(): last store location, user and local folder (the token: keyring/settings)."""
-        settings = self._settings()
-        self.ui.storeLocationLineEdit.text = str(settings.value(SETTINGS + "StoreLocation", "") or "")
-        self.ui.userLineEdit.text = str(settings.value(SETTINGS + "User", "") or "")
-        self.ui.rememberTokenCheckBox.checked = slicer.util.toBool(settings.value(SETTINGS + "RememberToken", True))
-        workDir = str(settings.value(SETTINGS + "WorkFolder", "") or "") or self.logic.defaultWorkFolder()
-        self.ui.workFolderLineEdit.currentPath = workDir
-        location, user = self.ui.storeLocationLineEdit.text.strip(), self.ui.userLineEdit.text.strip()
-        if location and user and self.logic.isServer(location):
-            self.ui.tokenLineEdit.text = self.tokens.load(location, user)
+    def _ensureRequirements(self) -> bool:
+        """Before reading DICOM: install what Resources/requirements.txt lists and is missing, if the user agrees."""
+        from DicomTeamAnnotateLib.slicer_packages import ensure_requirements
 
-    def onBrowseStore(self) -> None:
-        """Called when the user clicks '...' beside the store: choose a project folder."""
-        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Choose the project folder"),
-                                                     self.ui.storeLocationLineEdit.text)
-        if folder:
-            self.ui.storeLocationLineEdit.text = folder
-
-    def onConnect(self) -> None:
-        """Called when the user clicks 'Connect': check the credentials on a worker thread."""
-        location, user = self.ui.storeLocationLineEdit.text.strip(), self.ui.userLineEdit.text.strip()
-        token = self.ui.tokenLineEdit.text.strip()
-        if self.logic.isServer(location) and not token:
-            token = self.tokens.load(location, user)
-            self.ui.tokenLineEdit.text = token
-        self.ui.connectionStatusLabel.text = _("Connecting to {location}...").format(location=location)
-        self._startTask(lambda task: self.logic.connect(location, user, token or None),
-                        lambda task: self._onConnected(task, location, user, token), name="connect")
-
-    def _onConnected(self, task, location, user, token) -> None:
-        """Called on the main thread when the connection check ends."""
-        ok, info = self._taskResult(task, _("Could not connect to {location}.").format(location=location))
-        if not ok:
-            self.ui.connectionStatusLabel.text = _("Not connected.")
-            return
-        self.logic.setStore(info["store"])
-        settings = self._settings()
-        settings.setValue(SETTINGS + "StoreLocation", location)
-        settings.setValue(SETTINGS + "User", user)
-        settings.setValue(SETTINGS + "RememberToken", self.ui.rememberTokenCheckBox.checked)
-        settings.setValue(SETTINGS + "WorkFolder", self.ui.workFolderLineEdit.currentPath)
-        self.ui.workFolderLineEdit.addCurrentPathToHistory()
-        if token and self.ui.rememberTokenCheckBox.checked:
-            self.tokens.save(location, user, token)
-        project, me = info["project"], info["whoami"]
-        self.ui.connectionStatusLabel.text = _("Connected to project '{name}' as {user} ({role}){blind}.").format(
-            name=project.get("name", "?"), user=me.get("user", user), role=me.get("role", "?"),
-            blind=_(", blind reading") if project.get("blind") else "")
-        self._setOffline(False)
-        self.onRefreshWorklist()
-
-    def onForgetToken(self) -> None:
-        """Called when the user clicks 'Forget token': remove it from the keyring and the settings."""
-        location, user = self.ui.storeLocationLineEdit.text.strip(), self.ui.userLineEdit.text.strip()
-        self.tokens.forget(location, user)
-        self.ui.tokenLineEdit.text = ""
-        slicer.util.showStatusMessage(_("Saved token removed."), 3000)
-
-    def _setOffline(self, offline, reason="") -> None:
-        """Show or hide the offline banner (with the number of queued pushes)."""
-        self._offline = bool(offline)
-        self._showOfflineBanner(reason)
-
-    def _showOfflineBanner(self, reason="") -> None:
-        """Called after each store operation: the banner says if the store is unreachable and what waits."""
-        queued = self.logic.offlineStatus()["queued"] if self.logic.store is not None else 0
-        if not self._offline and not queued:
-            self.ui.offlineBannerFrame.hide()
-            self._syncTimer.stop()
-            return
-        parts = []
-        if self._offline:
-            parts.append(_("OFFLINE: the project store cannot be reached."))
-        if queued:
-            parts.append(_("{count} push(es) wait in the local queue and will be sent when the store is back.")
-                         .format(count=queued))
-        self.ui.offlineBannerLabel.text = " ".join(parts)
-        self.ui.offlineBannerLabel.toolTip = reason
-        self.ui.offlineBannerFrame.show()
-        if queued and not self._syncTimer.isActive():
-            self._syncTimer.start()
-
-    def onSyncNow(self) -> None:
-        """Called when the user clicks 'Send now' in the offline banner."""
-        self._startTask(lambda task: self.logic.flushQueue(), self._onSynced, name="sync")
-
-    def _syncTick(self) -> None:
-        """Called by the sync timer while pushes wait: try to send them quietly."""
-        if not self._tasks.busy and self.logic.store is not None:
-            self._startTask(lambda task: self.logic.flushQueue(), lambda task: self._onSynced(task, quiet=True),
-                            name="sync")
-
-    def _onSynced(self, task, quiet=False) -> None:
-        """Called when a flush of the offline queue ends."""
-        from DicomTeamAnnotateLib.store.worklist import is_offline_error
-
-        try:
-            result = task.result()
-        except Exception as exc:
-            self._setOffline(is_offline_error(exc), str(exc))
-            if not quiet and not is_offline_error(exc):
-                slicer.util.errorDisplay(_("Could not send the queued pushes: {error}").format(error=exc))
-            return
-        sent, failed = len(result["sent"]), result["failed"]
-        self._setOffline(bool(result["remaining"]) and not sent)
-        if sent:
-            slicer.util.showStatusMessage(_("{count} queued push(es) sent.").format(count=sent), 5000)
-            self._updateSessionParent(result["sent"])
-        if failed:
-            slicer.util.warningDisplay(_("{count} queued push(es) were refused by the store and kept aside:\n{errors}")
-                                       .format(count=len(failed), errors="\n".join(e for _item, e in failed)))
-        if sent or failed:
-            self.onRefreshWorklist()
-
-    def _updateSessionParent(self, versions) -> None:
-        """After queued pushes were sent: the open case's next push descends from the last one."""
-        session = self.logic.session
-        for version in versions:
-            if session is not None and version.get("case_id") == session.case_id and version.get("author") == session.store.user:
-                session.parent = version["id"]
-
-    # ----- worklist ---------------------------------------------------------------------------------
-
-    def _fillStateFilter(self) -> None:
-        """Called from setup(): 'all' then the workflow states."""
-        from DicomTeamAnnotateLib.store.model import STATE_LABELS
-        from DicomTeamAnnotateLib.store.worklist import STATE_FILTERS
-
-        combo = self.ui.stateFilterComboBox
-        combo.clear()
-        for state in STATE_FILTERS:
-            combo.addItem(_("all states") if state == "all" else STATE_LABELS[state], state)
-
-    def _onFilterTextChanged(self, text) -> None:
-        """Called on each keystroke in the filter: re-read the worklist once typing pauses."""
-        self._filterTimer.start()
-
-    def onRefreshWorklist(self, *args) -> None:
-        """Called by 'Refresh', the filters and after each store operation: re-read my worklist."""
-        if self.logic.store is None:
-            return
-        if self._tasks.busy:
-            self._filterTimer.start()  # busy: try again shortly
-            return
-        state = self.ui.stateFilterComboBox.currentData or "all"
-        text = self.ui.textFilterLineEdit.text
-        self._startTask(lambda task: self.logic.worklistRows(state, text), self._onWorklist, name="worklist")
-
-    def _onWorklist(self, task) -> None:
-        """Called when the worklist arrives: fill the table, keeping the selected case selected."""
-        from DicomTeamAnnotateLib.store.worklist import is_offline_error
-
-        try:
-            rows = task.result()
-        except Exception as exc:
-            self._setOffline(is_offline_error(exc), str(exc))
-            self.ui.worklistStatusLabel.text = _("Worklist not available: {error}").format(error=exc)
-            return
-        self._fillWorklist(rows)
-
-    def _fillWorklist(self, rows) -> None:
-        """Fill the worklist table, keeping the selected case selected; the store answered: online."""
-        self._setOffline(False)
-        selected = self._selectedCaseId()
-        table = self.ui.worklistTableWidget
-        table.setRowCount(len(rows))
-        for r, row in enumerate(rows):
-            annotators = ", ".join(f"{u}: {s.replace('_', ' ')}" for u, s in (row.get("annotators") or {}).items())
-            notes = []
-            if row.get("queued"):
-                notes.append(_("{count} queued").format(count=row["queued"]))
-            if row.get("conflict"):
-                notes.append(_("conflict"))
-            cells = (row["case_id"], str(row.get("patient_id") or ""), row["state_label"], str(row.get("n_versions", 0)),
-                     annotators, ", ".join(notes))
-            for c, text in enumerate(cells):
-                item = qt.QTableWidgetItem(text)
-                item.setToolTip(text)
-                item.setData(qt.Qt.UserRole, row["case_id"])
-                table.setItem(r, c, item)
-            if row["case_id"] == selected:
-                table.selectRow(r)
-        table.resizeColumnsToContents()
-        self.ui.worklistStatusLabel.text = _("{count} case(s).").format(count=len(rows))
-
-    def _selectedCaseId(self):
-        """Case id of the selected worklist row, or None."""
-        table = self.ui.worklistTableWidget
-        row = table.currentRow()
-        if row < 0 or not table.selectionModel().hasSelection():
-            return None
-        item = table.item(row, 0)
-        return item.data(qt.Qt.UserRole) if item is not None else None
-
-    # ----- opening a case ----------------------------------------------------------------------------
-
-    def onOpenCase(self) -> None:
-        """Called when the user clicks 'Open' (or double-clicks a case): download, then load."""
-        caseId = self._selectedCaseId()
-        if caseId is None or self.logic.store is None:
-            return
-        session = self.logic.session
-        if session is not None and session.alive():
-            if session.case_id == caseId and not slicer.util.confirmOkCancelDisplay(
-                    _("Case {case} is open. Open it again from the project? Your edits are kept as a local draft, "
-                      "which you can continue from.").format(case=caseId)):
-                return
-            self._saveDraftNow()  # the current case's work is kept before switching or reloading
-        workDir = self.ui.workFolderLineEdit.currentPath or self.logic.defaultWorkFolder()
-        message = _("Downloading case {case}...").format(case=caseId)
-        self._startTask(lambda task: self.logic.fetchCase(caseId, workDir, TaskRunner.progressReporter(task, message)),
-                        self._onCaseFetched, name="open case", dialogTitle=_("Opening case"), dialogText=message)
-
-    def _onCaseFetched(self, task) -> None:
-        """Called when the case is downloaded and read: ask about a newer draft, create the nodes, show them."""
-        ok, fetched = self._taskResult(task, _("Could not open the case."))
-        if not ok:
-            return
-        useDraft = False
-        if fetched["draft_segmentation"] is not None:
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(fetched["draft_time"]))
-            if self.logic.draftIsNewer(fetched):
-                useDraft = slicer.util.confirmYesNoDisplay(
-                    _("A local draft of case {case} from {time} has changes that were not pushed. Continue from "
-                      "the draft? (No: start from your latest version in the project.)").format(
-                        case=fetched["case"]["case_id"], time=when))
-        with slicer.util.tryWithErrorDisplay(_("Could not show the case."), waitCursor=True):
-            session = self.logic.loadCase(fetched, useDraft=useDraft)
-            self.logic.showCase(session)
-            if self._parameterNode:
-                self._parameterNode.volume = session.volume_node
-            preset = fetched.get("window_preset")
-            index = self.ui.windowPresetComboBox.findText(preset) if preset else -1
-            if index >= 0:
-                self.ui.windowPresetComboBox.setCurrentIndex(index)
-                if self._parameterNode:
-                    self._parameterNode.windowPreset = preset
-        self._versions = fetched.get("versions") or []
-        self._showVersions()
-        self._showCaseStatus()
-        self._refreshWorklistAndVersions(fetched["case"]["case_id"])
-
-    def _showCaseStatus(self, extra="") -> None:
-        """The 'Current case' line: which case, from what, the parent version, the last autosave."""
-        session = self.logic.session
-        if session is None or not session.alive():
-            self.ui.currentCaseLabel.text = _("No case open.")
-            return
-        source = {"version": _("your latest version"), "draft": _("your local draft"),
-                  "new": _("an empty segmentation")}[session.source]
-        text = _("Case {case}: started from {source}; next push descends from {parent}.").format(
-            case=session.case_id, source=source, parent=session.parent or _("nothing (first version)"))
-        if session.last_draft_time:
-            text += " " + _("Draft saved at {time}.").format(time=time.strftime("%H:%M:%S",
-                                                                                 time.localtime(session.last_draft_time)))
-        self.ui.currentCaseLabel.text = text + (" " + extra if extra else "")
-
-    def onEditSegmentation(self) -> None:
-        """Called when the user clicks 'Segment Editor': edit the case's segmentation there."""
-        session = self.logic.session
-        if session is None or not session.alive():
-            return
-        slicer.util.selectModule("SegmentEditor")
-        editor = slicer.util.getModuleWidget("SegmentEditor").editor
-        editor.setSegmentationNode(session.segmentation_node)
-        setSource = getattr(editor, "setSourceVolumeNode", None) or editor.setMasterVolumeNode  # before Slicer 5.2
-        setSource(session.volume_node)
-
-    # ----- autosave, push, submit, reopen ------------------------------------------------------------
-
-    def _restartAutosave(self, *args) -> None:
-        """Called when the autosave settings change: (re)start the timer."""
-        self._autosaveTimer.stop()
-        if self.ui.autosaveCheckBox.checked:
-            self._autosaveTimer.setInterval(max(5, int(self.ui.autosaveSecondsSpinBox.value)) * 1000)
-            self._autosaveTimer.start()
-
-    def _autosaveTick(self) -> None:
-        """Called by the autosave timer: snapshot the segmentation (main thread), write it on a worker."""
-        from DicomTeamAnnotateLib.background import BackgroundTask
-
-        session = self.logic.session
-        if session is None or not session.alive():
-            return
-        if self._draftTask is not None:
-            if not self._draftTask.done:
-                return  # the previous draft is still being written
-            self._finishDraftTask()
-        try:
-            snapshot = self.logic.draftSnapshot(session)
-        except Exception as exc:
-            logging.exception("DicomTeamAnnotate: autosave snapshot failed")
-            self._showCaseStatus(_("Autosave failed: {error}").format(error=exc))
-            return
-        if snapshot is None:
-            return  # nothing changed since the last save
-        self._draftTask = BackgroundTask(lambda task: self.logic.writeDraft(session, *snapshot), name="autosave").start()
-
-    def _finishDraftTask(self) -> None:
-        """Called on the next autosave tick (or before a push): report how the last draft write went."""
-        task, self._draftTask = self._draftTask, None
-        try:
-            task.result()
-        except Exception as exc:
-            logging.error(f"DicomTeamAnnotate: autosave failed: {exc}")
-            self._showCaseStatus(_("Autosave failed: {error}").format(error=exc))
-            return
-        self._showCaseStatus()
-
-    def _saveDraftNow(self) -> None:
-        """Write the open case's draft synchronously (scene close, switching case, application exit)."""
-        session = self.logic.session if self.logic is not None else None
-        if session is None or not session.alive():
-            return
-        if self._draftTask is not None:
-            self._draftTask.wait()
-            self._draftTask = None
-        try:
-            self.logic.saveDraft(session)
-        except Exception:
-            logging.exception("DicomTeamAnnotate: could not save the draft")
-
-    def onPush(self, submit) -> None:
-        """Called by 'Save version' (submit=False) and 'Submit' (submit=True)."""
-        session = self.logic.session
-        if session is None or not session.alive():
-            slicer.util.errorDisplay(_("Open a case first."))
-            return
-        if self._draftTask is not None:
-            self._draftTask.wait()
-            self._finishDraftTask()
-        message = self.ui.messageLineEdit.text.strip() or ("submitted" if submit else "")
-        with slicer.util.tryWithErrorDisplay(_("Could not read the segmentation."), waitCursor=True):
-            seg = self.logic.currentSegmentation(session)  # MRML: main thread
-        label = _("Submitting case {case}...") if submit else _("Pushing a version of case {case}...")
-        label = label.format(case=session.case_id)
-        self._startTask(lambda task: self.logic.pushSegmentation(session, seg, message, submit=submit,
-                                                                 progress=TaskRunner.progressReporter(task, label)),
-                        lambda task: self._onPushed(task, session, submit), name="push",
-                        dialogTitle=_("Sending to the project"), dialogText=label)
-
-    def _onPushed(self, task, session, submit) -> None:
-        """Called when a push ends: the new parent, the banner, the worklist."""
-        ok, version = self._taskResult(task, _("The segmentation was not sent."))
-        if not ok:
-            return
-        self.logic.afterPush(session, version)
-        self.ui.messageLineEdit.text = ""
-        if version.get("queued"):
-            self._setOffline(True)
-            text = _("The store cannot be reached: version {id} is queued and will be sent later.").format(id=version["id"])
-        elif submit:
-            text = _("Submitted as version {id}.").format(id=version["id"])
-        else:
-            text = _("Pushed version {id}.").format(id=version["id"])
-        self._showCaseStatus(text)
-        self._showOfflineBanner()
-        self._refreshWorklistAndVersions(session.case_id)
-
-    def onReopen(self) -> None:
-        """Called when the user clicks 'Reopen': my submitted case goes back to 'in progress'."""
-        caseId = self.logic.session.case_id if self.logic.session is not None else self._selectedCaseId()
-        if caseId is None:
-            return
-        self._startTask(lambda task: self.logic.reopen(caseId), self._onReopened, name="reopen")
-
-    def _onReopened(self, task) -> None:
-        """Called when the reopen request ends."""
-        ok, states = self._taskResult(task, _("Could not reopen the case."))
-        if ok:
-            slicer.util.showStatusMessage(_("Case {case} is in progress again.").format(case=states["case_id"]), 5000)
-            self._refreshWorklistAndVersions(states["case_id"])
-
-    # ----- versions (a reviewer sees every annotator's) --------------------------------------------
-
-    def onRefreshVersions(self) -> None:
-        """Called by 'Refresh' under Versions and after a push: list the versions of the case."""
-        caseId = self._selectedCaseId() or (self.logic.session.case_id if self.logic.session else None)
-        if caseId is None or self.logic.store is None:
-            return
-        self._startTask(lambda task: self.logic.listVersions(caseId), self._onVersions, name="versions")
-
-    def _onVersions(self, task) -> None:
-        """Called when the version list arrives."""
-        ok, versions = self._taskResult(task, _("Could not list the versions."))
-        if ok:
-            self._versions = versions
-            self._showVersions()
-
-    def _refreshWorklistAndVersions(self, caseId) -> None:
-        """After a change to a case (open, push, reopen): re-read the worklist and the case's versions."""
-        if self.logic.store is None:
-            return
-        state = self.ui.stateFilterComboBox.currentData or "all"
-        text = self.ui.textFilterLineEdit.text
-
-        def work(task):
-            return self.logic.worklistRows(state, text), self.logic.listVersions(caseId)
-
-        self._startTask(work, self._onWorklistAndVersions, name="refresh")
-
-    def _onWorklistAndVersions(self, task) -> None:
-        """Called when both lists arrive."""
-        ok, result = self._taskResult(task, _("Could not read the worklist."))
-        if not ok:
-            return
-        rows, self._versions = result
-        self._fillWorklist(rows)
-        self._showVersions()
-
-    def _showVersions(self) -> None:
-        """Fill the versions table (newest first)."""
-        table = self.ui.versionsTableWidget
-        versions = list(reversed(self._versions))
-        table.setRowCount(len(versions))
-        for r, v in enumerate(versions):
-            cells = (v["author"], v["kind"], str(v.get("created", ""))[:19].replace("T", " "), v.get("message") or "",
-                     _("conflict") if v.get("conflict") else "", v["id"])
-            for c, text in enumerate(cells):
-                item = qt.QTableWidgetItem(text)
-                item.setToolTip(text)
-                item.setData(qt.Qt.UserRole, v["id"])
-                table.setItem(r, c, item)
-        table.resizeColumnsToContents()
-
-    def onLoadVersion(self) -> None:
-        """Called when the user clicks 'Load selected': fetch that version and show it as a segmentation."""
-        row = self.ui.versionsTableWidget.currentRow()
-        if row < 0:
-            return
-        versionId = self.ui.versionsTableWidget.item(row, 0).data(qt.Qt.UserRole)
-        version = next(v for v in self._versions if v["id"] == versionId)
-        workDir = self.ui.workFolderLineEdit.currentPath or self.logic.defaultWorkFolder()
-        self._startTask(lambda task: self.logic.fetchVersion(version, workDir), self._onVersionFetched,
-                        name="fetch version", dialogTitle=_("Loading a version"),
-                        dialogText=_("Downloading version {id}...").format(id=versionId))
-
-    def _onVersionFetched(self, task) -> None:
-        """Called when a version is downloaded: make its segmentation node."""
-        ok, fetched = self._taskResult(task, _("Could not load the version."))
-        if ok:
-            with slicer.util.tryWithErrorDisplay(_("Could not show the version."), waitCursor=True):
-                self.logic.loadVersion(*fetched)
+        return ensure_requirements(REQUIREMENTS_PATH, requester=_("DICOM Team Annotate"))
 
     # ----- state of the panel ---------------------------------------------------------------------
-
-    def _fillPresetComboBox(self) -> None:
-        """Called from setup(): the presets of DicomTeamAnnotateLib.windowing, then 'custom'."""
-        combo = self.ui.windowPresetComboBox
-        combo.clear()
-        try:
-            presets = self.logic.windowPresets()
-        except (ImportError, ValueError) as exc:
-            combo.enabled = False
-            combo.toolTip = _("Window presets are not available: {error}").format(error=exc)
-            logging.error(f"DicomTeamAnnotate: window presets not available: {exc}")
-            return
-        for name, (level, width) in presets.items():
-            combo.addItem(name)
-            combo.setItemData(combo.count - 1, _("level {level:g} / width {width:g} HU").format(level=level, width=width),
-                              qt.Qt.ToolTipRole)
-        combo.addItem(CUSTOM_PRESET)
 
     def _updateButtonStates(self, caller=None, event=None, *args) -> None:
         """Called when inputs, selections, tasks or the parameter node change: enable what can be used now."""
@@ -983,197 +327,6 @@ class DicomTeamAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.customLevelSpinBox.enabled = hasVolume and custom
         self.ui.customWidthSpinBox.enabled = hasVolume and custom
         self.ui.threePlaneLayoutButton.enabled = hasVolume
-
-    # ----- loading DICOM -------------------------------------------------------------------------
-
-    def onBrowseZip(self) -> None:
-        """Called when the user clicks 'ZIP...': choose an archive."""
-        start = self.ui.inputPathLineEdit.currentPath or ""
-        path = qt.QFileDialog.getOpenFileName(slicer.util.mainWindow(), _("Choose a ZIP archive of DICOM files"),
-                                              start, _("ZIP archives (*.zip)"))
-        if path:
-            self.ui.inputPathLineEdit.currentPath = path
-            self.ui.inputPathLineEdit.addCurrentPathToHistory()
-
-    def onLoadButton(self) -> None:
-        """Called when the user clicks 'Load': ingest on a worker thread with a progress dialog."""
-        from DicomTeamAnnotateLib.slicer_packages import ensure_requirements
-
-        path = self.ui.inputPathLineEdit.currentPath
-        self.ui.inputPathLineEdit.addCurrentPathToHistory()
-        if not ensure_requirements(REQUIREMENTS_PATH, requester=_("DICOM Team Annotate")):
-            return
-        reading, done = _("Reading DICOM files..."), _("Creating volumes...")  # translated on the main thread
-        self._startTask(lambda task: self.logic.ingestTask(task, [path], reading, done), self._finishIngest,
-                        name="DICOM ingest", dialogTitle=_("Loading DICOM"), dialogText=reading)
-
-    def _finishIngest(self, task) -> None:
-        """Called when the worker is done: create the volume nodes (main thread) and show the report."""
-        from DicomTeamAnnotateLib.background import TaskCancelled
-
-        try:
-            result = task.result()
-        except TaskCancelled:
-            self.ui.loadSummaryLabel.text = _("Loading cancelled.")
-            return
-        except Exception as exc:  # raised on the worker thread by ingest(); shown here on the main thread
-            self.ui.loadSummaryLabel.text = _("Loading failed.")
-            slicer.util.errorDisplay(_("Failed to load the DICOM files: {error}").format(error=exc),
-                                     detailedText="".join(traceback.format_exception(exc)))
-            return
-        failures = []
-        with slicer.util.WaitCursor():
-            nodes = self.logic.createVolumeNodes(result, failures)
-        self._showIngestReport(result, nodes, failures, task.elapsed)
-        if nodes and self._parameterNode:
-            self._parameterNode.volume = nodes[0]
-        if nodes:
-            self.logic.showVolume(nodes[0])
-
-    def _showIngestReport(self, result, nodes, failures, seconds) -> None:
-        """Called after loading: one summary line, and a table of rejected files and warnings."""
-        rows = [("failed", seriesId, error) for seriesId, error in failures] + self.logic.reportRows(result)
-        self.ui.loadSummaryLabel.text = _(
-            "Loaded {volumes} volume(s) from {series} series in {seconds:.1f} s; {rejected} file(s) not used, "
-            "{warnings} warning(s).").format(volumes=len(nodes), series=len(result.series), seconds=seconds,
-                                            rejected=len(result.rejected),
-                                            warnings=sum(1 for kind, _item, _reason in rows if kind == "warning"))
-        table = self.ui.issuesTableWidget
-        table.setRowCount(len(rows))
-        kindText = {"failed": _("not loaded"), "rejected": _("not used"), "warning": _("warning")}
-        for row, (kind, item, reason) in enumerate(rows):
-            for column, text in enumerate((kindText.get(kind, kind), item, reason)):
-                cell = qt.QTableWidgetItem(text)
-                cell.setToolTip(text)
-                table.setItem(row, column, cell)
-        table.resizeColumnsToContents()
-        table.setVisible(bool(rows))
-
-    # ----- adding cases from DICOMweb (admin) -------------------------------------------------------
-
-    def _restoreDicomwebSettings(self) -> None:
-        """Called from setup(): last DICOMweb URL, user and project folder (the password: OS keyring only)."""
-        settings = self._settings()
-        self.ui.dicomwebUrlLineEdit.text = str(settings.value(SETTINGS + "DicomwebUrl", "") or "")
-        self.ui.dicomwebUserLineEdit.text = str(settings.value(SETTINGS + "DicomwebUser", "") or "")
-        self.ui.dicomwebReferenceCheckBox.checked = slicer.util.toBool(settings.value(SETTINGS + "DicomwebReference", False))
-        project = str(settings.value(SETTINGS + "DicomwebProject", "") or "")
-        location = self.ui.storeLocationLineEdit.text.strip()
-        if not project and location and not self.logic.isServer(location):
-            project = location  # an administrator connected to the project folder itself
-        self.ui.dicomwebProjectPathLineEdit.currentPath = project
-
-    def onDicomwebImport(self) -> None:
-        """Called when the user clicks 'Import' under DICOMweb: query, retrieve and add cases on a worker thread."""
-        from DicomTeamAnnotateLib.slicer_packages import ensure_requirements
-
-        projectDir = self.ui.dicomwebProjectPathLineEdit.currentPath.strip()
-        url, user = self.ui.dicomwebUrlLineEdit.text.strip(), self.ui.dicomwebUserLineEdit.text.strip()
-        password = self.ui.dicomwebPasswordLineEdit.text  # never stored in the settings or the scene
-        reference = self.ui.dicomwebReferenceCheckBox.checked
-        filters = {"patient": self.ui.dicomwebPatientLineEdit.text, "study": self.ui.dicomwebStudyLineEdit.text,
-                   "series": self.ui.dicomwebSeriesLineEdit.text}
-        settings = self._settings()
-        settings.setValue(SETTINGS + "DicomwebUrl", url)
-        settings.setValue(SETTINGS + "DicomwebUser", user)
-        settings.setValue(SETTINGS + "DicomwebProject", projectDir)
-        settings.setValue(SETTINGS + "DicomwebReference", reference)
-        self.ui.dicomwebProjectPathLineEdit.addCurrentPathToHistory()
-        if not ensure_requirements(REQUIREMENTS_PATH, requester=_("DICOM Team Annotate")):
-            return
-        # translated here, on the main thread; the worker only formats them
-        querying = _("Querying {url}...").format(url=url)
-        template = _("Series {series} of {count}: {done} of {total} instances")
-
-        def work(task):
-            task.report(None, querying)
-
-            def progress(seriesIndex, seriesCount, done, total):
-                # a report is also where Cancel stops the work (whole instances stay in the cache)
-                fraction = (seriesIndex + (done / total if total else 0)) / max(1, seriesCount)
-                task.report(fraction, template.format(series=seriesIndex + 1, count=seriesCount, done=done, total=total))
-
-            return self.logic.importFromDicomweb(projectDir, url, user, password, reference=reference,
-                                                 progress=progress, **filters)
-
-        if self._startTask(work, lambda task: self._onDicomwebImported(task, url, user, password),
-                           name="DICOMweb import", dialogTitle=_("Adding cases from DICOMweb"), dialogText=querying):
-            self.ui.dicomwebSummaryLabel.text = querying
-
-    def _onDicomwebImported(self, task, url, user, password) -> None:
-        """Called when the import ends: the summary, the table, the keyring, the worklist."""
-        from DicomTeamAnnotateLib.background import TaskCancelled
-
-        ok, result = TaskRunner.result(task, _("The DICOMweb import stopped."))
-        if not ok:
-            if isinstance(result, TaskCancelled):
-                self.ui.dicomwebSummaryLabel.text = _(
-                    "Import cancelled. Cases added before stay; the instances already retrieved stay in the local "
-                    "cache, so the next import resumes.")
-            else:
-                self.ui.dicomwebSummaryLabel.text = _("Import failed: {error}").format(error=result)
-            self.onRefreshWorklist()  # cases added before the failure are in the project
-            return
-        added, skipped = result["added"], result["skipped"]
-        self.ui.dicomwebSummaryLabel.text = _(
-            "{added} case(s) added, {skipped} series already in the project (skipped), in {seconds:.1f} s.").format(
-            added=len(added), skipped=len(skipped), seconds=task.elapsed)
-        self._showDicomwebResults(result["results"])
-        if password and self.ui.dicomwebRememberPasswordCheckBox.checked:
-            try:  # only now: the server accepted this password
-                self.logic.rememberDicomwebPassword(url, user, password)
-                self.ui.dicomwebPasswordLineEdit.text = ""
-            except Exception as exc:  # no keyring module or no usable backend
-                slicer.util.warningDisplay(_("The password was not remembered (no usable OS keyring): {error}")
-                                           .format(error=exc))
-        self.onRefreshWorklist()
-
-    def _showDicomwebResults(self, results) -> None:
-        """Fill the table of the last import: one row per series (case, status, patient, series)."""
-        statusText = {"added": _("added"), "exists": _("skipped: already in the project")}
-        table = self.ui.dicomwebResultsTableWidget
-        table.setRowCount(len(results))
-        for row, r in enumerate(results):
-            series = " ".join(t for t in (r.get("modality") or "", r.get("description") or "") if t) or r["series_uid"]
-            status = statusText.get(r["status"], r["status"])
-            if r["status"] == "added" and r.get("reference"):
-                status += " " + _("(reference)")
-            for column, text in enumerate((r["case_id"], status, r.get("patient_id") or "", series)):
-                cell = qt.QTableWidgetItem(text)
-                cell.setToolTip(r["series_uid"] if column == 3 else text)
-                table.setItem(row, column, cell)
-        table.resizeColumnsToContents()
-        table.setVisible(bool(results))
-
-    # ----- viewing ------------------------------------------------------------------------------
-
-    def onWindowPresetActivated(self, index) -> None:
-        """Called when the user picks a window preset."""
-        name = self.ui.windowPresetComboBox.itemText(index)
-        self._parameterNode.windowPreset = name
-        self._applyWindow()
-
-    def onCustomWindowChanged(self, value) -> None:
-        """Called when the user edits the custom level or width."""
-        if self.ui.windowPresetComboBox.currentText == CUSTOM_PRESET:
-            self._applyWindow()
-
-    def _applyWindow(self) -> None:
-        """Called when a preset or the custom window changes: apply it to the selected volume."""
-        p = self._parameterNode
-        if not p or not p.volume:
-            return
-        # The spin boxes, not the parameter node: this slot can run before the node is updated.
-        level, width = self.ui.customLevelSpinBox.value, self.ui.customWidthSpinBox.value
-        with slicer.util.tryWithErrorDisplay(_("Could not apply the window preset.")):
-            self.logic.applyWindowPreset(p.volume, p.windowPreset, level, width)
-        self._updateButtonStates()
-
-    def onThreePlaneLayout(self) -> None:
-        """Called when the user clicks 'Three-plane layout'."""
-        with slicer.util.tryWithErrorDisplay(_("Could not set the three-plane layout.")):
-            self.logic.setThreePlaneLayout(self._parameterNode.volume)
-
 
 #
 # DicomTeamAnnotateLogic
@@ -1283,37 +436,12 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
         Returns worklist.open_case's dict plus 'store', 'work_dir', 'volume' (Volume),
         'version_segmentation' and 'draft_segmentation' (Segmentation or None), 'draft_time'.
         """
-        from DicomTeamAnnotateLib.segio import read_segmentation
-        from DicomTeamAnnotateLib.store.worklist import open_case
-        from DicomTeamAnnotateLib.volume import read_volume
-
-        store = self.requireStore()
-        opened = open_case(store, caseId, workDir, progress=progress)
-        volume = read_volume(opened["image_path"])
-        versionSeg = draftSeg = draftTime = None
-        if opened["segmentation_path"] is not None:
-            versionSeg = read_segmentation(opened["segmentation_path"], reference=volume.geometry)
-        if opened["draft_path"] is not None:
-            try:
-                draftSeg = read_segmentation(opened["draft_path"], reference=volume.geometry)
-                draftTime = os.path.getmtime(opened["draft_path"])
-            except (OSError, ValueError) as exc:  # a damaged draft must not block opening the case
-                logging.warning(f"DicomTeamAnnotate: draft {opened['draft_path']} not usable: {exc}")
-        return {**opened, "store": store, "work_dir": str(workDir), "volume": volume,
-                "version_segmentation": versionSeg, "draft_segmentation": draftSeg, "draft_time": draftTime}
+        return case_session.fetch_case(self.requireStore(), caseId, workDir, progress=progress)
 
     @staticmethod
     def draftIsNewer(fetched) -> bool:
         """True when the local draft was written after my latest version was created."""
-        import datetime
-
-        if fetched.get("draft_segmentation") is None:
-            return False
-        version = fetched.get("version")
-        if not version:
-            return True
-        created = datetime.datetime.fromisoformat(str(version["created"]).replace("Z", "+00:00")).timestamp()
-        return fetched["draft_time"] > created
+        return case_session.draft_is_newer(fetched)
 
     @staticmethod
     def withOntology(seg, labels, geometry):
@@ -1323,25 +451,7 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
         code or by name (case-insensitive); missing labels are added empty with the project's
         name, colour and terminology.
         """
-        import numpy as np
-        from DicomTeamAnnotateLib.segmentation import Segment, Segmentation
-
-        if seg is None:
-            seg = Segmentation(np.zeros((1,) + tuple(geometry.shape), dtype=np.uint8), geometry, [])
-        segments = list(seg.segments)
-        for label in labels:
-            wanted = Segment(name=label["name"], label_value=int(label["value"]), color=tuple(label["color"]),
-                             terminology=label.get("terminology"))
-            known = seg.find(wanted) or next((s for s in segments if s.name.lower() == wanted.name.lower()), None)
-            if known is not None:
-                continue
-            used = {s.label_value for s in segments if s.layer == 0}
-            value = wanted.label_value if wanted.label_value not in used else max(used) + 1
-            if value > 255:
-                raise ValueError(f"no free label value for segment '{wanted.name}' in layer 0")
-            wanted.label_value, wanted.layer = value, 0
-            segments.append(wanted)
-        return Segmentation(seg.layers, seg.geometry, segments, dict(seg.metadata))
+        return case_session.with_ontology(seg, labels, geometry)
 
     def loadCase(self, fetched, useDraft=False, scene=None):
         """Main thread: volume and segmentation nodes of a fetched case; the project's window preset.
@@ -1399,11 +509,7 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def segmentationDigest(seg) -> str:
         """A digest of voxels and segment names/values/colours: tells whether anything changed."""
-        h = hashlib.blake2b(digest_size=16)
-        h.update(seg.layers.tobytes())
-        for s in seg.segments:
-            h.update(repr((s.name, s.label_value, s.layer, tuple(round(c, 4) for c in s.color))).encode("utf-8"))
-        return h.hexdigest()
+        return case_session.segmentation_digest(seg)
 
     @staticmethod
     def currentSegmentation(session):
@@ -1423,13 +529,7 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def writeDraft(session, seg, digest):
         """Any thread: write the draft .seg.nrrd atomically; returns its path."""
-        from DicomTeamAnnotateLib.segio import write_seg_nrrd
-
-        path = session.draft_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_seg_nrrd(seg, path)
-        session.saved_digest, session.last_draft_time = digest, time.time()
-        return path
+        return case_session.write_draft(session, seg, digest)
 
     def saveDraft(self, session):
         """Main thread, synchronous: write the draft if the segmentation changed; its path, or None."""
@@ -1438,21 +538,8 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
 
     def pushSegmentation(self, session, seg, message="", submit=False, progress=None) -> dict:
         """Any thread: push ``seg`` as my new version (and submit); queued when the store is unreachable."""
-        import uuid
-
-        from DicomTeamAnnotateLib.segio import write_seg_nrrd
-        from DicomTeamAnnotateLib.store.worklist import save_version, submit_case, work_folder
-
-        outgoing = work_folder(session.work_dir, session.store, session.case_id) / f"outgoing-{uuid.uuid4().hex[:12]}.seg.nrrd"
-        outgoing.parent.mkdir(parents=True, exist_ok=True)
-        write_seg_nrrd(seg, outgoing)
-        push = submit_case if submit else save_version
-        try:
-            version = push(session.store, session.case_id, outgoing, parent=session.parent,
-                           message=message or ("submitted" if submit else ""), queue=self.queue, progress=progress)
-        finally:
-            outgoing.unlink(missing_ok=True)  # a queued push keeps its own copy
-        return {**version, "digest": self.segmentationDigest(seg)}
+        return case_session.push_segmentation(session, seg, message, submit=submit, progress=progress,
+                                              queue=self.queue)
 
     @staticmethod
     def afterPush(session, version) -> None:
@@ -1468,13 +555,7 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
 
     def fetchVersion(self, version, workDir) -> tuple:
         """Any thread: download one version and read it; (version, Segmentation)."""
-        from DicomTeamAnnotateLib.segio import read_segmentation
-        from DicomTeamAnnotateLib.store.worklist import work_folder
-
-        store = self.requireStore()
-        folder = work_folder(workDir, store, version["case_id"]) / "versions"
-        path = store.fetch_version(version["id"], folder / f"{version['author']}.{version['id']}.seg.nrrd")
-        return version, read_segmentation(path)
+        return case_session.fetch_version(self.requireStore(), version, workDir)
 
     def loadVersion(self, version, seg, scene=None):
         """Main thread: a segmentation node of another version (on the open case's volume when it matches)."""

@@ -44,6 +44,15 @@ UNPACKAGED_DIRS = frozenset({"__pycache__", "Testing", ".pytest_cache"})
 # classes); they get the module-file treatment (allow-listed imports) instead of a plain import.
 APP_ONLY_LIB_FILES = frozenset({"SamPrompt/SamPromptLib/SegmentEditorEffect.py"})
 
+# A module's panel may be split into section mixins, one section a file: XLib/panel_*.py. The widget
+# class lists them as base classes after the template's two; the contract tests read these files
+# with the module file (self.ui names, docstrings, translated text). Being Lib files, they import
+# in plain Python: Qt and Slicer are imported inside their methods.
+PANEL_FILE_GLOB = "panel_*.py"
+
+# Slicer application modules a Lib file may import only inside functions (APP_ONLY_LIB_FILES aside).
+SLICER_APP_IMPORTS = frozenset({"qt", "ctk", "slicer", "vtk"})
+
 # Top-level imports a module file X.py may make: the standard library, what Slicer itself
 # provides, and the extension's own Lib packages.
 SLICER_PROVIDED = frozenset({
@@ -207,6 +216,23 @@ def module_source(module: str) -> Path:
     return module_dir(module) / f"{module}.py"
 
 
+def panel_files(module: str) -> list[Path]:
+    """The module's panel section files (``XLib/panel_*.py``), sorted."""
+    return sorted((module_dir(module) / f"{module}Lib").glob(PANEL_FILE_GLOB))
+
+
+def widget_sources(module: str) -> list[Path]:
+    """The module file and its panel section files: every file whose code may use ``self.ui``."""
+    return [module_source(module)] + panel_files(module)
+
+
+def lib_files(module: str) -> list[Path]:
+    """Every packaged .py file of the module's Lib, sorted."""
+    base = module_dir(module)
+    return [p for p in sorted((base / f"{module}Lib").rglob("*.py"))
+            if not set(p.relative_to(base).parts) & UNPACKAGED_DIRS]
+
+
 def parse(path: Path) -> ast.Module:
     return ast.parse(path.read_text(), filename=str(path))
 
@@ -231,6 +257,16 @@ def decorator_names(cls: ast.ClassDef) -> set[str]:
         target = dec.func if isinstance(dec, ast.Call) else dec
         out.add(target.id if isinstance(target, ast.Name) else getattr(target, "attr", ""))
     return out
+
+
+def methods_defined_twice(classes: list[tuple[str, ast.ClassDef]]) -> dict[str, list[str]]:
+    """{method name: [labels]} for the names more than one of ``classes`` (label, ClassDef) defines."""
+    owners: dict[str, list[str]] = {}
+    for label, cls in classes:
+        for node in cls.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                owners.setdefault(node.name, []).append(label)
+    return {name: labels for name, labels in owners.items() if len(labels) > 1}
 
 
 def ui_names_used(tree: ast.Module) -> set[str]:
@@ -480,10 +516,7 @@ def lib_modules() -> list[str]:
     names = []
     for module in MODULES:
         base = module_dir(module)
-        lib = base / f"{module}Lib"
-        for path in sorted(lib.rglob("*.py")):
-            if set(path.relative_to(base).parts) & UNPACKAGED_DIRS:
-                continue
+        for path in lib_files(module):
             if path.relative_to(ROOT).as_posix() in APP_ONLY_LIB_FILES:
                 continue
             parts = list(path.relative_to(base).with_suffix("").parts)

@@ -63,6 +63,15 @@ def test_module_level_imports_are_allow_listed(path):
     assert not cs.disallowed_top_level_imports(path), "\n".join(cs.disallowed_top_level_imports(path))
 
 
+@pytest.mark.parametrize("module", cs.MODULES)
+def test_lib_files_import_slicer_and_qt_only_inside_functions(module):
+    """Lib files (the panel section files included) import in plain Python: qt, ctk, slicer, vtk inside functions."""
+    bad = [f"{path.relative_to(cs.ROOT)}:{line}: module-level import of '{name}'"
+           for path in cs.lib_files(module) if path.relative_to(cs.ROOT).as_posix() not in cs.APP_ONLY_LIB_FILES
+           for name, line in cs.top_level_imports(cs.parse(path)) if name in cs.SLICER_APP_IMPORTS]
+    assert not bad, "\n".join(bad)
+
+
 def test_the_import_hook_catches_heavy_imports(tmp_path):
     """The checker itself: a plain and a guarded module-level heavy import are both caught; lazy ones are not."""
     plain = tmp_path / "plain_heavy.py"

@@ -3,7 +3,8 @@
 X(ScriptedLoadableModule), XParameterNode (@parameterNodeWrapper), XWidget(ScriptedLoadableModuleWidget,
 VTKObservationMixin) with the template's life-cycle methods, XLogic(ScriptedLoadableModuleLogic)
 that never touches widgets, XTest(ScriptedLoadableModuleTest); one docstring per method;
-user-visible text through ``_()``.
+user-visible text through ``_()``. A large panel may keep its sections as mixins in
+``XLib/panel_*.py`` (base classes of XWidget after the template's two); the same rules apply there.
 """
 from __future__ import annotations
 
@@ -35,14 +36,50 @@ def _methods(cls: ast.ClassDef) -> dict:
     return {n.name: n for n in cls.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
 
 
+def _panel_classes(module) -> dict:
+    """{class name: (file, ClassDef)} of the classes defined in the module's panel section files."""
+    return {name: (path, cls) for path in cs.panel_files(module) for name, cls in cs.top_level_classes(cs.parse(path)).items()}
+
+
 @pytest.mark.parametrize("module", cs.MODULES)
 def test_template_classes_with_their_base_classes(module):
     classes = cs.top_level_classes(_tree(module))
     for suffix, bases in cs.TEMPLATE_BASES.items():
         name = module + suffix
         assert name in classes, f"{module}.py: class {name} missing"
-        assert cs.base_names(classes[name]) == bases, f"{name} bases: {cs.base_names(classes[name])}, want {bases}"
+        found = cs.base_names(classes[name])
+        if suffix == "Widget":  # the template's two, then the panel's section mixins
+            sections = found[len(bases):]
+            unknown = [s for s in sections if s not in _panel_classes(module)]
+            assert not unknown, f"{name}: bases {unknown} are not classes of {module}Lib/{cs.PANEL_FILE_GLOB}"
+            found = found[:len(bases)]
+        assert found == bases, f"{name} bases: {cs.base_names(classes[name])}, want {bases} first"
     assert "parameterNodeWrapper" in cs.decorator_names(classes[f"{module}ParameterNode"])
+
+
+@pytest.mark.parametrize("module", cs.MODULES)
+def test_panel_sections_are_plain_mixins_that_shadow_nothing(module):
+    """A section has no __init__ (the widget's owns the state) and no method another section or the widget has.
+
+    The widget's bases are searched in order, so a second method of the same name would be silently unused.
+    """
+    widget = cs.top_level_classes(_tree(module))[f"{module}Widget"]
+    panel = _panel_classes(module)
+    sections = [(f"{panel[s][0].name}:{s}", panel[s][1]) for s in cs.base_names(widget)[len(cs.TEMPLATE_BASES["Widget"]):]]
+    with_init = [where for where, cls in sections if "__init__" in _methods(cls)]
+    assert not with_init, f"{module}: panel sections must not define __init__: {with_init}"
+    twice = cs.methods_defined_twice([(f"{module}.py:{widget.name}", widget)] + sections)
+    assert not twice, f"{module}Widget: methods defined more than once: {twice}"
+
+
+def test_method_clash_check_catches_a_shadowed_method():
+    """The checker itself: a method of a later base class with a name an earlier class has is found."""
+    tree = ast.parse("class W:\n    def setup(self): pass\n    def a(self): pass\n"
+                     "class S1:\n    def b(self): pass\n    def setup(self): pass\n"
+                     "class S2:\n    def b(self): pass\n    def c(self): pass\n")
+    classes = cs.top_level_classes(tree)
+    assert cs.methods_defined_twice([(n, classes[n]) for n in ("W", "S1", "S2")]) == {"setup": ["W", "S1"],
+                                                                                       "b": ["S1", "S2"]}
 
 
 @pytest.mark.parametrize("module", cs.MODULES)
@@ -54,9 +91,11 @@ def test_template_methods_exist_and_each_method_has_a_docstring(module):
     assert "getParameterNode" in _methods(classes[f"{module}Logic"])
     test = _methods(classes[f"{module}Test"])
     assert "setUp" in test and "runTest" in test and any(n.startswith("test_") for n in test)
-    no_doc = [f"{cls.name}.{name}" for cls in classes.values() for name, fn in _methods(cls).items()
+    panel = [cls for _path, cls in _panel_classes(module).values()]
+    no_doc = [f"{cls.name}.{name}" for cls in list(classes.values()) + panel for name, fn in _methods(cls).items()
               if not ast.get_docstring(fn)]
-    assert not no_doc, f"{module}.py: methods without a docstring: {no_doc}"
+    assert not no_doc, f"{module}.py and its panel files: methods without a docstring: {no_doc}"
+    assert all(ast.get_docstring(cls) for cls in panel), f"{module}: panel classes without a docstring"
 
 
 @pytest.mark.parametrize("module", cs.MODULES)
@@ -74,10 +113,10 @@ def test_module_texts_are_translatable(module):
     assert isinstance(categories, ast.List) and categories.elts and all(_is_translated(e) for e in categories.elts)
 
 
-@pytest.mark.parametrize("module", cs.MODULES)
-def test_user_visible_strings_go_through_translation(module):
+def _untranslated(tree) -> list[str]:
+    """Where ``tree`` assigns a literal to a text property or passes one to a message function."""
     bare = []
-    for node in ast.walk(_tree(module)):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Assign):
             for target in node.targets:
                 if (isinstance(target, ast.Attribute) and target.attr in TEXT_PROPERTIES
@@ -90,7 +129,16 @@ def test_user_visible_strings_go_through_translation(module):
             values = list(node.args[:1]) + [k.value for k in node.keywords if k.arg in ("labelText", "windowTitle")]
             if name in MESSAGE_FUNCTIONS and any(isinstance(v, (ast.Constant, ast.JoinedStr)) for v in values):
                 bare.append(f"line {node.lineno}: {name}(literal)")
-    assert not bare, f"{module}.py: untranslated user-visible text: {bare}"
+    return bare
+
+
+@pytest.mark.parametrize("module", cs.MODULES)
+def test_user_visible_strings_go_through_translation(module):
+    """In the module file and in its panel section files alike."""
+    bare = []
+    for path in cs.widget_sources(module):
+        bare += [f"{path.name} {where}" for where in _untranslated(cs.parse(path))]
+    assert not bare, f"{module}: untranslated user-visible text: {bare}"
 
 
 @pytest.mark.parametrize("module", cs.MODULES)

@@ -56,11 +56,13 @@ def test_mrml_widgets_receive_the_scene(module):
 
 @pytest.mark.parametrize("module", cs.MODULES)
 def test_every_self_ui_name_exists_in_the_ui_file(module):
-    used = cs.ui_names_used(cs.parse(cs.module_source(module)))
-    assert used, f"{module}.py uses no self.ui.<name>: is the panel built from the .ui file?"
+    """In the module file and in its panel section files (XLib/panel_*.py) alike."""
+    used = {path: cs.ui_names_used(cs.parse(path)) for path in cs.widget_sources(module)}
+    assert any(used.values()), f"{module}: no self.ui.<name> anywhere: is the panel built from the .ui file?"
     available = set(cs.ui_object_names(_ui(module)))
-    missing = sorted(used - available)
-    assert not missing, f"{module}.py uses self.ui.{missing} but {module}.ui has no such objectName"
+    missing = {path.relative_to(cs.ROOT).as_posix(): sorted(names - available) for path, names in used.items()
+               if names - available}
+    assert not missing, f"self.ui names that {module}.ui has no objectName for: {missing}"
 
 
 @pytest.mark.parametrize("module", cs.MODULES)
