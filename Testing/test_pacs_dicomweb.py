@@ -124,6 +124,16 @@ def test_pacs_round_trip(orthanc, ct_in_pacs, project, ct_organs_path, tmp_path)
                              cache_dir=cache, content_creator="chief")
     assert result["stowed"] and result["version_id"] == final["id"]
     assert result["study_instance_uid"] == ct_in_pacs["study"]
+    # the same from the command line, to a file: the store's case and version, its series from the PACS
+    rc, err = _run_cli(["export-seg", "--store", str(project), "--store-user", "chief", "--case", case_id,
+                        "--out", str(tmp_path / "cli-seg.dcm"), "--user", USER, "--password", PASSWORD,
+                        "--cache", str(cache)])
+    assert rc == 0, err
+    cli_seg = pydicom.dcmread(tmp_path / "cli-seg.dcm")
+    assert cli_seg.ReferencedSeriesSequence[0].SeriesInstanceUID == ct_in_pacs["series"]
+    assert len(cli_seg.SegmentSequence) == len(organs.segments)
+    rc, err = _run_cli(["export-seg", "--store", str(project), "--store-user", "chief", "--out", "x.dcm"])
+    assert rc == 2 and "--store needs --case" in err
 
     # 4. find it with QIDO (by the series it references), retrieve it, read it back equal
     client = orthanc.client()
@@ -147,6 +157,23 @@ def test_pacs_round_trip(orthanc, ct_in_pacs, project, ct_organs_path, tmp_path)
     assert imported.geometry.same_grid(image.geometry)
     assert np.array_equal(imported.to_labelmap(values), organs.to_labelmap(values))
 
+    # 6. refused, nothing pushed: a SEG made on another series; a SEG whose voxels miss the case image
+    n_versions = len(store.list_versions(case_id))
+    other = pydicom.dcmread(seg_files[0])
+    other.ReferencedSeriesSequence[0].SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.1"
+    other.save_as(tmp_path / "other-series.dcm")
+    with pytest.raises(PacsError, match="made on series 1.2.826.0.1.3680043.8.498.1"):
+        import_seg_version(store, case_id, tmp_path / "other-series.dcm")
+    away = pydicom.dcmread(seg_files[0])
+    for frame in away.PerFrameFunctionalGroupsSequence:
+        position = frame.PlanePositionSequence[0]
+        position.ImagePositionPatient = [float(v) + (1000.0 if n == 2 else 0.0)
+                                         for n, v in enumerate(position.ImagePositionPatient)]
+    away.save_as(tmp_path / "elsewhere.dcm")
+    with pytest.raises(PacsError, match="none of the SEG's segmented voxels lies on the image"):
+        import_seg_version(store, case_id, tmp_path / "elsewhere.dcm", reader="pydicom")
+    assert len(store.list_versions(case_id)) == n_versions
+
 
 def test_query_filters(orthanc, ct_in_pacs, tmp_path):
     client = orthanc.client()
@@ -163,13 +190,15 @@ def test_query_filters(orthanc, ct_in_pacs, tmp_path):
     ("http://127.0.0.1:9/dicom-web", PASSWORD, "Connection refused"),
     (None, "wrong-password", r"refused the credentials \(HTTP 401\)"),
     ("{base}/no-dicomweb-here", PASSWORD, r"not found .*HTTP 404"),
-], ids=["malformed", "unreachable", "credentials", "wrong-root"])
+    ("http://alice:s3cret@127.0.0.1:9/dicom-web", PASSWORD, r"'http://\*\*\*@127\.0\.0\.1:9/dicom-web' carries credentials"),
+], ids=["malformed", "unreachable", "credentials", "wrong-root", "password-in-url"])
 def test_import_errors_are_clear_and_add_nothing(orthanc, ct_in_pacs, project, tmp_path, url, password, message):
     url = (url or orthanc.url).replace("{base}", orthanc.base)
     rc, err = _run_cli(["project", "import-dicomweb", str(project), "--url", url, "--user", USER,
                         "--password", password, "--cache", str(tmp_path / "cache"), "--no-progress"])
     assert rc == 2
     assert __import__("re").search(message, err), err
+    assert "s3cret" not in err  # a password typed into the URL is never echoed (nor stored: no case)
     assert _cases(project) == []
 
 
@@ -363,3 +392,12 @@ def test_reference_mode_records_the_location_and_fetches_on_demand(orthanc, tmp_
     assert not (tmp_path / "denied").exists() or not list((tmp_path / "denied").iterdir())
     with pytest.raises(StoreError, match="never stores a PACS password"):
         admin.add_case(project, "leaky", volume, "P", reference={**ref.to_dict(), "password": PASSWORD})
+
+    # 6. the series changed in the PACS (an instance deleted): refused, not a shorter image under the annotations
+    auth = (USER, PASSWORD)
+    found = requests.post(f"{orthanc.base}/tools/lookup", data=str(first.SOPInstanceUID), auth=auth, timeout=10)
+    requests.delete(f"{orthanc.base}/instances/{found.json()[0]['ID']}", auth=auth, timeout=10).raise_for_status()
+    monkeypatch.setenv("DICOMTEAM_CACHE", str(tmp_path / "changed-cache"))
+    monkeypatch.setenv("DICOMWEB_PASSWORD", PASSWORD)
+    with pytest.raises(StoreError, match=r"no longer the image the project recorded \(size"):
+        open_store(str(project), "chief").fetch_image(case_id, tmp_path / "changed")

@@ -159,6 +159,30 @@ def test_segment_codes_defaults():
     assert segment_codes(slicer) == (("123037004", "SCT", "Anatomical Structure"), ("10200004", "SCT", "Liver"))
 
 
+@pytest.mark.parametrize("reader", READERS)
+def test_left_and_right_keep_their_type_modifier(phantom_series, tmp_path, reader):
+    """Slicer's 'Kidney' + 'Right'/'Left': one type code, told apart by the type modifier (0062,0011)."""
+    folder, seg = phantom_series
+    slicer = ("Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure~"
+              "SCT^64033007^Kidney~SCT^{}~Anatomic codes - DICOM master list~^^~^^")
+    sides = {"kidney_left": "7771000^Left", "kidney_right": "24028007^Right"}
+    segments = [dataclasses.replace(s, terminology=slicer.format(sides[s.name])) if s.name in sides else s
+                for s in seg.segments]
+    export_seg(Segmentation(seg.layers.copy(), seg.geometry, segments), folder, out=tmp_path / "seg.dcm",
+               algorithm_type="AUTOMATIC")
+    ds = pydicom.dcmread(tmp_path / "seg.dcm")
+    for item in ds.SegmentSequence:
+        if item.SegmentLabel in sides:
+            prop_type = item.SegmentedPropertyTypeCodeSequence[0]
+            assert prop_type.CodeValue == "64033007"
+            assert prop_type.SegmentedPropertyTypeModifierCodeSequence[0].CodeValue == sides[item.SegmentLabel].split("^")[0]
+        family = item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmFamilyCodeSequence[0]
+        assert (family.CodeValue, family.CodeMeaning) == ("123110", "Artificial Intelligence")
+    back = {s.name: s.terminology for s in read_seg(tmp_path / "seg.dcm", seg.geometry, reader=reader).segments}
+    for name, modifier in sides.items():
+        assert back[name].split("~")[3] == f"SCT^{modifier}"
+
+
 def test_segment_without_terminology_reads_back_without(phantom_series, tmp_path):
     folder, seg = phantom_series
     plain = Segmentation(seg.layers.copy(), seg.geometry,

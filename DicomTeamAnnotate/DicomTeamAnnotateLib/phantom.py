@@ -33,7 +33,7 @@ LABEL_VALUES = {
 # SNOMED CT codes, as "SCHEME^CODE^Meaning" (what Segment.terminology accepts).
 TERMINOLOGY = {
     "liver": "SCT^10200004^Liver", "spleen": "SCT^78961009^Spleen",
-    "kidney_left": "SCT^64033007^Left kidney", "kidney_right": "SCT^9846003^Right kidney",
+    "kidney_left": "SCT^18639004^Left kidney", "kidney_right": "SCT^9846003^Right kidney",
     "bone": "SCT^421060004^Vertebral column", "aorta": "SCT^15825003^Aorta",
     "lung_left": "SCT^44029006^Left lung", "lung_right": "SCT^3341006^Right lung",
 }

@@ -114,8 +114,15 @@ def register(subparsers) -> None:
         description="Build a DICOM Segmentation (highdicom) from a .seg.nrrd or label map: one segment per label "
                     "with its name, colour and terminology code, referencing the source series' instances. The "
                     "segmentation is resampled onto the source series' grid first (nearest neighbour).")
-    p.add_argument("--segmentation", required=True, help=".seg.nrrd or label map (.nii.gz/.nrrd with sidecar names)")
-    p.add_argument("--source", required=True, help="the source DICOM series (folder or file list) it was drawn on")
+    p.add_argument("--segmentation", help=".seg.nrrd or label map (.nii.gz/.nrrd with sidecar names)")
+    p.add_argument("--source", help="the source DICOM series (folder or file list) it was drawn on (with "
+                                    "--store: default the PACS series the case records)")
+    p.add_argument("--store", help="instead of --segmentation: a project folder or server URL (with --case)")
+    p.add_argument("--case", help="the case whose version to export (with --store)")
+    p.add_argument("--version", help="the version id (default: the case's latest adjudicated version)")
+    p.add_argument("--store-user", help="project member who reads the store (default: --user)")
+    p.add_argument("--token", help="store token (server; default $DICOMTEAM_TOKEN)")
+    p.add_argument("--cache", help="where the case's source series is cached when fetched from the PACS")
     p.add_argument("--out", help="write the SEG to this file (.dcm)")
     p.add_argument("--stow", metavar="URL", help="STOW-RS the SEG to this DICOMweb root")
     p.add_argument("--user", help="HTTP basic-auth user for --stow")
@@ -161,16 +168,28 @@ def run_export_seg(args) -> int:
 
     if not args.out and not args.stow:
         raise _command_error("give --out FILE.dcm and/or --stow URL")
+    if bool(args.segmentation) == bool(args.store):
+        raise _command_error("give --segmentation FILE with --source DIR, or --store with --case")
+    if args.store and not args.case:
+        raise _command_error("--store needs --case")
+    if args.segmentation and not args.source:
+        raise _command_error("--segmentation needs --source (the DICOM series it was drawn on)")
     quiet_pacs_libraries(args)
+    options = {"fractional": args.fractional, "algorithm_type": args.algorithm,
+               "series_description": args.series_description, "content_creator": args.creator}
     try:
-        geometry = load_dicom_volume(args.source).geometry
-        seg = read_segmentation(args.segmentation, reference=geometry)
-        result = export_seg(seg, args.source, out=args.out, stow_url=args.stow, user=args.user,
-                            password=_password(args) if args.stow else None, fractional=args.fractional,
-                            algorithm_type=args.algorithm, series_description=args.series_description,
-                            content_creator=args.creator)
+        if args.store:
+            result = _export_case(args, options)
+        else:
+            geometry = load_dicom_volume(args.source).geometry
+            seg = read_segmentation(args.segmentation, reference=geometry)
+            result = export_seg(seg, args.source, out=args.out, stow_url=args.stow, user=args.user,
+                                password=_password(args) if args.stow else None, **options)
     except PacsError as exc:
         raise _command_error(str(exc)) from None
+    except Exception as exc:
+        _reraise_store_error(exc)
+        raise
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -179,6 +198,18 @@ def run_export_seg(args) -> int:
         print(f"SEG {result['sop_instance_uid']}: {len(result['segments'])} segment(s), {result['frames']} frame(s); "
               f"{where}")
     return 0
+
+
+def _export_case(args, options) -> dict:
+    """export-seg --store: the case's version against its source series (a folder, or the PACS one it records)."""
+    from .seg_pacs import export_case_seg
+
+    store = _open_store(args)
+    # the password for the PACS (the case's series, --stow): --password, else $DICOMWEB_PASSWORD or the
+    # keyring entry for that URL, looked up when the connection is made
+    return export_case_seg(store, args.case, version_id=args.version, source=args.source, out=args.out,
+                           stow_url=args.stow, user=args.user, password=args.password,
+                           cache_dir=args.cache, **options)
 
 
 def run_import_seg(args) -> int:

@@ -66,8 +66,17 @@ def remember_password(url: str, user: str, password: str) -> None:
 
 
 def check_url(url: str) -> str:
-    """The URL without a trailing slash; PacsError when it is not http(s)://host[:port][/path]."""
+    """The URL without a trailing slash; PacsError when it is not http(s)://host[:port][/path].
+
+    A URL with a user name or password in it (``http://alice:pw@host/...``) is refused: URLs are
+    stored in projects and settings and shown in messages, so credentials go separately (user
+    name as ``--user``, password in the keyring or ``$DICOMWEB_PASSWORD``).
+    """
     parsed = urlparse(url or "")
+    if "@" in parsed.netloc:
+        shown = parsed._replace(netloc="***@" + parsed.netloc.rsplit("@", 1)[1]).geturl()
+        raise PacsError(f"DICOMweb URL {shown!r} carries credentials: give the user name with --user (or the "
+                        "User field) and the password in the keyring or $DICOMWEB_PASSWORD, not in the URL")
     try:
         parsed.port  # raises ValueError for a non-numeric port
     except ValueError:

@@ -84,11 +84,23 @@ def load_reference_volume(ref: PacsReference, **fetch_options):
     return volume
 
 
-def fetch_reference_image(ref: PacsReference, dest_dir, name: str, **fetch_options) -> Path:
-    """Write the referenced series as ``dest_dir/<name>.nrrd`` (what ``Store.fetch_image`` returns)."""
+def fetch_reference_image(ref: PacsReference, dest_dir, name: str, expected: dict | None = None,
+                          **fetch_options) -> Path:
+    """Write the referenced series as ``dest_dir/<name>.nrrd`` (what ``Store.fetch_image`` returns).
+
+    ``expected``: the grid the project recorded for the case (Geometry.to_dict()); the series as
+    the PACS serves it now must still be on it (instances added or removed since would put every
+    annotation of the case off its image), else PacsError naming the differences.
+    """
+    from ..geometry import Geometry
     from ..volume import write_volume
 
     volume = load_reference_volume(ref, **fetch_options)
+    if expected is not None:
+        differences = Geometry.from_dict(expected).differences(volume.geometry)
+        if differences:
+            raise PacsError(f"case {name!r}: series {ref.series_uid} at {ref.url} is no longer the image the project "
+                            f"recorded ({'; '.join(differences)}); the series changed in the PACS since it was added")
     return write_volume(volume, Path(dest_dir) / f"{name}.nrrd")
 
 
@@ -101,6 +113,6 @@ def fetch_case_image(case: dict, dest_dir, *, cache_dir=None, progress=None) -> 
 
     ref = PacsReference.from_dict(case.get("reference"))
     user = os.environ.get(USER_ENV) or ref.user
-    return fetch_reference_image(ref, dest_dir, case["case_id"], user=user,
+    return fetch_reference_image(ref, dest_dir, case["case_id"], case.get("geometry"), user=user,
                                  password=resolve_password(None, ref.url, user), cache_dir=cache_dir,
                                  progress=progress is True, callback=progress if callable(progress) else None)

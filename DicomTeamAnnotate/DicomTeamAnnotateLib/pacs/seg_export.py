@@ -146,13 +146,19 @@ def segment_codes(terminology: str | None) -> tuple:
     return category or ANATOMICAL_STRUCTURE, prop_type
 
 
+def segment_type_modifier(terminology: str | None) -> tuple | None:
+    """(code, scheme, meaning) of the type modifier of a Slicer terminology string (e.g. Right), or None."""
+    parts = (terminology or "").split("~")
+    return _code(parts[3]) if len(parts) > 3 else None
+
+
 def segment_description(number: int, segment: Segment, algorithm_type: str = "MANUAL"):
-    """The highdicom SegmentDescription of one segment (label, codes, CIELab colour)."""
+    """The highdicom SegmentDescription of one segment (label, codes with the type modifier, CIELab colour)."""
     import highdicom as hd
 
     category, prop_type = segment_codes(segment.terminology)
     rgb = [min(255.0, max(0.0, c * 255.0)) for c in segment.color]
-    return hd.seg.SegmentDescription(
+    description = hd.seg.SegmentDescription(
         segment_number=number, segment_label=segment.name[:64],
         segmented_property_category=hd.sr.CodedConcept(*category),
         segmented_property_type=hd.sr.CodedConcept(*prop_type),
@@ -160,13 +166,20 @@ def segment_description(number: int, segment: Segment, algorithm_type: str = "MA
         algorithm_identification=None if algorithm_type == "MANUAL" else _algorithm(),
         tracking_id=segment.name[:64], tracking_uid=hd.UID(),
         display_color=hd.color.CIELabColor.from_rgb(*rgb))
+    modifier = segment_type_modifier(segment.terminology) if prop_type != TISSUE else None
+    if modifier is not None:  # left/right kidney share a type code: the modifier tells them apart
+        description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
+            hd.sr.CodedConcept(*modifier)]
+    return description
 
 
 def _algorithm():
+    """Who made a SEMIAUTOMATIC/AUTOMATIC segmentation: our tools' algorithms (SAM prompts, nnU-Net and
+    MONAI models) are of the family 'Artificial Intelligence' (DCM 123110, CID 7162)."""
     import highdicom as hd
 
     return hd.AlgorithmIdentificationSequence(name="DicomTeamAnnotate", version=_version(),
-                                              family=hd.sr.CodedConcept("123109", "DCM", "Manual Processing"))
+                                              family=hd.sr.CodedConcept("123110", "DCM", "Artificial Intelligence"))
 
 
 def _version() -> str:

@@ -76,12 +76,15 @@ def segment_metadata(ds) -> dict:
         number = int(item.SegmentNumber)
         name = str(item.get("SegmentLabel", "") or f"Segment_{number}")
         category = _triple(item.get("SegmentedPropertyCategoryCodeSequence"))
-        prop_type = _triple(item.get("SegmentedPropertyTypeCodeSequence"))
+        type_seq = item.get("SegmentedPropertyTypeCodeSequence")
+        prop_type = _triple(type_seq)
+        modifier = _triple(type_seq[0].get("SegmentedPropertyTypeModifierCodeSequence")) if type_seq else None
         tissue = f"{TISSUE[1]}^{TISSUE[0]}^{TISSUE[2]}"
         terminology = None
         if prop_type and not (prop_type.split("^")[:2] == tissue.split("^")[:2] and category
                               and category.split("^")[:2] == tissue.split("^")[:2]):
-            terminology = f"{_TERMINOLOGY_CONTEXT}~{category or '^^'}~{prop_type}~^^~{_ANATOMIC_CONTEXT}~^^~^^"
+            terminology = (f"{_TERMINOLOGY_CONTEXT}~{category or '^^'}~{prop_type}~{modifier or '^^'}"
+                           f"~{_ANATOMIC_CONTEXT}~^^~^^")
         out[number] = Segment(name=name, label_value=number, color=_rgb(item, n), terminology=terminology,
                               extra={"segment_number": number})
     names = [s.name for s in out.values()]

@@ -60,18 +60,37 @@ def case_geometry(store, case_id: str) -> Geometry:
 
 def import_seg_version(store, case_id: str, seg_path, *, reader: str = "highdicom", message: str | None = None,
                        kind: str = "annotation", parent: str | None = None) -> dict:
-    """Push a DICOM SEG as a version of ``case_id`` (on the case grid, project label values); returns it."""
-    from ..segio import write_seg_nrrd
-    from .seg_import import read_seg
+    """Push a DICOM SEG as a version of ``case_id`` (on the case grid, project label values); returns it.
 
+    Refused (PacsError, nothing pushed): a SEG made on another series than the one the case
+    records, and a SEG with drawn voxels of which none falls on the case image (another patient
+    position or frame of reference: it would become an empty version).
+    """
+    from ..segio import write_seg_nrrd
+    from .seg_import import read_seg, referenced_series_uid
+
+    recorded = reference_of_case(store.get_case(case_id))
+    made_on = referenced_series_uid(seg_path)
+    if recorded is not None and made_on is not None and made_on != recorded.series_uid:
+        raise PacsError(f"{seg_path}: the SEG was made on series {made_on}, but case {case_id!r} is series "
+                        f"{recorded.series_uid}")
     geometry = case_geometry(store, case_id)
     seg = read_seg(seg_path, geometry, reader=reader, labels=store.project().get("labels"))
+    if not seg.layers.any() and _has_drawn_voxels(seg_path):
+        raise PacsError(f"{seg_path}: none of the SEG's segmented voxels lies on the image of case {case_id!r} "
+                        "(another frame of reference or position?); nothing imported")
     meta = {k: v for k, v in seg.metadata.items() if v is not None}
     with tempfile.TemporaryDirectory(prefix="dicomteam-seg-") as tmp:
         path = write_seg_nrrd(seg, Path(tmp) / f"{case_id}.seg.nrrd")
         text = message or f"imported DICOM SEG {meta.get('sop_instance_uid', '')} " \
                           f"({meta.get('series_description') or 'no description'})"
         return store.push_version(case_id, path, parent=parent, message=text, kind=kind, meta=meta)
+
+
+def _has_drawn_voxels(seg_path) -> bool:
+    import pydicom
+
+    return bool(pydicom.dcmread(seg_path).pixel_array.any())
 
 
 def reference_of_case(case: dict) -> PacsReference | None:
