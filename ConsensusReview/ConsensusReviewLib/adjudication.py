@@ -69,6 +69,26 @@ def audit_record(reviewer: str, case_id: str, consensus_record: dict | None, ver
     return audit
 
 
+def start_segmentation(result, inputs, versions, start: str) -> tuple:
+    """(Segmentation, started_from text) to adjudicate from: 'consensus' or 'annotator:<name>'.
+
+    ``versions``: the annotation version records of the inputs (project cases), to name the start.
+    """
+    from DicomTeamAnnotateLib.segmentation import Segmentation
+
+    if start == "consensus":
+        return result.segmentation, "consensus"
+    kind, _sep, name = start.partition(":")
+    if kind != "annotator" or name not in inputs.annotators:
+        raise ValueError(f"unknown starting point {start!r}")
+    k = inputs.annotators.index(name)
+    seg = Segmentation.from_masks({s.name: inputs.masks[s.name][k] for s in inputs.labels}, inputs.geometry,
+                                  colors={s.name: s.color for s in inputs.labels},
+                                  terminology={s.name: s.terminology for s in inputs.labels})
+    version = next((v for v in versions or [] if v["author"] == name), None)
+    return seg, (f"version {version['id']}" if version else f"annotator {name}")
+
+
 def publish_adjudication(store, case_id: str, segmentation, *, consensus_record: dict | None = None,
                          versions: list | None = None, started_from: str = "consensus", start=None,
                          message: str = "", note: str = "") -> dict:
