@@ -4,7 +4,9 @@ Export cases (the project's adjudicated versions, segmentation nodes or files) a
 dataset with patient-level splits; train in a background job that survives Slicer (live epochs,
 losses, validation Dice and curves; reattach, cancel, resume); read the test-set evaluation, load a
 case's prediction beside its ground truth one label at a time, jump to the worst slices; export
-the model. The work is done by TrainBridgeLib (Qt-free, shared with the `dicomteam` CLI).
+the model. The work is done by TrainBridgeLib (Qt-free, shared with the `dicomteam` CLI); this file
+only wires it to Slicer. The panel's sections are mixins in TrainBridgeLib/panel_*.py; the comparison
+view's MRML work is in TrainBridgeLib/comparison_mrml.py.
 """
 import json
 import math
@@ -24,25 +26,16 @@ from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
+# The panel's sections; the constants and formatNumber stay importable from this file as before.
+from TrainBridgeLib.comparison_mrml import COMPARISON_MODES
+from TrainBridgeLib.panel_evaluation import EVALUATION_COLUMNS, WORST_SLICE_COLUMNS, EvaluationSection, formatNumber
+from TrainBridgeLib.panel_export import ExportSection
+from TrainBridgeLib.panel_model import ModelExportSection
+from TrainBridgeLib.panel_training import TrainingJobSection
+
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 REQUIREMENTS_PATH = os.path.join(MODULE_DIR, "Resources", "requirements.txt")
 JOB_POLL_MS = 2000  # the job's files are re-read this often while it runs
-EVALUATION_COLUMNS = ("case", "label", "dice", "hd95", "nsd", "volume_diff_ml")
-WORST_SLICE_COLUMNS = ("case", "label", "axis", "slice", "dice", "error_voxels")
-COMPARISON_MODES = ("side by side", "overlaid")
-
-
-def formatNumber(value, digits=3) -> str:
-    """A table cell: numbers rounded, inf and undefined spelled out."""
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "-"
-        if math.isinf(value):
-            return "inf"
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 #
@@ -106,8 +99,15 @@ class TrainBridgeParameterNode:
 #
 
 
-class TrainBridgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The module panel: export, training job, evaluation, comparison, model export."""
+class TrainBridgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ExportSection, TrainingJobSection,
+                        EvaluationSection, ModelExportSection):
+    """The module panel: export, training job, evaluation, comparison, model export.
+
+    Each section of the panel is a mixin in TrainBridgeLib/panel_*.py, without __init__ (the state its
+    methods use, self.ui, self.logic, the job timer, is made here) and importing Qt and Slicer inside
+    its methods (Lib files import in plain Python). This class owns the panel's state, its life cycle,
+    the parameter node, the background tasks and the buttons' states.
+    """
 
     def __init__(self, parent=None) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
@@ -138,51 +138,14 @@ class TrainBridgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
-        # Export
-        for key, text in (("store", _("Project: adjudicated versions")), ("nodes", _("Segmentation nodes")),
-                          ("files", _("Files"))):
-            self.ui.exportSourceComboBox.addItem(text, key)
-        self.ui.exportSourceComboBox.connect("currentIndexChanged(int)", self._onExportSourceChanged)
-        for kind in ("adjudicated", "annotation"):
-            self.ui.versionKindComboBox.addItem(kind)
-        self.ui.addNodeCaseButton.connect("clicked(bool)", self.onAddNodeCase)
-        self.ui.addFileCaseButton.connect("clicked(bool)", self.onAddFileCase)
-        self.ui.removeCaseButton.connect("clicked(bool)", self.onRemoveCase)
-        self.ui.rawFolderLineEdit.currentPath = self.logic.defaultFolder("nnUNet_raw")
-        self.ui.exportButton.connect("clicked(bool)", self.onExport)
-        # Training
-        for backend in ("monai", "nnunet"):
-            self.ui.backendComboBox.addItem(backend, backend)
-        for arch in self.logic.architectures():
-            self.ui.archComboBox.addItem(arch, arch)
-        for device in ("cpu", "cuda", "mps"):
-            self.ui.deviceComboBox.addItem(device, device)
-        self.ui.backendComboBox.connect("currentIndexChanged(int)", self._updateButtonStates)
-        self.ui.datasetPathLineEdit.connect("currentPathChanged(QString)", self._updateButtonStates)
-        self.ui.jobFolderLineEdit.connect("currentPathChanged(QString)", self._updateButtonStates)
-        self.ui.jobFolderLineEdit.currentPath = self.logic.defaultFolder("jobs", "job1")
-        self.ui.startTrainingButton.connect("clicked(bool)", self.onStartTraining)
-        self.ui.attachJobButton.connect("clicked(bool)", self.onAttachJob)
-        self.ui.cancelJobButton.connect("clicked(bool)", self.onCancelJob)
-        self.ui.resumeJobButton.connect("clicked(bool)", self.onResumeJob)
+        # Each section of the panel (TrainBridgeLib/panel_*.py) fills and connects its own controls.
+        self._setupExportSection()
+        self._setupTrainingSection()
         self._jobTimer = qt.QTimer()
         self._jobTimer.setInterval(JOB_POLL_MS)
         self._jobTimer.connect("timeout()", self._pollJob)
-        # Evaluation
-        self.ui.loadEvaluationButton.connect("clicked(bool)", self.onLoadEvaluation)
-        self.ui.evaluationTableWidget.connect("cellDoubleClicked(int,int)", self.onEvaluationRowActivated)
-        self.ui.worstSlicesTableWidget.connect("cellDoubleClicked(int,int)", self.onWorstSliceActivated)
-        for mode in COMPARISON_MODES:
-            self.ui.comparisonModeComboBox.addItem(mode, mode)
-        self.ui.comparisonModeComboBox.connect("activated(int)", self._onComparisonViewChanged)
-        self.ui.comparisonLabelComboBox.connect("activated(int)", self._onComparisonViewChanged)
-        self.ui.showCaseButton.connect("clicked(bool)", self.onShowCase)
-        self.ui.jumpToWorstSliceButton.connect("clicked(bool)", self.onJumpToWorstSlice)
-        # Model export
-        for fmt in ("onnx", "torchscript"):
-            self.ui.modelFormatComboBox.addItem(fmt, fmt)
-        self.ui.modelOutputLineEdit.currentPath = self.logic.defaultFolder("models")
-        self.ui.exportModelButton.connect("clicked(bool)", self.onExportModel)
+        self._setupEvaluationSection()
+        self._setupModelExportSection()
 
         self.initializeParameterNode()
         self._onExportSourceChanged()
@@ -240,334 +203,6 @@ class TrainBridgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         return (ensure_torch(requester=_("Train Bridge"))
                 and ensure_requirements(REQUIREMENTS_PATH, requester=_("Train Bridge")))
-
-    # ----- export ------------------------------------------------------------------------------------
-
-    def _exportSource(self) -> str:
-        """'store', 'nodes' or 'files'."""
-        return self.ui.exportSourceComboBox.currentData or "store"
-
-    def _onExportSourceChanged(self, *args) -> None:
-        """Called when the export source changes: show its controls."""
-        source = self._exportSource()
-        self.ui.exportStoreWidget.setVisible(source == "store")
-        self.ui.exportNodesWidget.setVisible(source == "nodes")
-        self.ui.exportFilesWidget.setVisible(source == "files")
-        self.ui.exportCasesTableWidget.setVisible(source != "store")
-        self.ui.removeCaseButton.setVisible(source != "store")
-        self._showStoreStatus()
-
-    def _showStoreStatus(self) -> None:
-        """Which project the export reads (the connection is made in DICOM Team Annotate)."""
-        store = self.logic.projectStore(required=False)
-        self.ui.exportStoreStatusLabel.text = (
-            _("Not connected: connect to the project in DICOM Team Annotate.") if store is None
-            else _("Project {location} as {user}: each case's latest adjudicated version.").format(
-                location=store.location, user=store.user))
-        self._updateButtonStates()
-
-    def _nextCaseId(self) -> str:
-        """case_000, case_001, ... (not used yet in the list)."""
-        used = {c["case_id"] for c in self._exportCases}
-        n = 0
-        while f"case_{n:03d}" in used:
-            n += 1
-        return f"case_{n:03d}"
-
-    def onAddNodeCase(self) -> None:
-        """Called by 'Add case' (nodes): the selected volume and segmentation, with the patient id."""
-        p = self._parameterNode
-        if not p or not p.caseVolume or not p.caseSegmentation:
-            slicer.util.errorDisplay(_("Choose a volume and a segmentation first."))
-            return
-        patient = self.ui.patientLineEdit.text.strip() or p.caseVolume.GetName()
-        self._exportCases.append({"case_id": self._nextCaseId(), "patient_id": patient, "kind": "nodes",
-                                  "volume": p.caseVolume, "segmentation": p.caseSegmentation,
-                                  "image_text": p.caseVolume.GetName(), "label_text": p.caseSegmentation.GetName()})
-        self.ui.patientLineEdit.text = ""
-        self._showExportCases()
-
-    def onAddFileCase(self) -> None:
-        """Called by 'Add case files...': an image (or DICOM folder) and its label file, with the patient id."""
-        image = qt.QFileDialog.getOpenFileName(slicer.util.mainWindow(), _("Image of the case"), "",
-                                               _("Images (*.nrrd *.nii *.nii.gz *.mha *.dcm);;All files (*)"))
-        if not image:
-            return
-        label = qt.QFileDialog.getOpenFileName(slicer.util.mainWindow(), _("Label of the case"), os.path.dirname(image),
-                                               _("Segmentations (*.seg.nrrd *.nrrd *.nii *.nii.gz)"))
-        if not label:
-            return
-        patient = self.ui.patientLineEdit.text.strip() or Path(image).name.split(".")[0]
-        self._exportCases.append({"case_id": self._nextCaseId(), "patient_id": patient, "kind": "files",
-                                  "images": [image], "label": label, "image_text": image, "label_text": label})
-        self.ui.patientLineEdit.text = ""
-        self._showExportCases()
-
-    def onRemoveCase(self) -> None:
-        """Called by 'Remove': drop the selected case from the export list."""
-        row = self.ui.exportCasesTableWidget.currentRow()
-        if 0 <= row < len(self._exportCases):
-            del self._exportCases[row]
-        self._showExportCases()
-
-    def _showExportCases(self) -> None:
-        """Fill the export case table."""
-        table = self.ui.exportCasesTableWidget
-        table.setRowCount(len(self._exportCases))
-        for r, case in enumerate(self._exportCases):
-            for c, text in enumerate((case["case_id"], case["patient_id"], case["image_text"], case["label_text"])):
-                item = qt.QTableWidgetItem(text)
-                item.setToolTip(text)
-                table.setItem(r, c, item)
-        table.resizeColumnsToContents()
-        self._updateButtonStates()
-
-    def onExport(self) -> None:
-        """Called by 'Export dataset': read the cases (nodes on the main thread), write on a worker."""
-        from DicomTeamAnnotate import TaskRunner
-
-        p = self._parameterNode
-        source, rawDir = self._exportSource(), self.ui.rawFolderLineEdit.currentPath
-        options = {"name": p.datasetName.strip(), "dataset_id": p.datasetId or None, "folds": p.folds,
-                   "test_fraction": p.testFraction, "monai_json": self.ui.monaiJsonCheckBox.checked}
-        label = _("Exporting the dataset...")
-        if source == "store":
-            kind = self.ui.versionKindComboBox.currentText
-            downloading = _("Downloading the cases...")
-
-            def work(task):
-                import tempfile
-
-                task.report(None, downloading)
-                os.makedirs(rawDir, exist_ok=True)
-                # the downloads are needed only until written as NIfTI; same disk as the dataset
-                with tempfile.TemporaryDirectory(prefix=".store-download-", dir=rawDir) as tmp:
-                    cases, labels = self.logic.casesFromStore(tmp, kind=kind)
-                    return self.logic.exportDataset(cases, rawDir, labels=labels,
-                                                    progress=TaskRunner.progressReporter(task, label), **options)
-        else:
-            with slicer.util.tryWithErrorDisplay(_("Could not read the cases."), waitCursor=True):
-                cases = [self.logic.caseFromNodes(c["case_id"], c["patient_id"], c["volume"], c["segmentation"])
-                         if c["kind"] == "nodes" else
-                         self.logic.caseFromFiles(c["case_id"], c["patient_id"], c["images"], c["label"])
-                         for c in self._exportCases]
-
-            def work(task):
-                return self.logic.exportDataset(cases, rawDir, progress=TaskRunner.progressReporter(task, label),
-                                                **options)
-
-        self._tasks.start(work, self._onExported, name="export", dialogTitle=_("Export"), dialogText=label)
-
-    def _onExported(self, task) -> None:
-        """Called when the dataset is written: say where, and use it for training."""
-        from DicomTeamAnnotate import TaskRunner
-
-        ok, summary = TaskRunner.result(task, _("The dataset was not exported."))
-        if not ok:
-            return
-        self.ui.exportStatusLabel.text = _(
-            "{dataset}: {train} training case(s) in {folds} fold(s), {test} test case(s).").format(
-            dataset=summary["dataset_dir"], train=summary["n_train"], folds=summary["folds"], test=summary["n_test"])
-        self.ui.exportStatusLabel.toolTip = "\n".join(summary["notes"])
-        self.ui.datasetPathLineEdit.currentPath = summary["dataset_dir"]
-
-    # ----- training ----------------------------------------------------------------------------------
-
-    def onStartTraining(self) -> None:
-        """Called by 'Start training': a background job (a process that outlives Slicer), then poll it."""
-        if not self._ensureRequirements():
-            return
-        with slicer.util.tryWithErrorDisplay(_("Could not start the training."), waitCursor=True):
-            self.logic.startTraining(self.ui.datasetPathLineEdit.currentPath, self.ui.jobFolderLineEdit.currentPath,
-                                     backend=self.ui.backendComboBox.currentData, arch=self.ui.archComboBox.currentData,
-                                     epochs=self._parameterNode.epochs, device=self.ui.deviceComboBox.currentData)
-            self.ui.jobFolderLineEdit.addCurrentPathToHistory()
-            self._startPolling()
-
-    def onAttachJob(self) -> None:
-        """Called by 'Attach': follow the job in the chosen folder (e.g. after restarting Slicer)."""
-        with slicer.util.tryWithErrorDisplay(_("No training job there."), waitCursor=True):
-            self.logic.attachJob(self.ui.jobFolderLineEdit.currentPath)
-            self._startPolling()
-
-    def _startPolling(self) -> None:
-        """Show the job's state now and every JOB_POLL_MS."""
-        self._curvesStamp = None
-        self._pollJob()
-        self._jobTimer.start()
-
-    def onCancelJob(self) -> None:
-        """Called by 'Cancel': kill the job's process tree (on a worker: it waits for the processes)."""
-        if self.logic.job is None or not slicer.util.confirmOkCancelDisplay(_("Stop the training job?")):
-            return
-        from DicomTeamAnnotate import TaskRunner
-
-        job = self.logic.job
-
-        def onDone(task):
-            TaskRunner.result(task, _("The job could not be cancelled."))
-            self._pollJob()
-
-        self._tasks.start(lambda task: job.cancel(), onDone, name="cancel job")
-
-    def onResumeJob(self) -> None:
-        """Called by 'Resume': restart an interrupted job where it stopped."""
-        with slicer.util.tryWithErrorDisplay(_("Could not resume the job."), waitCursor=True):
-            self.logic.job.resume()
-            self._startPolling()
-
-    def _pollJob(self) -> None:
-        """Called by the job timer: state, epoch, losses, Dice, the curves, the log tail."""
-        job = self.logic.job
-        if job is None:
-            self._jobTimer.stop()
-            return
-        try:
-            status = self.logic.jobStatus()
-        except (OSError, ValueError) as exc:  # job.json being replaced at this instant, or removed
-            self.ui.jobStatusLabel.text = _("Job status not readable: {error}").format(error=exc)
-            return
-        self.ui.jobStatusLabel.text = self.logic.statusText(status)
-        epoch, total = status.get("epoch"), status.get("num_epochs")
-        self.ui.epochProgressBar.maximum = int(total or 0) or 1
-        self.ui.epochProgressBar.value = int(epoch + 1) if epoch is not None else 0
-        self._showCurves(status.get("curves_png"))
-        self.ui.logPlainTextEdit.setPlainText(job.log_tail(15))
-        if status["state"] in self.logic.finalStates():
-            self._jobTimer.stop()
-            evaluation = status["outputs"].get("evaluation")
-            if status["state"] == "finished" and evaluation and os.path.isfile(os.path.join(evaluation, "metrics.json")):
-                self.ui.evaluationFolderLineEdit.currentPath = evaluation
-                self.onLoadEvaluation()
-        self._updateButtonStates()
-
-    def _showCurves(self, path) -> None:
-        """Show the curves PNG when it changed since the last poll."""
-        if not path or not os.path.isfile(path):
-            return
-        stamp = os.stat(path).st_mtime_ns
-        if stamp == self._curvesStamp:
-            return
-        pixmap = qt.QPixmap(path)
-        if pixmap.isNull():
-            return  # being rewritten right now: next poll
-        self._curvesStamp = stamp
-        width = max(200, self.ui.curvesLabel.width)
-        self.ui.curvesLabel.setPixmap(pixmap.scaledToWidth(width, qt.Qt.SmoothTransformation))
-
-    # ----- evaluation and comparison ------------------------------------------------------------------
-
-    def onLoadEvaluation(self) -> None:
-        """Called by 'Load': read metrics.json of the evaluation folder into the tables."""
-        with slicer.util.tryWithErrorDisplay(_("Could not read the evaluation."), waitCursor=True):
-            self._evaluation = self.logic.loadEvaluation(self.ui.evaluationFolderLineEdit.currentPath)
-        self._fillTable(self.ui.evaluationTableWidget, self.logic.evaluationRows(self._evaluation), EVALUATION_COLUMNS)
-        self._fillTable(self.ui.worstSlicesTableWidget, self._evaluation.get("worst_slices", []), WORST_SLICE_COLUMNS)
-        self.ui.comparisonLabelComboBox.clear()
-        for name in self._evaluation["labels"]:
-            self.ui.comparisonLabelComboBox.addItem(name, name)
-        self.ui.comparisonCaseComboBox.clear()
-        for worst in self._evaluation.get("worst_cases", []):
-            self.ui.comparisonCaseComboBox.addItem(
-                _("{case} (mean Dice {dice})").format(case=worst["case"], dice=formatNumber(worst["mean_dice"])),
-                worst["case"])
-        self.ui.evaluationSummaryLabel.text = self.logic.summaryText(self._evaluation)
-        self._updateButtonStates()
-
-    @staticmethod
-    def _fillTable(table, rows, columns) -> None:
-        """Fill a QTableWidget with ``rows`` (dicts) in ``columns`` order."""
-        table.clear()
-        table.setColumnCount(len(columns))
-        table.setHorizontalHeaderLabels([c.replace("_", " ") for c in columns])
-        table.setRowCount(len(rows))
-        for r, row in enumerate(rows):
-            for c, key in enumerate(columns):
-                text = formatNumber(row.get(key))
-                item = qt.QTableWidgetItem(text)
-                item.setToolTip(text)
-                table.setItem(r, c, item)
-        table.resizeColumnsToContents()
-
-    def onEvaluationRowActivated(self, row, column) -> None:
-        """Called on a double-click in the evaluation table: show that case and label."""
-        rows = self.logic.evaluationRows(self._evaluation)
-        self._selectComparison(rows[row]["case"], rows[row]["label"])
-        self.onShowCase()
-
-    def _selectComparison(self, case, label) -> None:
-        """Select a case and a label in the comparison controls."""
-        index = self.ui.comparisonCaseComboBox.findData(case)
-        if index < 0:
-            self.ui.comparisonCaseComboBox.addItem(case, case)
-            index = self.ui.comparisonCaseComboBox.count - 1
-        self.ui.comparisonCaseComboBox.setCurrentIndex(index)
-        self.ui.comparisonLabelComboBox.setCurrentIndex(max(0, self.ui.comparisonLabelComboBox.findData(label)))
-
-    def onShowCase(self) -> None:
-        """Called by 'Show': read the case's image, ground truth and prediction on a worker, then show them."""
-        from DicomTeamAnnotate import TaskRunner
-
-        case, evaluation = self.ui.comparisonCaseComboBox.currentData, self._evaluation
-        if not case or evaluation is None:
-            return
-
-        def onDone(task):
-            ok, read = TaskRunner.result(task, _("Could not read the case."))
-            if ok:
-                with slicer.util.tryWithErrorDisplay(_("Could not show the case."), waitCursor=True):
-                    self._comparison = self.logic.showComparison(read, previous=self._comparison)
-                    self._onComparisonViewChanged()
-
-        self._tasks.start(lambda task: self.logic.readComparison(evaluation, case), onDone, name="read case")
-
-    def _onComparisonViewChanged(self, *args) -> None:
-        """Called when the mode or the label changes: one label, side by side or overlaid."""
-        if self._comparison is None:
-            return
-        with slicer.util.tryWithErrorDisplay(_("Could not change the view.")):
-            self.logic.setComparisonView(self._comparison, self.ui.comparisonModeComboBox.currentData,
-                                         self.ui.comparisonLabelComboBox.currentData)
-
-    def onWorstSliceActivated(self, row, column) -> None:
-        """Called on a double-click in the worst slices table: show that case and jump to the slice."""
-        self.ui.worstSlicesTableWidget.selectRow(row)
-        self.onJumpToWorstSlice()
-
-    def onJumpToWorstSlice(self) -> None:
-        """Called by 'Jump to worst slice': the selected (or worst) slice of the shown case, else load it."""
-        worst = self._evaluation.get("worst_slices", []) if self._evaluation else []
-        if not worst:
-            return
-        row = max(0, self.ui.worstSlicesTableWidget.currentRow())
-        target = worst[min(row, len(worst) - 1)]
-        if self._comparison is None or self._comparison["case"] != target["case"]:
-            self._selectComparison(target["case"], target["label"])
-            self.onShowCase()
-            return  # the jump happens when the user asks again once the case is shown
-        self._selectComparison(target["case"], target["label"])
-        self._onComparisonViewChanged()
-        with slicer.util.tryWithErrorDisplay(_("Could not jump to the slice.")):
-            self.logic.jumpToSlice(target)
-
-    # ----- model export ---------------------------------------------------------------------------------
-
-    def onExportModel(self) -> None:
-        """Called by 'Export model': ONNX or TorchScript with a manifest, on a worker."""
-        from DicomTeamAnnotate import TaskRunner
-
-        if not self._ensureRequirements():
-            return
-        jobDir, fmt = self.ui.jobFolderLineEdit.currentPath, self.ui.modelFormatComboBox.currentData
-        outDir = self.ui.modelOutputLineEdit.currentPath
-
-        def onDone(task):
-            ok, manifest = TaskRunner.result(task, _("The model was not exported."))
-            if ok:
-                self.ui.modelStatusLabel.text = _("Exported: {manifest}").format(manifest=manifest)
-
-        self._tasks.start(lambda task: self.logic.exportModel(jobDir, fmt, outDir), onDone, name="export model",
-                          dialogTitle=_("Model export"), dialogText=_("Exporting and checking the model..."))
 
     # ----- state of the panel ---------------------------------------------------------------------------
 
@@ -797,64 +432,32 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
 
     def showComparison(self, read, previous=None, scene=None) -> dict:
         """Main thread: nodes of the image, the ground truth and the prediction (reused for a next case)."""
-        from DicomTeamAnnotateLib.mrml import segmentation_to_node, volume_to_node
+        from TrainBridgeLib.comparison_mrml import show_comparison
 
-        def alive(key):
-            node = (previous or {}).get(key)
-            return node if node is not None and node.GetScene() is not None else None
-
-        case = read["case"]
-        image = volume_to_node(read["image"], scene, name=f"{case} image", node=alive("image"))
-        image.SetName(f"{case} image")
-        nodes = {"case": case, "image": image}
-        for key, text, color in (("gt", "ground truth", None), ("pred", "prediction", None)):
-            node = segmentation_to_node(read[key], scene, reference_volume_node=image, name=f"{case} {text}",
-                                        node=alive(key))
-            node.SetName(f"{case} {text}")
-            nodes[key] = node
-        return nodes
+        return show_comparison(read, previous=previous, scene=scene)
 
     def setComparisonView(self, nodes, mode="side by side", label=None) -> None:
         """Main thread: only ``label`` visible; side by side (ground truth left, prediction right) or overlaid.
 
         Overlaid: both in every view, the prediction as an outline over the filled ground truth.
         """
-        if mode not in COMPARISON_MODES:
-            raise ValueError(f"comparison mode must be one of {COMPARISON_MODES}, got {mode!r}")
-        for key in ("gt", "pred"):
-            segmentation = nodes[key].GetSegmentation()
-            display = nodes[key].GetDisplayNode()
-            for i in range(segmentation.GetNumberOfSegments()):
-                segment = segmentation.GetNthSegment(i)
-                display.SetSegmentVisibility(segmentation.GetNthSegmentID(i), label is None or segment.GetName() == label)
-        gtDisplay, predDisplay = nodes["gt"].GetDisplayNode(), nodes["pred"].GetDisplayNode()
-        predDisplay.SetVisibility2DFill(mode != "overlaid")
-        predDisplay.SetVisibility2DOutline(True)
-        layoutManager = slicer.app.layoutManager() if getattr(slicer, "app", None) is not None else None
-        if mode == "side by side":
-            if layoutManager is not None:
-                layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
-            gtDisplay.SetDisplayableOnlyInView("vtkMRMLSliceNodeRed")
-            predDisplay.SetDisplayableOnlyInView("vtkMRMLSliceNodeYellow")
-        else:
-            gtDisplay.RemoveAllViewNodeIDs()
-            predDisplay.RemoveAllViewNodeIDs()
-        if layoutManager is not None:
-            slicer.util.setSliceViewerLayers(background=nodes["image"], fit=True)
-            self.linkSliceViews()
+        from TrainBridgeLib.comparison_mrml import set_comparison_view
+
+        set_comparison_view(nodes, mode, label)
 
     @staticmethod
     def linkSliceViews() -> None:
         """Link the slice views, so both sides of the comparison show the same slice."""
-        for compositeNode in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode"):
-            compositeNode.SetLinkedControl(True)
+        from TrainBridgeLib.comparison_mrml import link_slice_views
+
+        link_slice_views()
 
     @staticmethod
     def jumpToSlice(worst) -> None:
         """Main thread: centre every slice view on a worst slice's error (RAS position from the evaluation)."""
-        r, a, s = worst["center_ras"]
-        for sliceNode in slicer.util.getNodesByClass("vtkMRMLSliceNode"):
-            sliceNode.JumpSliceByCentering(r, a, s)
+        from TrainBridgeLib.comparison_mrml import jump_to_slice
+
+        jump_to_slice(worst)
 
     # ----- model export ------------------------------------------------------------------------------------
 
