@@ -186,28 +186,19 @@ def _all_cases(store, args) -> int:
     from DicomTeamAnnotateLib.atomic import write_json_atomic
 
     from .agreement import to_json_safe
-    from .bias import systematic_bias
     from .outputs import review_status
-    from .report import agreement_rows, write_project_report
-    from .review_queue import build_queue
+    from .project_queue import build_project_queue
 
     out = Path(args.out)
-    summaries, rows, skipped = [], [], []
-    for case in store.list_cases():
-        case_id = case["case_id"]
-        try:
-            result, _, _ = _consensus_case(store, case_id, args, out / case_id)
-        except ValueError as exc:  # fewer than two annotators, unplaceable annotation: report, go on
-            skipped.append(f"{case_id}: {exc}")
-            continue
-        status = review_status(result, case_id)
-        summaries.append({k: v for k, v in status.items() if k not in ("needs_review", "reasons")})
-        rows.extend(agreement_rows(result.agreement, case_id))
-    queue = build_queue(summaries)
-    bias = systematic_bias(rows)
-    write_project_report(queue, bias, out)
-    write_json_atomic(out / "queue.json", to_json_safe({"queue": queue, "bias": bias, "skipped": skipped}))
-    for s in skipped:
+
+    def case_run(case_id, _tmp):  # each case's outputs go to OUT/<case id>
+        result, _, _ = _consensus_case(store, case_id, args, out / case_id)
+        return {"result": result, "status": review_status(result, case_id)}
+
+    done = build_project_queue(store, case_run, out_dir=out)
+    queue = done["queue"]
+    write_json_atomic(out / "queue.json", to_json_safe({k: done[k] for k in ("queue", "bias", "skipped")}))
+    for s in done["skipped"]:
         print(f"  skipped {s}")
     flagged = [q["case_id"] for q in queue if q["needs_review"]]
     print(f"{len(queue)} cases; {len(flagged)} need review: {', '.join(flagged) or 'none'}; "

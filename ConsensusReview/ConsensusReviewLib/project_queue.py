@@ -11,7 +11,7 @@ import tempfile
 
 def build_project_queue(store, case_run, thresholds=None, *, case_ids=None, work_dir=None, mark_in_review=False,
                         out_dir=None, progress=None) -> dict:
-    """The queue of every case with two or more annotators; {'queue', 'skipped', 'marked', 'report'}.
+    """The queue of every case with two or more annotators; {'queue', 'bias', 'skipped', 'marked', 'report'}.
 
     ``case_run(case_id, tmp_dir)`` returns a consensus run ({'result', 'status', ...}) of the case,
     its inputs downloaded to ``tmp_dir`` (removed afterwards), or raises ValueError to skip it.
@@ -42,9 +42,8 @@ def build_project_queue(store, case_run, thresholds=None, *, case_ids=None, work
             if entry["needs_review"] and store.states(entry["case_id"])["state"] not in ("in_review", "adjudicated"):
                 store.set_state(entry["case_id"], "in_review")
                 marked.append(entry["case_id"])
-    report = None
-    if out_dir:
-        report = str(write_project_report(queue, systematic_bias(rows), out_dir))
+    bias = systematic_bias(rows)
+    report = str(write_project_report(queue, bias, out_dir)) if out_dir else None
     if progress is not None:
         progress(len(case_ids), len(case_ids))
-    return {"queue": queue, "skipped": skipped, "marked": marked, "report": report}
+    return {"queue": queue, "bias": bias, "skipped": skipped, "marked": marked, "report": report}
