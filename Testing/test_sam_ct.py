@@ -2,6 +2,8 @@
 corrections, other planes, and the ONNX runtime against PyTorch eager."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -156,6 +158,47 @@ def test_onnx_runtime_equals_pytorch_eager(seg):
     assert np.abs(a.scores - b.scores).max() < 1e-4
     sure = np.abs(b.logits) >= 1e-3  # a pixel whose logit is ~0 may fall either side of the threshold
     assert sure.mean() > 0.99 and np.array_equal(a.masks[sure], b.masks[sure])
+
+
+def test_encoder_engines_agree_on_the_ct(seg):
+    """OpenVINO (the default engine where installed) and onnxruntime give the same embedding."""
+    pytest.importorskip("openvino")
+    from SamPromptLib.backends import create_backend
+
+    assert seg.backend.describe()["encoder_engine"] == "openvino"
+    plain = create_backend("litemedsam-onnxruntime")
+    assert plain.describe()["encoder_engine"] == "onnxruntime"
+    image = seg.slice_image("axial", 12)
+    a, b = seg.backend.set_image(image), plain.set_image(image)
+    assert np.abs(a.features - b.features).max() < 1e-4
+    # outputs are copies: the next run of the same infer request must not change a cached embedding
+    before = a.features.copy()
+    seg.backend.set_image(seg.slice_image("axial", 3))
+    assert np.array_equal(a.features, before)
+    with pytest.raises(ValueError, match="engine must be one of"):
+        create_backend("litemedsam", engine="tensorrt")
+
+
+def test_openvino_is_used_only_after_it_reproduces_onnxruntime(seg, tmp_path):
+    pytest.importorskip("openvino")
+    import shutil
+
+    from SamPromptLib.backends import onnx_runtime as ox
+    from SamPromptLib.backends import openvino_runtime as ovr
+
+    onnx = tmp_path / "encoder.onnx"
+    shutil.copy(ox.cached_model_path("litemedsam", "encoder", seg.backend.weights_sha256), onnx)
+    example = {"image": np.random.default_rng(0).random((1, 3, 256, 256), dtype=np.float32)}
+    reference = lambda: ox.make_session(onnx)  # noqa: E731
+    # a tolerance nothing can meet: refused, nothing remembered, the caller stays on onnxruntime
+    assert ovr.verified_session(onnx, example, reference, None, atol=-1.0) is None
+    assert not list(tmp_path.glob("*.verified.json"))
+    session = ovr.verified_session(onnx, example, reference, None, atol=1e-4)
+    assert session is not None and ox.engine_of(session) == "openvino"
+    marker = list(tmp_path.glob("encoder.onnx.openvino-*.verified.json"))
+    assert len(marker) == 1 and json.loads(marker[0].read_text())["max_difference"] < 1e-4
+    # once checked, the same file and OpenVINO version are not checked again
+    assert ovr.verified_session(onnx, example, lambda: pytest.fail("checked twice"), None, atol=-1.0) is not None
 
 
 def test_embedding_cache_is_used(seg):

@@ -1,12 +1,13 @@
-"""SAM Prompt speed on the shared CT: ours (LiteMedSAM on onnxruntime) vs plain PyTorch eager.
+"""SAM Prompt speed on the shared CT: ours (LiteMedSAM on OpenVINO + onnxruntime) vs plain PyTorch eager.
 
 Same weights, same preprocessing, same propagation, in the same run; only the runtime differs.
+A third row shows onnxruntime alone (our runtime where OpenVINO is not installed).
 Figures: image embedding per slice (median of ``--slices`` slices after one warm-up), prompt to
 mask on a cached embedding (median of ``--prompts`` box prompts: prompt encoder + mask decoder +
 resizing to the 512 x 512 slice), and 3D propagation of the liver from one box on the middle
 slice through all 20 slices with an empty embedding cache, best of ``--repeat`` (plus with the
 embeddings already computed in the background, the situation in Slicer after the first prompt).
-The two runtimes are timed alternately, so that the load of a shared machine hits both alike.  Goals on a 2-core
+The runtimes are timed alternately, so that the load of a shared machine hits both alike.  Goals on a 2-core
 CPU: embedding <= 0.5 s, prompt <= 50 ms, 30-slice propagation <= 20 s (here 20 slices, and the
 30-slice estimate).  The last line prints ours, eager and the ratios eager / ours.
 
@@ -90,17 +91,21 @@ def main() -> int:
 
     ct, liver = load()
     segmenters, load_s = {}, {}
-    for label, backend in (("ours (onnxruntime)", "litemedsam"), ("eager (PyTorch)", "litemedsam-torch")):
+    for label, backend in (("ours", "litemedsam"), ("onnxruntime only", "litemedsam-onnxruntime"),
+                           ("eager (PyTorch)", "litemedsam-torch")):
         t = time.perf_counter()
         segmenters[label] = SamSegmenter(ct, backend, window=(40, 400))
         load_s[label] = time.perf_counter() - t
+    engine = segmenters["ours"].backend.describe()["encoder_engine"]
+    print(f"ours: LiteMedSAM encoder on {engine}, prompt decoder on onnxruntime (fp32; model load includes the "
+          f"one-time check of the engine where it was not done before)")
     results = measure(segmenters, liver, min(args.slices, 19), args.prompts, args.repeat)
     for label, r in results.items():
         per_slice = r["cold"] / r["slices"]
         print(f"{label:20s} model load {load_s[label]:5.2f} s | embedding {r['embed']:.3f} s/slice | prompt->mask "
               f"{1000 * r['prompt']:.1f} ms | propagation {r['slices']} slices {r['cold']:.1f} s cold "
               f"(30 slices ~ {30 * per_slice:.1f} s), {r['warm']:.2f} s with cached embeddings")
-    ours, eager = results["ours (onnxruntime)"], results["eager (PyTorch)"]
+    ours, eager = results["ours"], results["eager (PyTorch)"]
     if ours["voxels"] != eager["voxels"]:
         print(f"note: the two runtimes' liver masks differ by {abs(ours['voxels'] - eager['voxels'])} voxels")
     print(f"ours: embedding {ours['embed']:.3f} s, prompt {1000 * ours['prompt']:.1f} ms, propagation "

@@ -17,6 +17,7 @@ import numpy as np
 # name -> "module:Class" (relative to this package), and the options each name implies.
 BACKENDS = {
     "litemedsam": ("litemedsam:LiteMedSamBackend", {"runtime": "onnx"}),
+    "litemedsam-onnxruntime": ("litemedsam:LiteMedSamBackend", {"runtime": "onnx", "engine": "onnxruntime"}),
     "litemedsam-torch": ("litemedsam:LiteMedSamBackend", {"runtime": "torch"}),
     "sam-vit_b": ("segment_anything:SegmentAnythingBackend", {"model_type": "vit_b"}),
     "sam-vit_l": ("segment_anything:SegmentAnythingBackend", {"model_type": "vit_l"}),
