@@ -66,7 +66,7 @@ def make_team_project(project_dir, *, blind: bool = True) -> dict:
     labels.write_text(json.dumps(LABELS))
     admin.init_project(project_dir, "Team", labels, blind=blind)
     admin.add_case(project_dir, "c1", synthetic_volume(seed=1), "P001")
-    admin.add_case(project_dir, "c2", synthetic_volume(seed=2), "P002")
+    admin.add_case(project_dir, "c2", synthetic_volume(seed=2), "P002", attributes={"site": "B", "scanner": "X 1"})
     tokens = {u: admin.add_member(project_dir, u, r) for u, r in USERS.items()}
     admin.assign(project_dir, "c1", "alice")
     admin.assign(project_dir, "c1", "bob")

@@ -43,6 +43,7 @@ def test_project_cases_and_members(team):
     cases = rev.list_cases()
     assert [(c["case_id"], c["patient_id"]) for c in cases] == [("c1", "P001"), ("c2", "P002")]
     assert Geometry.from_dict(cases[0]["geometry"]).same_grid(GEOMETRY)
+    assert cases[0]["attributes"] == {} and cases[1]["attributes"] == {"site": "B", "scanner": "X 1"}
     assert {m["user"]: m["role"] for m in rev.members()} == {"alice": "annotator", "bob": "annotator",
                                                            "rev": "reviewer", "boss": "admin"}
     assert alice.members() == [{"user": "alice", "role": "annotator"}]

@@ -29,8 +29,13 @@ def trained(tmp_path_factory):
     (root / "labels.json").write_text(json.dumps(LABEL_VALUES))
     assert dicomteam(["export-nnunet", "--images", *images, "--labels", *labels, "--patients", *patients,
                       "--label-names", str(root / "labels.json"), "--out", str(root / "raw"), "--name", "Tiny",
-                      "--test-fraction", "0.2", "--folds", "2", "--monai-json"]) == 0
+                      "--test-fraction", "0.2", "--folds", "2", "--monai-json",
+                      "--case-attributes", *[f"site={'AB'[p % 2]},scanner=S{p}" for p in range(5)],
+                      "--stratify", "site"]) == 0
     dataset = root / "raw" / "Dataset500_Tiny"
+    records = json.loads((dataset / "cases.json").read_text())
+    assert [r["attributes"] for r in records.values()][:2] == [{"site": "A", "scanner": "S0"},
+                                                               {"site": "B", "scanner": "S1"}]
     job = root / "job"
     code = dicomteam(["train", "--dataset", str(dataset), "--backend", "monai", "--arch", "segresnet",
                       "--epochs", "2", "--device", "cpu", "--out", str(job), "--iterations", "6", "--threads", "2"])

@@ -96,3 +96,66 @@ def test_chosen_versions_override_the_default(tmp_path):
     assert by_id["c6"].source["version_id"] == alice_c6 and by_id["c6"].source["kind"] == "annotation"
     assert by_id["c1"].source["version_id"] == adjudicated["c1"]
     assert [d["name"] for d in labels] == ["Leber", "spleen", "bone"]
+
+
+def test_stratified_export_from_store_balances_sites_through_the_cli(tmp_path, capsys):
+    """Sites given at add-case (and the DICOM scanner) reach the splits: both sites in the test
+    set and in every fold's validation set; a missing or malformed attribute is named."""
+    project = tmp_path / "project"
+    admin.init_project(project, "Strata", PROJECT_LABELS[1:2])
+    admin.add_member(project, "rev", "reviewer")
+    rev = open_store(project, "rev")
+    for n in range(8):
+        ph = make_phantom(seed=n, shape=SHAPE)
+        case, site = f"c{n}", "AB"[n % 2]
+        assert dicomteam(["project", "add-case", str(project), "--case", case, "--image",
+                          str(_write_volume(ph, tmp_path / f"{case}.nrrd")), "--patient", f"P{n}",
+                          "--attr", f"site={site}"]) == 0
+        assert f"site={site}" in capsys.readouterr().out
+        seg = Segmentation.from_masks({"spleen": ph.labels == 2}, ph.volume.geometry)
+        rev.push_version(case, write_seg_nrrd(seg, tmp_path / f"{case}.seg.nrrd"), kind="adjudicated")
+    raw, pre = tmp_path / "raw", tmp_path / "pre"
+    assert dicomteam(["export-nnunet", "--store", str(project), "--user", "rev", "--out", str(raw), "--name", "S",
+                      "--folds", "2", "--test-fraction", "0.25", "--stratify", "site", "--preprocessed", str(pre),
+                      "--seed", "5"]) == 0  # unstratified, seed 5 puts all of one site in one fold
+    cases = json.loads((raw / "Dataset500_S" / "cases.json").read_text())
+    site = {c: r["attributes"]["site"] for c, r in cases.items()}
+    assert sorted(site.values()) == list("AAAABBBB")
+    assert {site[c] for c, r in cases.items() if r["split"] == "test"} == {"A", "B"}
+    folds = json.loads((pre / "Dataset500_S" / "splits_final.json").read_text())
+    assert len(folds) == 2 and all({site[c] for c in f["val"]} == {"A", "B"} for f in folds)
+    # an attribute no case has, and a malformed one: clear errors naming them
+    assert dicomteam(["export-nnunet", "--store", str(project), "--user", "rev", "--out", str(raw), "--name", "T",
+                      "--stratify", "scanner"]) == 2
+    assert "no attribute 'scanner'" in capsys.readouterr().err
+    assert dicomteam(["project", "add-case", str(project), "--case", "c9", "--image", str(tmp_path / "c0.nrrd"),
+                      "--patient", "P9", "--attr", "site"]) == 2
+    assert "--attr: expected KEY=VALUE, got 'site'" in capsys.readouterr().err
+    assert dicomteam(["project", "add-case", str(project), "--case", "c9", "--image", str(tmp_path / "c0.nrrd"),
+                      "--patient", "P9", "--attr", "9site=A"]) == 2
+    assert "invalid case attribute name '9site'" in capsys.readouterr().err
+
+
+def test_dicom_header_gives_scanner_and_institution_attributes(tmp_path):
+    from DicomTeamAnnotateLib.phantom import write_phantom_dicom
+
+    ph = make_phantom(seed=0, shape=SHAPE)
+    files = write_phantom_dicom(ph, tmp_path / "dicom")
+    import pydicom
+
+    for f in files:  # a site's scanner, as its headers name it
+        ds = pydicom.dcmread(f)
+        ds.Manufacturer, ds.ManufacturerModelName, ds.InstitutionName = "ACME", "CT 9000", "General Hospital"
+        ds.save_as(f)
+    project = tmp_path / "project"
+    admin.init_project(project, "Hdr", PROJECT_LABELS[1:2])
+    case = admin.add_case(project, "c1", tmp_path / "dicom", "P1", attributes={"site": "north"})
+    assert case["attributes"] == {"manufacturer": "ACME", "scanner": "ACME CT 9000",
+                                  "institution": "General Hospital", "site": "north"}
+
+
+def _write_volume(ph, path):
+    from DicomTeamAnnotateLib.volume import write_volume
+
+    write_volume(ph.volume, path)
+    return path

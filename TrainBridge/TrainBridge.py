@@ -328,14 +328,17 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def exportDataset(cases, rawDir, name, *, labels=None, dataset_id=None, folds=5, test_fraction=0.2,
-                      monai_json=False, progress=None) -> dict:
-        """Any thread: write the nnU-Net dataset (+ MONAI datalist); a summary dict of what was written."""
+                      monai_json=False, stratify_by=None, progress=None) -> dict:
+        """Any thread: write the nnU-Net dataset (+ MONAI datalist); a summary dict of what was written.
+
+        ``stratify_by``: a case attribute (site, scanner) the test set and folds keep balanced.
+        """
         from TrainBridgeLib.nnunet_export import export_nnunet
         from TrainBridgeLib.other_exports import write_monai_datalist
 
         callback = None if progress is None else (lambda done, total, case: progress(done, total))
         result = export_nnunet(cases, rawDir, name, labels=labels, dataset_id=dataset_id, folds=folds,
-                               test_fraction=test_fraction, progress=callback)
+                               test_fraction=test_fraction, stratify_by=stratify_by, progress=callback)
         summary = {"dataset_dir": str(result.dataset_dir), "dataset_id": result.dataset_id,
                    "labels": result.labels, "n_test": len(result.splits.test),
                    "n_train": len(result.cases) - len(result.splits.test), "folds": len(result.splits.folds),

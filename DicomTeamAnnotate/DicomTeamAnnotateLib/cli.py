@@ -31,6 +31,22 @@ class CommandError(Exception):
         self.code = code
 
 
+def key_values(items, option: str, separator: str | None = None) -> dict:
+    """``["site=A", "scanner=X"]`` (or, with ``separator``, ``"site=A,scanner=X"``) as a dict; a
+    CommandError names ``option`` and the item that is not KEY=VALUE."""
+    if isinstance(items, str):
+        items = items.split(separator) if separator else [items]
+    pairs = {}
+    for item in items or []:
+        if not item.strip():
+            continue
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            raise CommandError(f"{option}: expected KEY=VALUE, got {item!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dicomteam", description="DicomTeamAnnotate: team annotation of DICOM volumes")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")

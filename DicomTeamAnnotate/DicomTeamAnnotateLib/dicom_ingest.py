@@ -80,6 +80,8 @@ def _metadata(plan: SeriesPlan, frames: list[Frame], volume_dtype) -> dict:
         "study_date": _text(ds, "StudyDate"),
         "frame_of_reference_uid": _text(ds, "FrameOfReferenceUID"),
         "manufacturer": _text(ds, "Manufacturer"),
+        "manufacturer_model": _text(ds, "ManufacturerModelName"),
+        "institution": _text(ds, "InstitutionName"),
         "window_center": window[0] if window else None,
         "window_width": window[1] if window else None,
         "rescale_slope": slopes.pop() if len(slopes) == 1 else "per slice",

@@ -27,6 +27,8 @@ def register(subparsers) -> None:
                      help="one per case: a volume file or DICOM folder; several channels joined with ','")
     src.add_argument("--labels", nargs="+", metavar="LBL", help="one label map or .seg.nrrd per case")
     src.add_argument("--patients", nargs="+", metavar="P", help="one patient id per case")
+    src.add_argument("--case-attributes", nargs="+", metavar="K=V[,K=V]",
+                     help="one per case: its attributes for --stratify, e.g. site=A,scanner=X")
     p.add_argument("--case-ids", nargs="+", metavar="ID", help="case ids (default case_000, case_001, ...)")
     p.add_argument("--label-names", metavar="JSON", help="ontology: {name: value}, organs.json, dataset.json or project.json")
     p.add_argument("--out", required=True, metavar="RAW_DIR", help="nnUNet_raw folder")
@@ -36,7 +38,9 @@ def register(subparsers) -> None:
     p.add_argument("--folds", type=int, default=5, metavar="K", help="cross-validation folds (5; fewer if fewer patients)")
     p.add_argument("--preprocessed", metavar="DIR", help="nnUNet_preprocessed folder for splits_final.json")
     p.add_argument("--channel-names", help="comma-separated channel names (default: CT or image)")
-    p.add_argument("--stratify", metavar="ATTR", help="case attribute to stratify splits by (store cases)")
+    p.add_argument("--stratify", metavar="ATTR",
+                   help="case attribute to stratify the splits by, e.g. site or scanner (store cases: "
+                        "'project add-case --attr', or read from DICOM; files: --case-attributes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--version-kind", default="adjudicated", help="store: which versions to export (adjudicated)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder of that name")
@@ -95,16 +99,20 @@ def _file_cases(args) -> list:
     for flag, values in (("--labels", args.labels), ("--patients", args.patients)):
         if not values or len(values) != n:
             raise _error(f"{flag}: need one value per image ({n}), got {len(values or [])}")
-    if args.case_ids and len(args.case_ids) != n:
-        raise _error(f"--case-ids: need one per image ({n}), got {len(args.case_ids)}")
+    for flag, values in (("--case-ids", args.case_ids), ("--case-attributes", args.case_attributes)):
+        if values and len(values) != n:
+            raise _error(f"{flag}: need one per image ({n}), got {len(values)}")
+    from DicomTeamAnnotateLib.cli import key_values
+
     ids = args.case_ids or [f"case_{i:03d}" for i in range(n)]
+    attributes = [key_values(a, "--case-attributes", ",") for a in args.case_attributes or [""] * n]
     cases = []
-    for cid, img, lbl, pat in zip(ids, args.images, args.labels, args.patients):
+    for cid, img, lbl, pat, attrs in zip(ids, args.images, args.labels, args.patients, attributes):
         channels = [s for s in img.split(",") if s]
         for path in channels + [lbl]:
             if not Path(path).exists():
                 raise _error(f"case '{cid}': {path}: no such file or folder")
-        cases.append(CaseInput(cid, pat, channels, lbl))
+        cases.append(CaseInput(cid, pat, channels, lbl, attributes=attrs))
     return cases
 
 

@@ -127,7 +127,8 @@ class ExportSection:
         p = self._parameterNode
         source, rawDir = self._exportSource(), self.ui.rawFolderLineEdit.currentPath
         options = {"name": p.datasetName.strip(), "dataset_id": p.datasetId or None, "folds": p.folds,
-                   "test_fraction": p.testFraction, "monai_json": self.ui.monaiJsonCheckBox.checked}
+                   "test_fraction": p.testFraction, "monai_json": self.ui.monaiJsonCheckBox.checked,
+                   "stratify_by": self.ui.stratifyLineEdit.text.strip() or None}
         label = _("Exporting the dataset...")
         if source == "store":
             kind = self.ui.versionKindComboBox.currentText

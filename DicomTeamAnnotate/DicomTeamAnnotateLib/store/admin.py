@@ -168,9 +168,37 @@ def load_case_volume(image_path):
         raise InvalidInput(f"{path}: neither a DICOM folder/ZIP nor a volume file ({exc})") from None
 
 
+_ATTRIBUTE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+_ATTRIBUTE_VALUE = re.compile(r"^[^\x00-\x1f]{1,128}$")
+
+
+def case_attributes(metadata: dict | None, given: dict | None = None) -> dict:
+    """A case's attributes (for stratified splits): from the DICOM header, then ``given`` on top.
+
+    From the header: ``manufacturer``, ``scanner`` (manufacturer and model) and ``institution``
+    where present.  Keys are 1-64 of [A-Za-z0-9_.-] starting with a letter; values 1-128
+    printable characters; anything else is refused with the key or value named.
+    """
+    metadata = metadata or {}
+    found = {"manufacturer": metadata.get("manufacturer"), "institution": metadata.get("institution"),
+             "scanner": " ".join(v for v in (metadata.get("manufacturer"), metadata.get("manufacturer_model")) if v)}
+    attrs = {k: str(v).strip() for k, v in found.items() if v and str(v).strip()}
+    for key, value in (given or {}).items():
+        if not isinstance(key, str) or not _ATTRIBUTE_KEY.match(key):
+            raise InvalidInput(f"invalid case attribute name {key!r}: 1-64 letters, digits, '_', '.', '-', "
+                               f"starting with a letter")
+        if not isinstance(value, str) or not _ATTRIBUTE_VALUE.match(value):
+            raise InvalidInput(f"invalid value {value!r} of case attribute {key!r}: 1-128 printable characters")
+        attrs[key] = value
+    return attrs
+
+
 def add_case(project_dir, case_id: str, image_path, patient_id: str, *, compress: bool = True,
-             reference: dict | None = None) -> dict:
+             reference: dict | None = None, attributes: dict | None = None) -> dict:
     """Ingest an image as a new case (stored as a .nrrd blob); returns the case record.
+
+    ``attributes`` (e.g. ``{"site": "A"}``) join those read from a DICOM header (see
+    ``case_attributes``); exports can stratify their splits by any of them.
 
     ``image_path``: a DICOM folder or ZIP (our ingestion), a volume file, or a ``Volume``.
     ``reference`` (reference mode): ``{kind: "dicomweb", url, study_uid, series_uid, user}``, where
@@ -194,7 +222,8 @@ def add_case(project_dir, case_id: str, image_path, patient_id: str, *, compress
     else:
         volume, source = load_case_volume(image_path), Path(image_path).name
     data = {"case_id": case_id, "patient_id": patient_id, "image_sha256": None, "image_size": None,
-            "image_name": f"{case_id}.nrrd", "geometry": volume.geometry.to_lps().to_dict(), "source": str(source)}
+            "image_name": f"{case_id}.nrrd", "geometry": volume.geometry.to_lps().to_dict(), "source": str(source),
+            "attributes": case_attributes(volume.metadata, attributes)}
     if ref is not None:
         data["reference"] = ref
         catalog.events.append("case", _actor(), data, case_id=case_id)

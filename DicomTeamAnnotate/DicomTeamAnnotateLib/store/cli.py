@@ -30,6 +30,9 @@ def register(subparsers) -> None:
     p.add_argument("--case", required=True, metavar="ID")
     p.add_argument("--image", required=True, metavar="PATH")
     p.add_argument("--patient", required=True, metavar="PID")
+    p.add_argument("--attr", action="append", default=[], metavar="KEY=VALUE",
+                   help="a case attribute for stratified splits, e.g. site=A (repeatable); manufacturer, scanner "
+                        "and institution are read from a DICOM header")
     p.set_defaults(func=cmd_add_case)
 
     p = psub.add_parser("add-member", help="add a member (or change a role); prints a new token")
@@ -132,9 +135,13 @@ def cmd_init(args) -> int:
 def cmd_add_case(args) -> int:
     from .admin import add_case
 
-    case = _run(lambda: add_case(args.dir, args.case, args.image, args.patient))
+    from ..cli import key_values
+
+    attributes = key_values(args.attr, "--attr")
+    case = _run(lambda: add_case(args.dir, args.case, args.image, args.patient, attributes=attributes))
+    attrs = ", ".join(f"{k}={v}" for k, v in case["attributes"].items())
     print(f"added case {case['case_id']} (patient {case['patient_id']}, size {case['geometry']['size']}, "
-          f"sha256 {case['image_sha256'][:12]})")
+          f"sha256 {case['image_sha256'][:12]}{'; ' + attrs if attrs else ''})")
     return 0
 
 

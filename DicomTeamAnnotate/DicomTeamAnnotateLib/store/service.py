@@ -56,10 +56,11 @@ def read_project_file(project_dir) -> dict:
 
 
 def public_case(case: dict) -> dict:
-    """The case fields a client sees (``reference``: the PACS location of a reference-mode case, else None)."""
+    """The case fields a client sees (``reference``: the PACS location of a reference-mode case, else None;
+    ``attributes``: site, scanner, ... for stratified splits, {} for cases added before they existed)."""
     keys = ("case_id", "patient_id", "image_sha256", "image_size", "image_name", "geometry", "added", "source",
             "reference")
-    return {k: case.get(k) for k in keys}
+    return {**{k: case.get(k) for k in keys}, "attributes": dict(case.get("attributes") or {})}
 
 
 def fetch_reference_case_image(case: dict, dest_dir, *, cache_dir=None, progress=None) -> Path:
