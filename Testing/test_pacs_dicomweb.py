@@ -4,7 +4,7 @@ credentials, a server killed or cut off mid-transfer (clear errors, no partial c
 """
 from __future__ import annotations
 
-import argparse
+import copy
 import json
 
 import numpy as np
@@ -68,19 +68,16 @@ def _cases(project_dir):
 
 
 def _run_cli(argv):
-    """`dicomteam ...` with the PACS commands registered here, as the lead's wiring will register them."""
-    from DicomTeamAnnotateLib.cli import CommandError
-    from DicomTeamAnnotateLib.pacs.cli import add_import_dicomweb, register
+    """The real `dicomteam` entry point: (exit code, what it printed to stderr)."""
+    import contextlib
+    import io
 
-    parser = argparse.ArgumentParser(prog="dicomteam")
-    sub = parser.add_subparsers(dest="command")
-    add_import_dicomweb(sub.add_parser("project").add_subparsers(dest="project_command"))
-    register(sub)
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args), ""
-    except CommandError as exc:
-        return exc.code, str(exc)
+    from DicomTeamAnnotateLib.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, err.getvalue()
 
 
 def _temp_files(folder):
@@ -118,6 +115,12 @@ def test_pacs_round_trip(orthanc, ct_in_pacs, project, ct_organs_path, tmp_path)
     organs = read_segmentation(ct_organs_path, reference=image.geometry)
     final = store.push_version(case_id, write_seg_nrrd(organs, tmp_path / "final.seg.nrrd"), kind="adjudicated",
                                message="final")
+    # a later push from a stale parent is kept but flagged: it is never exported as the final version
+    stale_seg = copy.deepcopy(organs)
+    stale_seg.segments = stale_seg.segments[:-1]
+    stale = store.push_version(case_id, write_seg_nrrd(stale_seg, tmp_path / "stale.seg.nrrd"), kind="adjudicated",
+                               parent=None, message="from another machine")
+    assert stale["conflict"] and stale["id"] != final["id"]
 
     # 3. export the final version as SEG and STOW it to the PACS (the source series: from the case record)
     result = export_case_seg(store, case_id, stow_url=orthanc.url, user=USER, password=PASSWORD,

@@ -220,7 +220,6 @@ def test_real_ct_organs_round_trip_through_the_cli(ct_dicom_dir, ct_organs_path,
     from pacs_orthanc import with_fresh_uids
 
     from DicomTeamAnnotateLib.dicom_ingest import load_dicom_volume
-    from DicomTeamAnnotateLib.pacs.cli import register
     from DicomTeamAnnotateLib.segio import read_segmentation
 
     source = tmp_path / "ct"
@@ -229,7 +228,8 @@ def test_real_ct_organs_round_trip_through_the_cli(ct_dicom_dir, ct_organs_path,
     organs = read_segmentation(ct_organs_path, reference=geometry)
     assert len(organs.segments) > 20 and max(_values(organs).values()) > 100  # non-contiguous values
 
-    main = _cli(register)
+    from DicomTeamAnnotateLib.cli import main  # the real `dicomteam` entry point
+
     assert main(["export-seg", "--segmentation", str(ct_organs_path), "--source", str(source),
                  "--out", str(tmp_path / "organs.seg.dcm")]) == 0
     labels = tmp_path / "labels.json"
@@ -242,22 +242,3 @@ def test_real_ct_organs_round_trip_through_the_cli(ct_dicom_dir, ct_organs_path,
         assert back.geometry.same_grid(geometry)
         assert _values(back) == _values(organs)
         assert _same_labels(back, organs), reader
-
-
-def _cli(register):
-    """A `dicomteam` main with the PACS commands registered (whether or not cli.py lists them yet)."""
-    import argparse
-
-    from DicomTeamAnnotateLib.cli import CommandError
-
-    def main(argv):
-        parser = argparse.ArgumentParser(prog="dicomteam")
-        register(parser.add_subparsers(dest="command"))
-        args = parser.parse_args(argv)
-        try:
-            return args.func(args)
-        except CommandError as exc:
-            print(f"error: {exc}")
-            return exc.code
-
-    return main

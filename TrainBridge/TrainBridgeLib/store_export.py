@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from DicomTeamAnnotateLib.store.model import choose_version
+
 from .case_io import CaseInput
 
 log = logging.getLogger(__name__)
@@ -22,10 +24,6 @@ def _attributes(case: dict) -> dict:
     return attrs
 
 
-def choose_version(versions: list[dict], kind: str = "adjudicated") -> dict | None:
-    """The latest version of ``kind`` (push order), ignoring versions flagged as conflicts."""
-    rows = [v for v in versions if v.get("kind") == kind and not v.get("conflict")]
-    return rows[-1] if rows else None
 
 
 def cases_from_store(location, user: str, token: str | None = None, *, kind: str = "adjudicated",

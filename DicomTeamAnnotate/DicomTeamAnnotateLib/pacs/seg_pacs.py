@@ -115,10 +115,13 @@ def export_case_seg(store, case_id: str, *, version_id: str | None = None, kind:
     from .seg_export import export_seg
 
     if version_id is None:
-        versions = [v for v in store.list_versions(case_id) if v.get("kind") == kind]
-        if not versions:
-            raise PacsError(f"case {case_id!r} has no {kind} version to export")
-        version_id = versions[-1]["id"]
+        from ..store.model import choose_version
+
+        chosen = choose_version(store.list_versions(case_id), kind)
+        if chosen is None:
+            raise PacsError(f"case {case_id!r} has no {kind} version to export (versions flagged as conflicts are "
+                            f"not taken; name one with --version)")
+        version_id = chosen["id"]
     if source is None:
         source = reference_of_case(store.get_case(case_id))
         if source is None:

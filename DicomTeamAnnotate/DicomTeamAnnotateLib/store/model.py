@@ -178,3 +178,10 @@ def flag_conflicts(versions: list[dict]) -> list[dict]:
         out.append({**v, "conflict": prev is not None and v.get("parent") != prev})
         latest[chain] = v["id"]
     return out
+
+
+def choose_version(versions: list[dict], kind: str = "adjudicated") -> dict | None:
+    """The latest version of ``kind`` (push order), ignoring versions flagged as conflicts: what
+    exports (nnU-Net, DICOM SEG) take as a case's final segmentation unless told otherwise."""
+    rows = [v for v in versions if v.get("kind") == kind and not v.get("conflict")]
+    return rows[-1] if rows else None
