@@ -4,6 +4,7 @@ everything else fails with a named reason."""
 from __future__ import annotations
 
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 
@@ -105,3 +106,64 @@ def test_dicomdir_is_named():
     result = ingest(path)
     assert result.rejected == [(path, "DICOMDIR (a media directory index, not an image)")]
     assert os.path.basename(path) == "DICOMDIR"
+
+
+def test_every_pydicom_data_file_loads_or_is_refused_with_a_reason():
+    """All of pydicom-data, one file at a time: a volume, or a rejection that names a reason; never a crash."""
+    import os
+
+    from pydicom.data import get_testdata_files
+
+    files = sorted(get_testdata_files())
+    assert len(files) > 200
+    loaded, refused = [], []
+    for path in files:
+        result = ingest(path)
+        if result.series:
+            assert all(s.volume.array.size and s.volume.geometry.size for s in result.series), path
+            loaded.append(os.path.basename(path))
+        else:
+            assert result.rejected and all(str(p) and len(reason) > 5 for p, reason in result.rejected), path
+            refused.append(os.path.basename(path))
+    # the image files of the suite load (spot checks), the rest are refused for what they are
+    assert {"CT_small.dcm", "MR_small_RLE.dcm", "eCT_Supplemental.dcm", "693_J2KR.dcm", "rtdose.dcm"} <= set(loaded)
+    assert {"rtplan.dcm", "README.txt", "SC_rgb.dcm", "MR_truncated.dcm", "liver.dcm"} <= set(refused)
+
+
+def test_enhanced_mr_multiframe_equals_its_single_frame_series(tmp_path):
+    """A legacy-converted Enhanced MR (highdicom, per-frame functional groups, frames shuffled)
+    becomes the same volume and geometry as the single-frame series it was made from."""
+    pytest.importorskip("highdicom")
+    import random
+
+    from highdicom.legacy import LegacyConvertedEnhancedMRImage
+    from pydicom.uid import MRImageStorage, generate_uid
+
+    from DicomTeamAnnotateLib.dicom_ingest import load_dicom_volume
+    from DicomTeamAnnotateLib.phantom import make_phantom, write_phantom_dicom
+
+    phantom = make_phantom(seed=3, shape=(12, 32, 40))
+    mr = []
+    for i, path in enumerate(write_phantom_dicom(phantom, tmp_path / "ct")):
+        ds = pydicom.dcmread(path)
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
+        ds.Modality, ds.PixelRepresentation = "MR", 1
+        for keyword in ("RescaleSlope", "RescaleIntercept", "RescaleType"):
+            if keyword in ds:
+                del ds[keyword]
+        ds.update({"ScanningSequence": "SE", "SequenceVariant": "NONE", "MRAcquisitionType": "2D",
+                   "EchoTime": 10, "RepetitionTime": 500, "MagneticFieldStrength": 1.5})
+        (tmp_path / "mr").mkdir(exist_ok=True)
+        ds.save_as(tmp_path / "mr" / f"{i}.dcm")
+        mr.append(ds)
+    single = load_dicom_volume(tmp_path / "mr")
+    random.Random(0).shuffle(mr)
+    enhanced = LegacyConvertedEnhancedMRImage(legacy_datasets=mr, series_instance_uid=generate_uid(),
+                                              series_number=9, sop_instance_uid=generate_uid(), instance_number=1)
+    enhanced.save_as(tmp_path / "enhanced.dcm")
+    result = ingest(tmp_path / "enhanced.dcm")
+    assert len(result.series) == 1, result.rejected
+    s = result.series[0]
+    assert s.metadata["modality"] == "MR" and s.metadata["number_of_files"] == 1
+    assert np.array_equal(s.volume.array, single.array)
+    assert s.volume.geometry == single.geometry
