@@ -305,7 +305,7 @@ class ConsensusReviewLogic(ScriptedLoadableModuleLogic):
 
     # ----- inputs (each returns a dict: case_id, source, inputs, image, versions) ------------------------
 
-    def inputsFromStore(self, caseId, workDir, submittedOnly=False) -> dict:
+    def inputsFromStore(self, caseId, workDir, submittedOnly=True) -> dict:
         """Any thread: every annotator's latest version of a project case, on the case image's grid."""
         from ConsensusReviewLib.store_case import load_store_case
 

@@ -48,14 +48,21 @@ def team(tmp_path_factory):
         if u == "ann":
             store.push_version("c2", path, message="only one annotator")
         store.close()
+    # a fourth annotator with a draft that was never submitted: not a read for consensus by default
+    tokens["dan"] = admin.add_member(project, "dan", "annotator")
+    admin.assign(project, "c1", "dan")
+    dan = open_store(server.url, "dan", tokens["dan"])
+    pushed["dan"] = dan.push_version("c1", write_seg_nrrd(phantom.segmentation(), root / "dan.seg.nrrd"))["id"]
+    dan.close()
     yield {"root": root, "project": project, "server": server, "tokens": tokens, "pushed": pushed, "phantom": phantom}
     server.stop()
 
 
 def test_reviewer_adjudicates_and_the_ground_truth_is_in_the_store(team, tmp_path):
     rev = open_store(team["server"].url, "rev", team["tokens"]["rev"])
-    inputs, image, versions = load_store_case(rev, "c1", tmp_path, submitted_only=True)
-    assert inputs.annotators == list(ANNOTATORS)
+    inputs, image, versions = load_store_case(rev, "c1", tmp_path)
+    assert inputs.annotators == list(ANNOTATORS)  # dan's draft is left out
+    assert load_store_case(rev, "c1", tmp_path / "all", submitted_only=False)[0].annotators == [*ANNOTATORS, "dan"]
     assert [v["id"] for v in versions] == [team["pushed"][u] for u in ANNOTATORS]
     assert inputs.geometry.same_grid(team["phantom"].volume.geometry)
     result = run_consensus(inputs, "staple")
@@ -102,6 +109,9 @@ def test_cli_consensus_from_the_store_publishes_and_reports(team, tmp_path, caps
                  "--out", str(out), "--publish", "--no-report"]) == 0
     text = capsys.readouterr().out
     assert "consensus (majority) of 3 annotators: ann, bob, cat" in text and "published adjudicated version" in text
+    assert main(["consensus", "--store", project, "--user", "rev", "--case", "c1", "--method", "majority",
+                 "--out", str(tmp_path / "drafts"), "--no-report", "--include-unsubmitted"]) == 0
+    assert "of 4 annotators: ann, bob, cat, dan" in capsys.readouterr().out
     store = open_store(project, "rev")
     chain = [v for v in store.list_versions("c1") if v["kind"] == "adjudicated"]
     assert chain[-1]["meta"]["audit"]["method"] == "majority"

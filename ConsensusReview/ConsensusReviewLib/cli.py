@@ -46,7 +46,8 @@ def register(subparsers) -> None:
     s.add_argument("--case", default=None, metavar="ID", help="the case whose annotations to combine")
     s.add_argument("--all-cases", action="store_true", help="every case with two or more annotators, plus "
                                                             "the project report and the review queue")
-    s.add_argument("--submitted-only", action="store_true", help="only annotators whose work is submitted")
+    s.add_argument("--include-unsubmitted", action="store_true",
+                   help="also the latest version of annotators who have not submitted (default: submitted work only)")
     s.add_argument("--publish", nargs="?", const="consensus", default=None, metavar="FILE",
                    help="publish the consensus (or the reviewer's edited FILE) as the case's adjudicated "
                         "version with its audit record (reviewers only)")
@@ -149,7 +150,7 @@ def _consensus_case(store, case_id, args, out_dir: Path) -> tuple:
     from .store_case import load_store_case
 
     with tempfile.TemporaryDirectory(prefix="dicomteam-consensus-") as tmp:
-        inputs, image, versions = load_store_case(store, case_id, tmp, args.submitted_only)
+        inputs, image, versions = load_store_case(store, case_id, tmp, submitted_only=not args.include_unsubmitted)
     result = run_consensus(inputs, args.method, **_options(args))
     paths = write_consensus_outputs(result, out_dir, case_id=case_id, image=image, report=args.report)
     _print_summary(result, paths)

@@ -25,10 +25,11 @@ def project_segments(project: dict) -> list:
     return out
 
 
-def annotation_versions(store, case_id: str, submitted_only: bool = False) -> list:
+def annotation_versions(store, case_id: str, submitted_only: bool = True) -> list:
     """The latest 'annotation' version of each author of a case, in order of first push.
 
-    ``submitted_only``: only authors whose workflow state on the case is "submitted".
+    ``submitted_only`` (default): only authors whose workflow state on the case is "submitted"
+    (a draft is not a read); False takes every author's latest version.
     """
     versions = [v for v in store.list_versions(case_id) if v["kind"] == "annotation"]
     latest: dict = {}
@@ -42,7 +43,7 @@ def annotation_versions(store, case_id: str, submitted_only: bool = False) -> li
     return sorted(chosen, key=lambda v: order[v["author"]])
 
 
-def load_store_case(store, case_id: str, work_dir, submitted_only: bool = False) -> tuple:
+def load_store_case(store, case_id: str, work_dir, submitted_only: bool = True) -> tuple:
     """(ConsensusInputs on the case image's grid, image Volume, versions used) for one case."""
     from DicomTeamAnnotateLib.segio import read_segmentation
     from DicomTeamAnnotateLib.volume import read_volume
@@ -51,7 +52,8 @@ def load_store_case(store, case_id: str, work_dir, submitted_only: bool = False)
     work_dir.mkdir(parents=True, exist_ok=True)
     versions = annotation_versions(store, case_id, submitted_only)
     if len(versions) < 2:
-        raise ValueError(f"case {case_id!r}: consensus needs annotations by at least two annotators; "
+        which = "submitted annotations" if submitted_only else "annotations"
+        raise ValueError(f"case {case_id!r}: consensus needs {which} by at least two annotators; "
                          f"the store has {len(versions)} ({', '.join(v['author'] for v in versions) or 'none'})")
     image = read_volume(store.fetch_image(case_id, work_dir))
     segs, sources = [], []
