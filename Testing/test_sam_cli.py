@@ -69,6 +69,8 @@ def test_flipped_nifti_input_sagittal_output_keeps_its_geometry(case, tmp_path):
     (["--plane", "axial", "--slice", "3", "--box", "1,2,3"], "four numbers"),
     (["--plane", "axial", "--slice", "3", "--box", "1,1,9,9", "--point", "4,4,x"], "A,B,+"),
     (["--plane", "axial", "--slice", "3", "--box", "1,1,9,9", "--window", "40,-5"], "width"),
+    # a negative level as its own argument reaches our check (argparse alone took it for an option)
+    (["--plane", "axial", "--slice", "3", "--box", "1,1,9,9", "--window", "-600,-5"], "width"),
     (["--plane", "axial", "--slice", "3", "--box", "1,1,9,9", "--backend", "sam-vit_b"], "checkpoint"),
 ])
 def test_user_errors_are_one_clear_line(ct_dicom_dir, tmp_path, capsys, argv, message):
