@@ -11,7 +11,7 @@ from SamPromptLib import planes
 from SamPromptLib.backends import Embedding, available_backends, create_backend
 from SamPromptLib.cache import EmbeddingCache, Precomputer
 from SamPromptLib.preprocess import logits_to_slice, plan_resize, resize_and_pad
-from SamPromptLib.propagate import Prompt, SliceResult, grow_box, reconcile
+from SamPromptLib.propagate import Prompt, Propagator, SliceResult, grow_box, reconcile
 
 
 def _volume():
@@ -147,6 +147,53 @@ def test_reconcile_weights_by_distance():
     assert out[2].logits[0, 0] == pytest.approx(0.0)     # halfway: equal weights
     assert out[3].logits[0, 0] == pytest.approx(-2.0)    # nearer to slice 4: 1/4 forward, 3/4 backward
     assert out[3].source == "reconciled"
+
+
+def _scripted_model(radius: dict, score: dict, calls: list):
+    """A stand-in model (the stop rules are logic, not learning): slice k answers a disk of
+    ``radius[k]`` pixels centred in the prompted box, with the quality score ``score[k]``."""
+    from SamPromptLib.backends import Prediction
+
+    rows, cols = np.mgrid[:64, :64]
+
+    def predict(k, prompt, mask_input):
+        calls.append((k, prompt.box, mask_input))
+        a0, b0, a1, b1 = prompt.box
+        disk = (cols - (a0 + a1) / 2) ** 2 + (rows - (b0 + b1) / 2) ** 2 <= radius.get(k, 0) ** 2
+        logits = np.where(disk, 5.0, -5.0).astype(np.float32)[None]
+        return Prediction(disk[None], np.array([score.get(k, 0.9)], np.float32),
+                          np.full((1, 256, 256), float(k), np.float32), logits)
+    return predict
+
+
+@pytest.mark.parametrize("radius,score,kept,stop", [
+    ({k: 8 for k in range(20)}, {13: 0.3}, [11, 12], "quality score 0.30 < 0.5"),       # the model's own doubt
+    ({10: 8, 11: 8, 12: 0}, {}, [11], "mask vanished"),                                 # 1 px left (< 4)
+    ({10: 4, 11: 4, 12: 14}, {}, [11], "area jumped (leak)"),                            # x12 area
+    ({10: 10, 11: 7, 12: 4, 13: 6, 14: 8}, {}, [11, 12], "area regrew after shrinking"),  # the neighbour organ
+])
+def test_propagation_stops_where_its_rules_say(radius, score, kept, stop):
+    calls = []
+    propagator = Propagator(_scripted_model(radius, score, calls), 20)
+    out = propagator.run({10: Prompt(box=(22, 22, 42, 42))}, "up")
+    assert sorted(out) == [10, *kept]
+    (where, reason), = propagator.stops
+    assert where == kept[-1] + 1 and reason.startswith(stop)
+    # each step is prompted by the previous mask's box grown by the 3 px margin, no mask prompt here
+    k, box, mask_input = calls[1]
+    assert k == 11 and mask_input is None
+    r = radius[10]
+    assert box == pytest.approx((32 - r - 3, 32 - r - 3, 32 + r + 3, 32 + r + 3), abs=1.01)
+
+
+def test_mask_prompts_feed_the_previous_logits_forward():
+    calls = []
+    propagator = Propagator(_scripted_model({k: 6 for k in range(8)}, {}, calls), 8, mask_prompts=True)
+    out = propagator.run({4: Prompt(box=(20, 20, 40, 40))}, "both")
+    assert sorted(out) == list(range(8))
+    fed = {k: m for k, _, m in calls}
+    assert fed[4] is None  # the prompted slice
+    assert fed[5][0, 0] == 4.0 and fed[7][0, 0] == 6.0 and fed[3][0, 0] == 4.0 and fed[0][0, 0] == 1.0
 
 
 def test_backend_registry():
