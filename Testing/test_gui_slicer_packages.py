@@ -28,3 +28,28 @@ def test_the_development_environment_satisfies_each_module(module):
     # `pip install -e .[all,test]` installs everything a module would install in Slicer.
     path = cs.module_dir(module) / "Resources" / "requirements.txt"
     assert missing_requirements(read_requirements(path)) == []
+
+
+def test_slicers_pip_ensure_is_found_under_either_module_name(monkeypatch):
+    """Current Slicer: slicer.pydeps; its first releases with pip_ensure: slicer.packaging; neither
+    (slicer-core, older Slicer): None, and ensure_requirements asks and pip-installs itself."""
+    import sys
+    import types
+
+    from DicomTeamAnnotateLib.slicer_packages import dependency_helper
+
+    assert dependency_helper() is None  # the slicer-core wheel has neither
+
+    def module(name, complete):
+        m = types.ModuleType(name)
+        if complete:
+            m.pip_ensure = m.load_requirements = lambda *a, **k: None
+        monkeypatch.setitem(sys.modules, name, m)
+        return m
+
+    old = module("slicer.packaging", complete=True)
+    assert dependency_helper() is old
+    new = module("slicer.pydeps", complete=True)
+    assert dependency_helper() is new
+    module("slicer.pydeps", complete=False)  # a module of that name without pip_ensure does not count
+    assert dependency_helper() is old

@@ -3,8 +3,9 @@
 Each module lists what it needs beyond what Slicer ships in ``Resources/requirements.txt``
 (``>=`` bounds, never pins; never numpy, SimpleITK, pydicom, requests: those are Slicer's).
 ``missing_requirements`` is pure Python (importlib.metadata + packaging) and runs anywhere;
-``ensure_requirements`` is the Slicer side: ``slicer.packaging.pip_ensure`` (Slicer 5.11+) asks
-the user and installs, older Slicer gets a confirmation box and ``slicer.util.pip_install``.
+``ensure_requirements`` is the Slicer side: Slicer's ``pip_ensure`` (``slicer.pydeps``, earlier
+``slicer.packaging``) asks the user and installs; older Slicer gets a confirmation box and
+``slicer.util.pip_install``.
 ``ensure_torch`` gets torch through the PyTorch extension first (SamPrompt, TrainBridge), so that
 the build matches the machine's GPU; their requirements.txt are installed after it.
 """
@@ -44,6 +45,25 @@ def missing_requirements(requirements) -> list[str]:
     return missing
 
 
+def dependency_helper():
+    """Slicer's module with ``pip_ensure`` and ``load_requirements``, or None (older Slicer).
+
+    Current Slicer has it as ``slicer.pydeps``; the first releases that had ``pip_ensure``
+    called the module ``slicer.packaging``.  A module of either name without those two
+    functions does not count.
+    """
+    import importlib
+
+    for name in ("slicer.pydeps", "slicer.packaging"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if callable(getattr(module, "pip_ensure", None)) and callable(getattr(module, "load_requirements", None)):
+            return module
+    return None
+
+
 def ensure_requirements(path, requester: str) -> bool:
     """In Slicer: install what ``path`` lists and is missing, after the user confirms; False if declined."""
     import slicer
@@ -52,13 +72,10 @@ def ensure_requirements(path, requester: str) -> bool:
     missing = missing_requirements(read_requirements(path))
     if not missing:
         return True
-    try:
-        import slicer.packaging as packaging  # Slicer 5.11+: one dialog, progress, restart advice
-    except ImportError:
-        packaging = None
-    if packaging is not None:
+    deps = dependency_helper()
+    if deps is not None:  # one dialog, progress, restart advice
         try:
-            packaging.pip_ensure(packaging.load_requirements(str(path)), requester=requester)
+            deps.pip_ensure(deps.load_requirements(str(path)), requester=requester)
         except RuntimeError:  # the user declined
             return False
         return True
