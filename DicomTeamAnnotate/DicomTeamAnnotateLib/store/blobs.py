@@ -45,15 +45,15 @@ def start_writeback(fd: int) -> None:
 
 
 class BackgroundHash:
-    """A running sha256 updated by a second thread (which can also write the blocks to a file).
+    """A running sha256 updated by a second thread (and, with ``fd``, the blocks written by a third).
 
-    The thread that receives or sends bytes only hands blocks over; hashing (and, with ``fd``,
-    writing, with ``start_writeback`` as it goes) happens here meanwhile.  hashlib and
-    os.write release the GIL, so on two cores this costs next to no wall time.  Blocks travel
-    in batches of about ``batch`` bytes: small enough to be hashed while still in the CPU cache
-    (4 MiB batches measured slower), large enough for few thread wake-ups.  ``position``: the
-    bytes handed in so far; ``written``: the bytes written to ``fd``.  ``finish()`` waits for
-    the queue to drain and raises the OSError a write met, if any.
+    The thread that receives or sends bytes only hands blocks over; hashing and writing (with
+    ``start_writeback`` as it goes) happen meanwhile in their own threads, so that the longest
+    of the three, not their sum, sets the pace: hashlib and os.write release the GIL.  Blocks
+    travel in batches of about ``batch`` bytes: small enough to be hashed while still in the CPU
+    cache (4 MiB batches measured slower), large enough for few thread wake-ups.  ``position``:
+    the bytes handed in so far; ``written``: the bytes written to ``fd``.  ``finish()`` waits for
+    both queues to drain and raises the OSError a write met, if any.
     """
 
     def __init__(self, h=None, position: int = 0, *, fd: int | None = None, batch: int = 1 << 20):
@@ -63,48 +63,60 @@ class BackgroundHash:
         self.batch = batch
         self._pending: list = []
         self._pending_bytes = 0
-        self.queue: queue.Queue = queue.Queue(maxsize=8)  # bounded: a few MiB held in memory at most
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        # bounded queues: a few MiB held in memory at most
+        self._queues = [queue.Queue(maxsize=8)] + ([queue.Queue(maxsize=8)] if fd is not None else [])
+        self._threads = [threading.Thread(target=self._hash_blocks, args=(self._queues[0],), daemon=True)]
+        if fd is not None:
+            self._threads.append(threading.Thread(target=self._write_blocks, args=(self._queues[1],), daemon=True))
+        for thread in self._threads:
+            thread.start()
 
-    def _run(self):
-        unflushed = 0
-        while (blocks := self.queue.get()) is not None:
-            if self.error is not None:
-                continue  # after a failed write: drain, hash nothing more
+    def _hash_blocks(self, source: queue.Queue):
+        while (blocks := source.get()) is not None:
             for block in blocks:
-                if self.fd is not None:
-                    try:
-                        view = memoryview(block)
-                        while view:
-                            n = os.write(self.fd, view)
-                            view = view[n:]
-                            self.written += n
-                    except OSError as exc:
-                        self.error = exc
-                        break
-                    unflushed += len(block)
-                    if unflushed >= WRITEBACK_EVERY:  # the disk writes while the rest arrives
-                        start_writeback(self.fd)
-                        unflushed = 0
                 self.h.update(block)
+
+    def _write_blocks(self, source: queue.Queue):
+        unflushed = 0
+        while (blocks := source.get()) is not None:
+            if self.error is not None:
+                continue  # after a failed write: drain, write nothing more
+            for block in blocks:
+                try:
+                    view = memoryview(block)
+                    while view:
+                        n = os.write(self.fd, view)
+                        view = view[n:]
+                        self.written += n
+                except OSError as exc:
+                    self.error = exc
+                    break
+                unflushed += len(block)
+                if unflushed >= WRITEBACK_EVERY:  # the disk writes while the rest arrives
+                    start_writeback(self.fd)
+                    unflushed = 0
+
+    def _hand_over(self):
+        for q in self._queues:
+            q.put(self._pending)
+        self._pending, self._pending_bytes = [], 0
 
     def update(self, block) -> None:
         self._pending.append(block)
         self._pending_bytes += len(block)
         self.position += len(block)
         if self._pending_bytes >= self.batch:
-            self.queue.put(self._pending)
-            self._pending, self._pending_bytes = [], 0
+            self._hand_over()
 
     def finish(self):
         """The hash object once every block handed in is hashed (and written)."""
-        if self.thread.is_alive():
+        if self._threads[0].is_alive():
             if self._pending:
-                self.queue.put(self._pending)
-                self._pending, self._pending_bytes = [], 0
-            self.queue.put(None)
-            self.thread.join()
+                self._hand_over()
+            for q in self._queues:
+                q.put(None)
+            for thread in self._threads:
+                thread.join()
         if self.error is not None:
             raise self.error
         return self.h
