@@ -119,7 +119,13 @@ def _noisy_case(project, tmp_path) -> Path:
     return write_seg_nrrd(seg, tmp_path / "noisy.seg.nrrd")
 
 
-def test_server_killed_mid_upload_then_the_client_retry_completes(tmp_path):
+CHECKSUMS = pytest.mark.parametrize("checksum", ["crc32c", "sha256"])  # the client's two ways to prove a push
+
+
+@CHECKSUMS
+def test_server_killed_mid_upload_then_the_client_retry_completes(tmp_path, checksum):
+    if checksum == "crc32c":
+        pytest.importorskip("google_crc32c")
     project = tmp_path / "project"
     tokens = make_team_project(project)
     seg = _noisy_case(project, tmp_path)
@@ -132,7 +138,8 @@ def test_server_killed_mid_upload_then_the_client_retry_completes(tmp_path):
             server.kill()  # SIGKILL while this chunk is still being sent
             killed.set()
 
-    store = open_store(server.url, "alice", tokens["alice"], cache=False, chunk_size=32 * 1024, retry_window_s=90)
+    store = open_store(server.url, "alice", tokens["alice"], cache=False, chunk_size=32 * 1024, retry_window_s=90,
+                       chunk_checksum=checksum)
     worker = threading.Thread(target=lambda: seen.update(
         version=store.push_version("big", seg, message="survives a crash", progress=progress)))
     try:
@@ -158,8 +165,11 @@ def test_server_killed_mid_upload_then_the_client_retry_completes(tmp_path):
     assert [v["id"] for v in rev.list_versions("big")] == [version["id"]]
 
 
-def test_a_file_changed_during_its_upload_makes_no_version(tmp_path):
+@CHECKSUMS
+def test_a_file_changed_during_its_upload_makes_no_version(tmp_path, checksum):
     """An autosave rewriting the file mid-push: the mixed bytes never become a version."""
+    if checksum == "crc32c":
+        pytest.importorskip("google_crc32c")
     project = tmp_path / "project"
     tokens = make_team_project(project)
     seg = _noisy_case(project, tmp_path)
@@ -178,7 +188,8 @@ def test_a_file_changed_during_its_upload_makes_no_version(tmp_path):
 
     server = ProcessServer(project).start()
     try:
-        store = open_store(server.url, "alice", tokens["alice"], cache=False, chunk_size=32 * 1024)
+        store = open_store(server.url, "alice", tokens["alice"], cache=False, chunk_size=32 * 1024,
+                           chunk_checksum=checksum)
         with pytest.raises(StoreError, match="changed while it was uploaded"):
             store.push_version("big", seg, message="half old, half new", progress=progress)
         assert changed.is_set()

@@ -185,3 +185,106 @@ def test_roles_enforced_over_http(served, tmp_path):
     assert r.status_code == 403 and "not assigned" in r.json()["detail"]
     r = requests.get(server.url + "/api/v1/cases/c2/image", headers=_auth(tokens, user="bob"), timeout=10)
     assert r.status_code == 403
+
+
+def _crc(data: bytes) -> str:
+    import google_crc32c
+
+    return f"{google_crc32c.value(data):08x}"
+
+
+def test_chunks_with_crc32c_are_kept_only_when_they_arrive_intact(served, tmp_path):
+    """A chunk whose CRC32C does not match is refused (409, resume offset unchanged, nothing kept);
+    when every chunk carried one, finalize needs no sha256 from the client: the server's names the blob."""
+    pytest.importorskip("google_crc32c")
+    server, project, tokens, _ = served
+    api = server.url + "/api/v1"
+    data = write_seg(tmp_path / "crc.seg.nrrd", 7).read_bytes()
+    uid = requests.post(api + "/cases/c2/uploads", json={"size": len(data)}, headers=_auth(tokens),
+                        timeout=10).json()["upload_id"]
+    octet = _auth(tokens, **{"Content-Type": "application/octet-stream"})
+    third = len(data) // 3
+    first, second, rest = data[:third], data[third:2 * third], data[2 * third:]
+    ok = requests.put(api + f"/uploads/{uid}", params={"offset": 0}, data=first, timeout=10,
+                      headers={**octet, "X-Chunk-CRC32C": _crc(first)})
+    assert ok.status_code == 200 and ok.json()["offset"] == third
+    damaged = bytes([second[0] ^ 0xFF]) + second[1:]  # one byte changed on the way
+    r = requests.put(api + f"/uploads/{uid}", params={"offset": third}, data=damaged, timeout=10,
+                     headers={**octet, "X-Chunk-CRC32C": _crc(second)})
+    assert r.status_code == 409 and r.json()["offset"] == third and "CRC32C" in r.json()["detail"]
+    upload_file = project / "uploads" / f"{uid}.part.seg.nrrd"
+    assert upload_file.stat().st_size == third  # nothing of the refused chunk stays
+    r = requests.put(api + f"/uploads/{uid}", params={"offset": third}, data=second, timeout=10,
+                     headers={**octet, "X-Chunk-CRC32C": "xyz"})
+    assert r.status_code == 400 and "8 hex digits" in r.json()["detail"]
+    for offset, chunk in ((third, second), (2 * third, rest)):
+        assert requests.put(api + f"/uploads/{uid}", params={"offset": offset}, data=chunk, timeout=10,
+                            headers={**octet, "X-Chunk-CRC32C": _crc(chunk)}).status_code == 200
+    r = requests.post(api + f"/uploads/{uid}/finalize", json={}, headers=_auth(tokens), timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["sha256"] == hashlib.sha256(data).hexdigest() and r.json()["size"] == len(data)
+    # one chunk without a CRC: then the client must declare the sha256
+    uid = requests.post(api + "/cases/c2/uploads", json={"size": len(data), "message": "x"}, headers=_auth(tokens),
+                        timeout=10).json()["upload_id"]
+    requests.put(api + f"/uploads/{uid}", params={"offset": 0}, data=data, headers=octet, timeout=10).raise_for_status()
+    r = requests.post(api + f"/uploads/{uid}/finalize", json={}, headers=_auth(tokens), timeout=30)
+    assert r.status_code == 400 and "sha256" in r.json()["detail"]
+
+
+def test_a_torn_chunk_is_dropped_and_the_rehash_checks_every_crc(tmp_path):
+    """A server killed inside a chunk leaves bytes past the last completed chunk: the offset ignores
+    them and the next PUT cuts them off.  Finalize without the running hash (a restart) reads the
+    file again and checks each chunk's CRC32C: bytes changed on disk are refused, nothing stored."""
+    pytest.importorskip("google_crc32c")
+    project = tmp_path / "project"
+    tokens = make_team_project(project)
+    data = write_seg(tmp_path / "t.seg.nrrd", 8).read_bytes()
+    half = len(data) // 2
+
+    def start(server):
+        api = server.url + "/api/v1"
+        uid = requests.post(api + "/cases/c2/uploads", json={"size": len(data)}, headers=_auth(tokens),
+                            timeout=10).json()["upload_id"]
+        requests.put(api + f"/uploads/{uid}", params={"offset": 0}, data=data[:half], timeout=10,
+                     headers=_auth(tokens, **{"Content-Type": "application/octet-stream",
+                                              "X-Chunk-CRC32C": _crc(data[:half])})).raise_for_status()
+        return api, uid, project / "uploads" / f"{uid}.part.seg.nrrd"
+
+    server = ThreadServer(project)
+    try:
+        api, uid, part = start(server)
+        with open(part, "ab") as fh:  # what a killed server had written of the next chunk
+            fh.write(data[half:half + 100])
+    finally:
+        server.stop()
+    server = ThreadServer(project)  # a restart: no running hash in memory
+    try:
+        api = server.url + "/api/v1"
+        assert requests.get(api + f"/uploads/{uid}", headers=_auth(tokens), timeout=10).json()["offset"] == half
+        octet = _auth(tokens, **{"Content-Type": "application/octet-stream", "X-Chunk-CRC32C": _crc(data[half:])})
+        assert requests.put(api + f"/uploads/{uid}", params={"offset": half}, data=data[half:], headers=octet,
+                            timeout=10).json()["offset"] == len(data)
+        assert part.read_bytes() == data  # the torn tail was cut off, not kept before the new chunk
+        r = requests.post(api + f"/uploads/{uid}/finalize", json={}, headers=_auth(tokens), timeout=30)
+        assert r.status_code == 200 and r.json()["sha256"] == hashlib.sha256(data).hexdigest()
+    finally:
+        server.stop()
+    before = _snapshot(project)
+    server = ThreadServer(project)
+    try:
+        api, uid, part = start(server)
+        requests.put(api + f"/uploads/{uid}", params={"offset": half}, data=data[half:], timeout=10,
+                     headers=_auth(tokens, **{"Content-Type": "application/octet-stream",
+                                              "X-Chunk-CRC32C": _crc(data[half:])})).raise_for_status()
+    finally:
+        server.stop()
+    with open(part, "r+b") as fh:  # the disk changed a byte while the server was down
+        fh.seek(10)
+        fh.write(bytes([data[10] ^ 1]))
+    server = ThreadServer(project)
+    try:
+        r = requests.post(server.url + f"/api/v1/uploads/{uid}/finalize", json={}, headers=_auth(tokens), timeout=30)
+        assert r.status_code == 400 and f"0..{half}" in r.json()["detail"] and "CRC32C" in r.json()["detail"]
+    finally:
+        server.stop()
+    assert _snapshot(project) == before and not part.exists()

@@ -2,7 +2,8 @@
 
 One run measures, on the same machine, disk and files, interleaved so that both see the same load:
 * push: a ~200 MB .seg.nrrd (raw encoding, 2 layers on the case grid) through the server
-  (resumable upload, sha256 on both sides, header geometry check, one fsync of the blob) vs
+  (resumable upload in 64 MiB chunks, each with its CRC32C checked on arrival, the server's
+  sha256 of the blob, header geometry check, one fsync of the blob) vs
   `cp` of the same file to a new file on the same disk, then fsync of the copy;
 * pull: the ~200 MB case image (.nrrd) from the server into a fresh cache and work folder
   (streamed, sha256-verified, fsynced, linked) vs `cp` of the same blob + fsync;

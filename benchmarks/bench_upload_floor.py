@@ -7,8 +7,9 @@ On one machine, in one run, interleaved (best of ``--repeats``), for the same ~2
   file, no hash.  This is the cost of getting the bytes through the HTTP server we are asked to
   use (FastAPI + uvicorn), with the client on the same cores;
 * sha256 of the file with hashlib (OpenSSL), which the server must compute to address the blob.
-Our push does both, plus writing and fsyncing the blob, so on a 2-core machine it cannot be
-faster than roughly the larger of the two, and is usually near their sum.
+Our push does both (the sha256 on the server; the client only computes each chunk's CRC32C),
+plus writing and fsyncing the blob, so on a 2-core machine it cannot be faster than roughly the
+larger of the two, and is usually near their sum.
 
 Usage: python benchmarks/bench_upload_floor.py [--mb 200] [--repeats 5]
 The last line prints the floor, cp+fsync and the ratio.

@@ -44,6 +44,25 @@ def start_writeback(fd: int) -> None:
         _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)  # a failure only means no head start
 
 
+def crc32c_module(need_fast: bool = False):
+    """The ``google_crc32c`` module, or None; ``need_fast``: only its hardware-backed C build.
+
+    CRC32C checks each chunk of an upload (S3 and GCS do the same): at ~5 GB/s it costs a
+    push almost nothing, where a second sha256 on the client cost as much as the server's.
+    """
+    try:
+        import google_crc32c
+    except ImportError:
+        return None
+    if need_fast and getattr(google_crc32c, "implementation", "") != "c":
+        return None
+    return google_crc32c
+
+
+def crc32c_hex(value: int) -> str:
+    return f"{value & 0xFFFFFFFF:08x}"
+
+
 class BackgroundHash:
     """A running sha256 updated by a second thread (and, with ``fd``, the blocks written by a third).
 
@@ -52,14 +71,21 @@ class BackgroundHash:
     of the three, not their sum, sets the pace: hashlib and os.write release the GIL.  Blocks
     travel in batches of about ``batch`` bytes: small enough to be hashed while still in the CPU
     cache (4 MiB batches measured slower), large enough for few thread wake-ups.  ``position``:
-    the bytes handed in so far; ``written``: the bytes written to ``fd``.  ``finish()`` waits for
-    both queues to drain and raises the OSError a write met, if any.
+    the bytes handed in so far; ``written``: the bytes written to ``fd``; ``crc``: with ``crc32c``,
+    the CRC32C of the bytes written.  ``finish()`` waits for both queues to drain and raises the
+    OSError a write met, if any.
     """
 
-    def __init__(self, h=None, position: int = 0, *, fd: int | None = None, batch: int = 1 << 20):
+    def __init__(self, h=None, position: int = 0, *, fd: int | None = None, batch: int = 1 << 20,
+                 crc32c: bool = False):
         self.h = h if h is not None else hashlib.sha256()
         self.position = position
         self.fd, self.written, self.error = fd, 0, None
+        # CRC32C of the blocks handed in (``crc32c=True`` with ``fd``): the writer thread computes it
+        self.crc = 0
+        self._crc_module = crc32c_module() if crc32c else None
+        if crc32c and self._crc_module is None:
+            raise RuntimeError("checking CRC32C needs the google-crc32c package")
         self.batch = batch
         self._pending: list = []
         self._pending_bytes = 0
@@ -91,6 +117,9 @@ class BackgroundHash:
                 except OSError as exc:
                     self.error = exc
                     break
+                if self._crc_module is not None:
+                    self.crc = self._crc_module.extend(self.crc, bytes(block) if isinstance(block, memoryview)
+                                                       else block)
                 unflushed += len(block)
                 if unflushed >= WRITEBACK_EVERY:  # the disk writes while the rest arrives
                     start_writeback(self.fd)
@@ -145,6 +174,32 @@ def copy_hashing(src, dst_fh, progress=None) -> tuple[str, int]:
             if progress:
                 progress(n)
     return h.hexdigest(), size
+
+
+def hash_checking_chunks(path, chunks: list[dict]) -> str:
+    """sha256 of a file read once, checking each ``{start, end, crc32c}`` chunk that has a CRC.
+
+    For an upload whose running hash is not at hand (a restart, or another server instance
+    took some chunks): the bytes on disk are checked again against what the client sent.
+    A mismatch raises InvalidInput naming the chunk.
+    """
+    module = crc32c_module() if any(c.get("crc32c") for c in chunks) else None
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in chunks:
+            crc, remaining = 0, chunk["end"] - chunk["start"]
+            while remaining:
+                block = fh.read(min(CHUNK, remaining))
+                if not block:
+                    raise InvalidInput(f"{Path(path).name}: ends inside the chunk at {chunk['start']}")
+                h.update(block)
+                if module is not None and chunk.get("crc32c"):
+                    crc = module.extend(crc, block)
+                remaining -= len(block)
+            if chunk.get("crc32c") and crc32c_hex(crc) != chunk["crc32c"]:
+                raise InvalidInput(f"the chunk at bytes {chunk['start']}..{chunk['end']} no longer matches its "
+                                   f"CRC32C on the server's disk; push again")
+    return h.hexdigest()
 
 
 class BlobStore:

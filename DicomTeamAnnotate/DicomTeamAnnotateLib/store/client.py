@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from .blobs import BackgroundHash, sha256_file
+from .blobs import BackgroundHash, crc32c_hex, crc32c_module, sha256_file
 from .model import (ERRORS_BY_STATUS, Conflict, NotFound, StoreError, StoreUnavailable, check_id,
                     check_version_id, new_version_id)
 from .sync import Progress, SyncCache
@@ -56,11 +56,63 @@ class _FileSlice:
                 self.progress.add(len(block))
 
 
+class _ChunkBytes:
+    """One chunk held in memory, sent in pieces (progress several times per chunk) with a length."""
+
+    def __init__(self, data: bytes, progress: Progress, piece: int):
+        self.view, self.progress, self.piece = memoryview(data), progress, piece
+
+    def __len__(self):
+        return len(self.view)
+
+    def __iter__(self):
+        for start in range(0, len(self.view), self.piece):
+            block = self.view[start:start + self.piece]
+            yield block
+            self.progress.add(len(block))
+
+
+class _CheckedChunks:
+    """Chunks of a file with their CRC32C, each read while the one before it is being sent."""
+
+    def __init__(self, path, size: int, chunk_size: int, crc32c):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.path, self.size, self.chunk_size, self.crc32c = path, size, chunk_size, crc32c
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dicomteam-chunk")
+        self._ahead = None  # (offset, end, future)
+
+    def _read(self, offset: int, end: int) -> tuple:
+        with open(self.path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read(end - offset)
+        if len(data) != end - offset:
+            raise StoreError(f"{self.path}: file shrank during the upload")
+        return data, crc32c_hex(self.crc32c.value(data))
+
+    def get(self, offset: int, end: int) -> tuple:
+        """(bytes, CRC32C hex) of ``offset..end``; starts reading the next chunk."""
+        ahead, self._ahead = self._ahead, None
+        found = ahead[2].result() if ahead is not None and ahead[:2] == (offset, end) else self._read(offset, end)
+        following = min(end + self.chunk_size, self.size)
+        if end < self.size:
+            self._ahead = (end, following, self._pool.submit(self._read, end, following))
+        return found
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 class HttpStore:
     """A project on a server (see interface.Store); ``token`` defaults to $DICOMTEAM_TOKEN."""
 
     def __init__(self, url: str, user: str, token: str | None = None, *, cache=None, timeout=(5.0, 120.0),
-                 retry_window_s: float = 60.0, connect_window_s: float = 2.0, chunk_size: int = CHUNK_SIZE):
+                 retry_window_s: float = 60.0, connect_window_s: float = 2.0, chunk_size: int = CHUNK_SIZE,
+                 chunk_checksum: str = "auto"):
+        """``chunk_checksum``: how a push proves its bytes arrived intact. 'crc32c': each chunk's
+        CRC32C goes with it and the server keeps only a matching chunk (the sha256 is the
+        server's); 'sha256': the client hashes the file and the server checks it at finalize;
+        'auto': crc32c where google-crc32c has its hardware-backed build, else sha256."""
         import requests
         from requests.adapters import HTTPAdapter
         from urllib3.util.retry import Retry
@@ -72,6 +124,11 @@ class HttpStore:
         self.retry_window_s = retry_window_s
         self.connect_window_s = connect_window_s
         self.chunk_size = int(chunk_size)
+        if chunk_checksum not in ("auto", "crc32c", "sha256"):
+            raise ValueError(f"chunk_checksum must be 'auto', 'crc32c' or 'sha256', got {chunk_checksum!r}")
+        self._crc32c = crc32c_module(need_fast=chunk_checksum == "auto") if chunk_checksum != "sha256" else None
+        if chunk_checksum == "crc32c" and self._crc32c is None:
+            raise ValueError("chunk_checksum 'crc32c' needs the google-crc32c package")
         self.cache = None if cache is False else (cache if isinstance(cache, SyncCache) else SyncCache(cache))
         self.session = requests.Session()
         retry = Retry(total=3, connect=3, read=2, status=3, backoff_factor=0.2, status_forcelist=(502, 503, 504),
@@ -231,9 +288,10 @@ class HttpStore:
                      version_id=None, progress=None) -> dict:
         """Upload a .seg.nrrd as a new version (resumable, checksum-verified); returns the version.
 
-        The bytes are hashed as they are read for sending (in a second thread: hashlib releases
-        the GIL), and the sha256 goes with the finalize request; the server checks it against
-        the hash of what it received.
+        With CRC32C chunks (see ``chunk_checksum``) each chunk is checked on arrival and the
+        server's sha256 names the blob.  Otherwise the bytes are hashed as they are read for
+        sending (in a second thread: hashlib releases the GIL), and the sha256 goes with the
+        finalize request; the server checks it against the hash of what it received.
         """
         seg_path = Path(seg_path)
         if not seg_path.is_file():
@@ -249,50 +307,70 @@ class HttpStore:
             if start["version"]["sha256"] != sha256_file(seg_path)[0]:
                 raise Conflict(f"version id {body['version_id']!r} is already used for other content")
             return start["version"]
-        hashing = BackgroundHash()
+        hashing = None if self._crc32c is not None else BackgroundHash()
         bar = Progress(progress, size, seg_path.name)
         try:
             self._send_chunks(start["upload_id"], seg_path, size, bar, hashing)
         finally:
             bar.close()
-            h = hashing.finish()
+            h = hashing.finish() if hashing is not None else None
         after = seg_path.stat()
         if (after.st_size, after.st_mtime_ns, after.st_ino) != (size, before.st_mtime_ns, before.st_ino):
             # the bytes sent may mix the old and the new file: the upload is left unfinished
             raise StoreError(f"{seg_path}: the file changed while it was uploaded; push it again once it is saved")
-        sha = h.hexdigest() if hashing.position == size else sha256_file(seg_path)[0]
-        return self._retrying(lambda: self._finalize(start["upload_id"], body["version_id"], sha),
-                              self.retry_window_s)
+        sha = None
+        if hashing is not None:
+            sha = h.hexdigest() if hashing.position == size else sha256_file(seg_path)[0]
+        version = self._retrying(lambda: self._finalize(start["upload_id"], body["version_id"], sha),
+                                 self.retry_window_s)
+        if version.get("size") not in (None, size):
+            raise StoreError(f"{seg_path}: the server stored {version['size']} bytes of {size}")
+        return version
 
     def _finalize(self, upload_id, version_id, sha256) -> dict:
         try:
-            return self._json("POST", f"/uploads/{upload_id}/finalize", json={"sha256": sha256})
+            return self._json("POST", f"/uploads/{upload_id}/finalize", json={"sha256": sha256} if sha256 else {})
         except NotFound:
             # The session is gone: after a lost reply the version may exist already.
             return self.get_version(version_id)
 
     def _send_chunks(self, upload_id, path, size, bar: Progress, hashing) -> None:
         deadline = time.monotonic() + self.retry_window_s
-        offset, delay = 0, 0.2
-        while offset < size:
-            try:
-                end = min(offset + self.chunk_size, size)
-                bar.set(offset)
-                piece = max(4096, min(1 << 20, self.chunk_size // 4))  # progress several times per chunk
-                r = self._json("PUT", f"/uploads/{upload_id}", params={"offset": offset},
-                               data=_FileSlice(path, offset, end, bar, hashing, piece),
-                               headers={"Content-Type": "application/octet-stream"})
-                offset, delay = r["offset"], 0.2
-                deadline = time.monotonic() + self.retry_window_s  # progress made: a fresh window
-            except Conflict as exc:  # the server holds a different number of bytes: go on from there
-                if "offset" not in getattr(exc, "extra", {}):
-                    raise
-                offset = int(exc.extra["offset"])
-            except StoreUnavailable as exc:
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.info("upload %s interrupted (%s); resuming in %.1f s", upload_id, exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                offset = self._retrying(lambda: self._json("GET", f"/uploads/{upload_id}")["offset"],
-                                        max(deadline - time.monotonic(), 0.0))
+        offset, delay, refused = 0, 0.2, 0
+        piece = max(4096, min(1 << 20, self.chunk_size // 4))  # progress several times per chunk
+        # With CRC32C the header goes before the body: each chunk is read (the next one ahead,
+        # while this one is sent) and its CRC computed before its PUT starts.
+        reader = _CheckedChunks(path, size, self.chunk_size, self._crc32c) if self._crc32c is not None else None
+        try:
+            while offset < size:
+                try:
+                    end = min(offset + self.chunk_size, size)
+                    bar.set(offset)
+                    headers = {"Content-Type": "application/octet-stream"}
+                    if reader is None:  # streamed from the file, hashed on the way
+                        data = _FileSlice(path, offset, end, bar, hashing, piece)
+                    else:
+                        chunk, headers["X-Chunk-CRC32C"] = reader.get(offset, end)
+                        data = _ChunkBytes(chunk, bar, piece)
+                    r = self._json("PUT", f"/uploads/{upload_id}", params={"offset": offset}, data=data,
+                                   headers=headers)
+                    offset, delay, refused = r["offset"], 0.2, 0
+                    deadline = time.monotonic() + self.retry_window_s  # progress made: a fresh window
+                except Conflict as exc:  # the server holds a different number of bytes: go on from there
+                    if "offset" not in getattr(exc, "extra", {}):
+                        raise
+                    refused = refused + 1 if int(exc.extra["offset"]) == offset else 0
+                    if refused > 3:  # the same chunk refused again and again (its CRC32C never matches)
+                        raise
+                    offset = int(exc.extra["offset"])
+                except StoreUnavailable as exc:
+                    if time.monotonic() + delay > deadline:
+                        raise
+                    log.info("upload %s interrupted (%s); resuming in %.1f s", upload_id, exc, delay)
+                    time.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    offset = self._retrying(lambda: self._json("GET", f"/uploads/{upload_id}")["offset"],
+                                            max(deadline - time.monotonic(), 0.0))
+        finally:
+            if reader is not None:
+                reader.close()

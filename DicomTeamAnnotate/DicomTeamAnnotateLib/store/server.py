@@ -8,7 +8,10 @@ and the same rules as the folder store apply (service.ProjectService), enforced 
 Uploads are resumable: POST creates an upload session (its bytes go to ``DIR/uploads/``,
 never to the blob area), PUT appends a chunk at a given offset, GET tells the offset reached,
 and finalize verifies size and sha256 and the segmentation's geometry (from its header: a
-large push is never decoded) before the blob and the version appear.  The bytes are written
+large push is never decoded) before the blob and the version appear.  A chunk sent with its
+CRC32C (``X-Chunk-CRC32C``) is kept only if what arrived matches, so a client that sends every
+chunk that way need not hash the whole file itself (finalize's ``sha256`` is then optional: the
+server computes it); without a CRC the client declares the sha256 and the server checks it.  The bytes are written
 once, to the upload file that becomes the blob (hashed on the way, fsynced once, then linked
 into place).  Downloads are streamed from the blob files (with HTTP Range support).
 
@@ -34,6 +37,8 @@ API = "/api/v1"
 MAX_JSON_BYTES = 1 << 20
 MAX_UPLOAD_BYTES = int(os.environ.get("DICOMTEAM_MAX_UPLOAD_BYTES", 32 << 30))
 UPLOAD_SUFFIX = ".part.seg.nrrd"  # keeps the .nrrd suffix the segmentation reader expects
+CHUNKS_SUFFIX = ".chunks.jsonl"   # the upload's completed chunks (start, end, CRC32C): its offset
+CRC_HEADER = "X-Chunk-CRC32C"     # a chunk's CRC32C (8 hex digits); the server keeps it only if it matches
 _VERSION_FIELDS = ("parent", "kind", "message", "meta", "version_id")
 
 
@@ -46,7 +51,7 @@ def create_app(project_dir, db_url: str | None = None):
     from starlette.requests import ClientDisconnect
 
     from .auth import hash_token
-    from .blobs import BackgroundHash
+    from .blobs import BackgroundHash, crc32c_hex, hash_checking_chunks
     from .service import ProjectService
     from .sqlindex import SqlIndex
 
@@ -141,11 +146,22 @@ def create_app(project_dir, db_url: str | None = None):
             raise NotFound(f"no upload {upload_id!r} (finished, abandoned or someone else's)")
         return row
 
-    def _offset(upload_id) -> int:
+    def _chunks(upload_id) -> list:
+        """The upload's completed chunks, in order: ``{start, end, crc32c}`` (crc32c None if not sent)."""
         try:
-            return os.stat(_upload_path(upload_id)).st_size
+            with open(index.uploads_dir() / f"{upload_id}{CHUNKS_SUFFIX}", encoding="utf-8") as fh:
+                return [json.loads(line) for line in fh if line.endswith("\n")]  # a torn last line: not done
         except FileNotFoundError:
-            return 0
+            return []
+
+    def _offset(upload_id) -> int:
+        """Bytes received in completed chunks: what a client resumes from (a cut chunk's tail is dropped)."""
+        chunks = _chunks(upload_id)
+        return chunks[-1]["end"] if chunks else 0
+
+    def _record_chunk(upload_id, start: int, end: int, crc) -> None:
+        with open(index.uploads_dir() / f"{upload_id}{CHUNKS_SUFFIX}", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"start": start, "end": end, "crc32c": crc}) + "\n")
 
     # ----- project, members, cases ----------------------------------------------------------------
     @app.get(API + "/health")
@@ -261,6 +277,12 @@ def create_app(project_dir, db_url: str | None = None):
     async def put_chunk(upload_id: str, request: Request, offset: int):
         row = await call(request, lambda s: _own_upload(s, upload_id))
         require_content_type(request, "application/octet-stream")
+        expected_crc = request.headers.get(CRC_HEADER)
+        if expected_crc is not None:
+            expected_crc = expected_crc.strip().lower()
+            if len(expected_crc) != 8 or any(c not in "0123456789abcdef" for c in expected_crc):
+                raise InvalidInput(f"header {CRC_HEADER} must be 8 hex digits (the chunk's CRC32C), "
+                                   f"got {expected_crc!r}")
         path = _upload_path(upload_id)
         current = _offset(upload_id)
         if offset != current:
@@ -270,15 +292,18 @@ def create_app(project_dir, db_url: str | None = None):
         if running is None or running[0] != current:
             running = (0, hashlib.sha256()) if current == 0 else None
         h, position = (running[1], running[0]) if running is not None else (hashlib.sha256(), current)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        # This loop only receives; a second thread writes each block, then hashes it (both release
-        # the GIL), starting the disk's writeback as it goes.  No fsync per chunk: the blob is
-        # fsynced once, at finalize, before it is linked into place.  A crash of the machine (not
-        # of this process: the page cache survives that) may lose acknowledged bytes; the sha256
-        # check at finalize then refuses the upload.
-        sink = BackgroundHash(h, position, fd=fd)
-        received, too_large = 0, False
+        fd = os.open(path, os.O_WRONLY)
+        # This loop only receives; other threads write and hash each block (both release the GIL),
+        # starting the disk's writeback as they go.  No fsync per chunk: the blob is fsynced once,
+        # at finalize, before it is linked into place.  A crash of the machine (not of this
+        # process: the page cache survives that) may lose acknowledged bytes; finalize then finds
+        # the size, a chunk's CRC32C or the sha256 wrong and refuses the upload.
+        keep = False
         try:
+            os.ftruncate(fd, current)  # a tail past the last completed chunk (a killed server's) is dropped
+            os.lseek(fd, current, os.SEEK_SET)
+            sink = BackgroundHash(h, position, fd=fd, crc32c=expected_crc is not None)
+            received, too_large, cut = 0, False, False
             try:
                 async for piece in request.stream():
                     if current + received + len(piece) > row["size"]:
@@ -287,15 +312,26 @@ def create_app(project_dir, db_url: str | None = None):
                     sink.update(piece)
                     received += len(piece)
             except ClientDisconnect:
+                cut = True
                 log.info("upload %s: client went away after %d bytes of this chunk", upload_id, received)
             finally:
                 h = await run_in_threadpool(sink.finish)
             if too_large:
-                os.ftruncate(fd, current)
                 raise InvalidInput(f"upload {upload_id}: more bytes than the declared size {row['size']}")
+            crc = crc32c_hex(sink.crc) if expected_crc is not None else None
+            if expected_crc is not None and cut:
+                return {"upload_id": upload_id, "offset": current, "size": row["size"]}  # unverifiable: dropped
+            if crc != expected_crc:
+                raise _OffsetConflict(current, f"upload {upload_id}: the chunk at {current} arrived with CRC32C "
+                                               f"{crc}, not {expected_crc}; it was not kept, send it again")
+            _record_chunk(upload_id, current, current + sink.written, crc)
+            keep = True
         except OSError as exc:
             raise StoreError(f"upload {upload_id}: the server could not store the chunk ({exc})") from None
         finally:
+            if not keep:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, current)  # nothing of a refused chunk stays
             os.close(fd)
         if running is not None and sink.position == current + sink.written:  # else finalize re-hashes
             hashers[upload_id] = (sink.position, h)
@@ -314,9 +350,13 @@ def create_app(project_dir, db_url: str | None = None):
                 index.delete_upload(upload_id)
                 return svc.get_version(params["version_id"])
             declared = body.get("sha256") or row["sha256"]
-            if not declared:
-                raise InvalidInput("field 'sha256' is required (here or when the upload was created)")
-            check_sha256(declared)
+            chunks = _chunks(upload_id)
+            every_chunk_checked = bool(chunks) and all(c["crc32c"] for c in chunks)
+            if not declared and not every_chunk_checked:
+                raise InvalidInput(f"field 'sha256' is required (here or when the upload was created) unless "
+                                   f"every chunk was sent with {CRC_HEADER}")
+            if declared:
+                check_sha256(declared)
             if row["sha256"] and declared != row["sha256"]:
                 raise InvalidInput(f"upload {upload_id}: sha256 {declared} differs from the one declared at the start")
             received = _offset(upload_id)
@@ -325,11 +365,13 @@ def create_app(project_dir, db_url: str | None = None):
             running = hashers.pop(upload_id, None)
             hashed = running[1].hexdigest() if running is not None and running[0] == received else None
             try:
-                if hashed is not None and hashed != declared:
+                if hashed is None:  # chunks came through a restart or another instance: read them again
+                    hashed = hash_checking_chunks(_upload_path(upload_id), chunks)
+                if declared and hashed != declared:
                     raise InvalidInput(f"upload {upload_id}: the sha256 of the bytes is {hashed}, "
                                        f"not the declared {declared}")
-                version = svc.push_version(row["case_id"], _upload_path(upload_id), move=True, sha256=declared,
-                                           size=row["size"], verified=hashed is not None, **params)
+                version = svc.push_version(row["case_id"], _upload_path(upload_id), move=True, sha256=hashed,
+                                           size=row["size"], verified=True, **params)
             except (InvalidInput, Conflict):
                 index.delete_upload(upload_id)  # bad content: nothing is kept
                 raise

@@ -336,7 +336,7 @@ class SqlIndex:
 
         with self.engine.begin() as conn:
             conn.execute(delete(self.t["uploads"]).where(self.t["uploads"].c.id == upload_id))
-        for suffix in (".part.seg.nrrd",):
+        for suffix in (".part.seg.nrrd", ".chunks.jsonl"):
             try:
                 os.unlink(self.uploads_dir() / f"{upload_id}{suffix}")
             except FileNotFoundError:
