@@ -196,6 +196,27 @@ def test_export_stops_on_bad_input_naming_case_and_field(tmp_path):
                       test_fraction=0, folds=2)
 
 
+def test_export_refuses_labels_that_miss_the_image_and_mixed_channel_counts(tmp_path):
+    ph = make_phantom(seed=1, shape=SHAPE)
+    g = ph.volume.geometry
+    far = Geometry(size=g.size, spacing=g.spacing, origin=np.array(g.origin) + [0, 0, 500.0], direction=g.direction)
+    cases = [CaseInput(f"c{i}", f"P{i}", [ph.volume], ph.label_volume()) for i in range(4)]
+    cases[1] = CaseInput("c1", "P1", [ph.volume], Volume(ph.labels, far))  # drawn 50 cm away: would vanish
+    with pytest.raises(ValueError, match=r"case 'c1': field 'label': cannot be placed on the reference image"):
+        export_nnunet(cases, tmp_path / "raw", "Far", labels=LABEL_VALUES, test_fraction=0, folds=2)
+    # a label on another grid of the same space (e.g. cropped by Slicer) is resampled, and said
+    crop = Geometry(size=(g.size[0] - 4, g.size[1], g.size[2]), spacing=g.spacing, origin=g.index_to_world([2, 0, 0]),
+                    direction=g.direction)
+    cases[1] = CaseInput("c1", "P1", [ph.volume], Volume(np.ascontiguousarray(ph.labels[:, :, 2:-2]), crop))
+    r = export_nnunet(cases, tmp_path / "raw", "Crop", labels=LABEL_VALUES, test_fraction=0, folds=2)
+    assert any("resampled" in n for n in json.loads((r.dataset_dir / "cases.json").read_text())["c1"]["notes"])
+    cases[1] = CaseInput("c1", "P1", [ph.volume, ph.volume], ph.label_volume())  # two channels among one
+    with pytest.raises(PreflightError, match=r"case 'c1': channels: 2 channel\(s\), the dataset has 1"):
+        export_nnunet(cases, tmp_path / "raw", "Chan", labels=LABEL_VALUES, test_fraction=0, folds=2)
+    with pytest.raises(ValueError, match="at least 2 training patients"):
+        export_nnunet(cases[:1], tmp_path / "raw", "One", labels=LABEL_VALUES, test_fraction=0, folds=2)
+
+
 def test_preflight_names_case_and_field_on_a_damaged_dataset(tmp_path, phantom_export):
     _, r = phantom_export
     d = tmp_path / r.dataset_dir.name

@@ -16,9 +16,6 @@ import numpy as np
 from DicomTeamAnnotateLib.geometry import Geometry
 from DicomTeamAnnotateLib.segmentation import Segment, Segmentation, terminology_code
 
-# How far (in voxels of the reference) a drawn voxel centre may lie outside the reference grid
-# before the annotation is refused: rounding at the border is fine, a shifted frame is not.
-_OUTSIDE_TOLERANCE_VOXELS = 0.51
 
 
 @dataclass
@@ -62,31 +59,10 @@ def same_label(a: Segment, b: Segment) -> bool:
 
 def check_placeable(seg: Segmentation, reference: Geometry, source: str) -> None:
     """Raise ValueError (naming ``source``) when ``seg``'s drawn voxels do not fall inside ``reference``."""
-    if seg.geometry.same_grid(reference):
-        return
-    mismatch = "; ".join(seg.geometry.differences(reference))
-    drawn = np.argwhere(np.any(seg.layers != 0, axis=0))  # (n, 3) in (k, j, i)
-    if drawn.size == 0:
-        corners = np.array([[0, 0, 0], [s - 1 for s in seg.geometry.shape]])
-    else:
-        corners = np.array([drawn.min(axis=0), drawn.max(axis=0)])
-    # the 8 corners of the drawn box, as (i, j, k) indices of the reference grid
-    box = np.array([[c[2], c[1], c[0]] for c in
-                    np.array(np.meshgrid(*corners.T, indexing="ij")).reshape(3, -1).T])
-    world = seg.geometry.to_lps().index_to_world(box)
-    ref_ijk = reference.to_lps().world_to_index(world)
-    low, high = -_OUTSIDE_TOLERANCE_VOXELS, np.array(reference.size) - 1 + _OUTSIDE_TOLERANCE_VOXELS
-    if drawn.size:  # every drawn voxel must land inside the reference image
-        outside = np.any(ref_ijk < low) or np.any(ref_ijk > high)
-    else:  # nothing drawn, nothing to lose: only a grid that misses the image entirely is wrong
-        outside = np.any(ref_ijk.max(axis=0) < low) or np.any(ref_ijk.min(axis=0) > high)
-    if outside:
-        what = "its drawn voxels" if drawn.size else "its grid"
-        raise ValueError(
-            f"{source}: cannot be placed on the reference image: {what} fall outside it "
-            f"(reference index range reached {np.round(ref_ijk.min(axis=0), 1).tolist()} .. "
-            f"{np.round(ref_ijk.max(axis=0), 1).tolist()}, reference size {list(reference.size)}); "
-            f"geometry mismatch: {mismatch}")
+    from DicomTeamAnnotateLib.geometry import check_drawn_inside
+
+    if not seg.geometry.same_grid(reference):
+        check_drawn_inside(np.any(seg.layers != 0, axis=0), seg.geometry, reference, source)
 
 
 def align_segmentations(segmentations: list[Segmentation], annotators: list[str], reference: Geometry | None = None,

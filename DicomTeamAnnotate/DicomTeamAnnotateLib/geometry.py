@@ -178,6 +178,35 @@ def check_array(array: np.ndarray, geometry: Geometry, what: str = "array") -> N
                          f"{geometry.size} (expected array shape {geometry.shape})")
 
 
+# How far (in voxels of the reference) a drawn voxel centre may lie outside the reference grid
+# before an annotation is refused: rounding at the border is fine, a shifted frame is not.
+OUTSIDE_TOLERANCE_VOXELS = 0.51
+
+
+def check_drawn_inside(drawn: np.ndarray, geometry: Geometry, reference: Geometry, source: str) -> None:
+    """Raise ValueError (naming ``source``) when the drawn voxels of a mask on ``geometry`` (or, if
+    nothing is drawn, its whole grid) would fall outside ``reference``: resampling would lose them."""
+    mismatch = "; ".join(geometry.differences(reference))
+    where = np.argwhere(drawn)  # (n, 3) in (k, j, i)
+    corners = (np.array([where.min(axis=0), where.max(axis=0)]) if where.size
+               else np.array([[0, 0, 0], [s - 1 for s in geometry.shape]]))
+    # the 8 corners of the drawn box, as (i, j, k) indices of the reference grid
+    box = np.array([[c[2], c[1], c[0]] for c in np.array(np.meshgrid(*corners.T, indexing="ij")).reshape(3, -1).T])
+    ref_ijk = reference.to_lps().world_to_index(geometry.to_lps().index_to_world(box))
+    low, high = -OUTSIDE_TOLERANCE_VOXELS, np.array(reference.size) - 1 + OUTSIDE_TOLERANCE_VOXELS
+    if where.size:  # every drawn voxel must land inside the reference image
+        outside = np.any(ref_ijk < low) or np.any(ref_ijk > high)
+    else:  # nothing drawn, nothing to lose: only a grid that misses the image entirely is wrong
+        outside = np.any(ref_ijk.max(axis=0) < low) or np.any(ref_ijk.min(axis=0) > high)
+    if outside:
+        what = "its drawn voxels" if where.size else "its grid"
+        raise ValueError(
+            f"{source}: cannot be placed on the reference image: {what} fall outside it "
+            f"(reference index range reached {np.round(ref_ijk.min(axis=0), 1).tolist()} .. "
+            f"{np.round(ref_ijk.max(axis=0), 1).tolist()}, reference size {list(reference.size)}); "
+            f"geometry mismatch: {mismatch}")
+
+
 def to_sitk(array: np.ndarray, geometry: Geometry):
     """SimpleITK image (LPS) from a (K, J, I) array and its geometry."""
     import SimpleITK as sitk

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from DicomTeamAnnotateLib.geometry import resample_like
+from DicomTeamAnnotateLib.geometry import check_drawn_inside, resample_like
 from DicomTeamAnnotateLib.segmentation import Segmentation, terminology_code
 from DicomTeamAnnotateLib.volume import Volume, read_volume
 
@@ -153,6 +153,8 @@ def label_array(source, labels: list[LabelDef], reference, case_id: str, *, drop
     if isinstance(source, Segmentation):
         seg = source
         if not seg.geometry.same_grid(reference):
+            check_drawn_inside(np.any(seg.layers != 0, axis=0), seg.geometry, reference,
+                               f"case '{case_id}': field 'label'")
             notes.append("label resampled onto the image grid")
             seg = seg.resampled(reference)
         out = np.zeros(reference.shape, dtype=dtype)
@@ -174,6 +176,7 @@ def label_array(source, labels: list[LabelDef], reference, case_id: str, *, drop
             raise ValueError(f"case '{case_id}': field 'label': a label map must hold integers ({arr.dtype})")
         arr = arr.astype(np.int64)
     if not vol.geometry.same_grid(reference):
+        check_drawn_inside(arr != 0, vol.geometry, reference, f"case '{case_id}': field 'label'")
         notes.append("label resampled onto the image grid (" + "; ".join(vol.geometry.differences(reference)) + ")")
         arr = resample_like(arr, vol.geometry, reference, label=True)
     if arr.size and arr.min() < 0:
