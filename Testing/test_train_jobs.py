@@ -71,6 +71,25 @@ def test_cancel_kills_the_process_tree_and_resume_continues(tmp_path):
     assert len(calls) == 2
 
 
+def test_jobs_command_cancels_resumes_and_follows_a_job(tmp_path, capsys):
+    """`dicomteam jobs JOB_DIR --cancel / --resume / --wait / --json`, as a script would use them."""
+    from DicomTeamAnnotateLib.cli import main
+
+    steps = [make_step("b", [PY, "-c", TREE], resume_argv=[PY, "-c", "print('step b resumed', flush=True)"])]
+    job = Job.create(tmp_path / "job", steps, backend="test").start()
+    wait_for((job.dir / "pids.txt").exists, what="the step to start")
+    assert main(["jobs", str(job.dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "running"
+    assert main(["jobs", str(job.dir), "--cancel"]) == 0
+    assert "cancelled: cancelled" in capsys.readouterr().out
+    assert group_members(Job(job.dir).record["pgid"]) == []
+    assert main(["jobs", str(job.dir), "--resume", "--wait"]) == 0
+    out = capsys.readouterr().out
+    assert "resumed (pid" in out and "finished" in out
+    assert main(["jobs", str(job.dir), "--log", "5"]) == 0 and "step b resumed" in capsys.readouterr().out
+    assert main(["jobs", str(tmp_path / "nope")]) == 2
+
+
 def test_job_survives_its_parent_and_is_reattached_from_the_folder(tmp_path):
     job_dir = tmp_path / "job"
     launcher = textwrap.dedent(f"""

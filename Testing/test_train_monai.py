@@ -37,8 +37,10 @@ def trained(tmp_path_factory):
     assert [r["attributes"] for r in records.values()][:2] == [{"site": "A", "scanner": "S0"},
                                                                {"site": "B", "scanner": "S1"}]
     job = root / "job"
-    code = dicomteam(["train", "--dataset", str(dataset), "--backend", "monai", "--arch", "segresnet",
-                      "--epochs", "2", "--device", "cpu", "--out", str(job), "--iterations", "6", "--threads", "2"])
+    assert dicomteam(["train", "--dataset", str(dataset), "--backend", "monai", "--arch", "segresnet",
+                      "--epochs", "2", "--device", "cpu", "--out", str(job), "--iterations", "6", "--threads", "2",
+                      "--background"]) == 0  # returns at once; the job runs detached
+    code = dicomteam(["jobs", str(job), "--wait"])
     assert code == 0, (job / "log.txt").read_text()[-4000:]
     return root, dataset, job
 
