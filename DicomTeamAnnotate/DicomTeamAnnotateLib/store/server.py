@@ -11,9 +11,10 @@ and finalize verifies size and sha256 and the segmentation's geometry (from its 
 large push is never decoded) before the blob and the version appear.  A chunk sent with its
 CRC32C (``X-Chunk-CRC32C``) is kept only if what arrived matches, so a client that sends every
 chunk that way need not hash the whole file itself (finalize's ``sha256`` is then optional: the
-server computes it); without a CRC the client declares the sha256 and the server checks it.  The bytes are written
-once, to the upload file that becomes the blob (hashed on the way, fsynced once, then linked
-into place).  Downloads are streamed from the blob files (with HTTP Range support).
+server computes it); without a CRC the client declares the sha256 and the server checks it.
+The bytes are written once, to the upload file that becomes the blob (hashed on the way,
+fsynced once, then linked into place).  Downloads are streamed from the blob files (with HTTP
+Range support).
 
 The server keeps no state in memory that matters: everything lives in the database and the
 project folder, so several instances (``--workers N``, or hosts sharing the folder and a
