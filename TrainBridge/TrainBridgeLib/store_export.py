@@ -14,16 +14,11 @@ from DicomTeamAnnotateLib.store.model import choose_version
 from .case_io import CaseInput
 
 log = logging.getLogger(__name__)
-ATTRIBUTE_KEYS = ("site", "scanner", "manufacturer", "institution")
 
 
 def _attributes(case: dict) -> dict:
-    """Case attributes usable for stratification (an 'attributes'/'meta' dict, or known top-level keys)."""
-    attrs = dict(case.get("attributes") or case.get("meta") or {})
-    attrs.update({k: case[k] for k in ATTRIBUTE_KEYS if case.get(k) is not None})
-    return attrs
-
-
+    """Case attributes usable for stratification (site, scanner, ...: see store.admin.case_attributes)."""
+    return dict(case.get("attributes") or {})
 
 
 def cases_from_store(location, user: str, token: str | None = None, *, kind: str = "adjudicated",

@@ -118,8 +118,7 @@ class BackgroundHash:
                     self.error = exc
                     break
                 if self._crc_module is not None:
-                    self.crc = self._crc_module.extend(self.crc, bytes(block) if isinstance(block, memoryview)
-                                                       else block)
+                    self.crc = self._crc_module.extend(self.crc, block)  # bytes, as the server receives them
                 unflushed += len(block)
                 if unflushed >= WRITEBACK_EVERY:  # the disk writes while the rest arrives
                     start_writeback(self.fd)

@@ -37,8 +37,6 @@ log = logging.getLogger(__name__)
 API = "/api/v1"
 MAX_JSON_BYTES = 1 << 20
 MAX_UPLOAD_BYTES = int(os.environ.get("DICOMTEAM_MAX_UPLOAD_BYTES", 32 << 30))
-UPLOAD_SUFFIX = ".part.seg.nrrd"  # keeps the .nrrd suffix the segmentation reader expects
-CHUNKS_SUFFIX = ".chunks.jsonl"   # the upload's completed chunks (start, end, CRC32C): its offset
 CRC_HEADER = "X-Chunk-CRC32C"     # a chunk's CRC32C (8 hex digits); the server keeps it only if it matches
 _VERSION_FIELDS = ("parent", "kind", "message", "meta", "version_id")
 
@@ -54,7 +52,7 @@ def create_app(project_dir, db_url: str | None = None):
     from .auth import hash_token
     from .blobs import BackgroundHash, crc32c_hex, hash_checking_chunks
     from .service import ProjectService
-    from .sqlindex import SqlIndex
+    from .sqlindex import CHUNKS_SUFFIX, UPLOAD_SUFFIX, SqlIndex
 
     index = SqlIndex(project_dir, db_url)
     index.purge_uploads()  # sessions abandoned for a week
@@ -147,21 +145,23 @@ def create_app(project_dir, db_url: str | None = None):
             raise NotFound(f"no upload {upload_id!r} (finished, abandoned or someone else's)")
         return row
 
+    def _chunks_path(upload_id):
+        return index.uploads_dir() / f"{upload_id}{CHUNKS_SUFFIX}"
+
     def _chunks(upload_id) -> list:
         """The upload's completed chunks, in order: ``{start, end, crc32c}`` (crc32c None if not sent)."""
         try:
-            with open(index.uploads_dir() / f"{upload_id}{CHUNKS_SUFFIX}", encoding="utf-8") as fh:
+            with open(_chunks_path(upload_id), encoding="utf-8") as fh:
                 return [json.loads(line) for line in fh if line.endswith("\n")]  # a torn last line: not done
         except FileNotFoundError:
             return []
 
-    def _offset(upload_id) -> int:
+    def _offset(chunks: list) -> int:
         """Bytes received in completed chunks: what a client resumes from (a cut chunk's tail is dropped)."""
-        chunks = _chunks(upload_id)
         return chunks[-1]["end"] if chunks else 0
 
     def _record_chunk(upload_id, start: int, end: int, crc) -> None:
-        with open(index.uploads_dir() / f"{upload_id}{CHUNKS_SUFFIX}", "a", encoding="utf-8") as fh:
+        with open(_chunks_path(upload_id), "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"start": start, "end": end, "crc32c": crc}) + "\n")
 
     # ----- project, members, cases ----------------------------------------------------------------
@@ -271,7 +271,7 @@ def create_app(project_dir, db_url: str | None = None):
     @app.get(API + "/uploads/{upload_id}")
     async def upload_status(upload_id: str, request: Request):
         row = await call(request, lambda s: _own_upload(s, upload_id))
-        return {"upload_id": upload_id, "offset": _offset(upload_id), "size": row["size"],
+        return {"upload_id": upload_id, "offset": _offset(_chunks(upload_id)), "size": row["size"],
                 "sha256": row["sha256"] or None}
 
     @app.put(API + "/uploads/{upload_id}")
@@ -285,7 +285,7 @@ def create_app(project_dir, db_url: str | None = None):
                 raise InvalidInput(f"header {CRC_HEADER} must be 8 hex digits (the chunk's CRC32C), "
                                    f"got {expected_crc!r}")
         path = _upload_path(upload_id)
-        current = _offset(upload_id)
+        current = _offset(_chunks(upload_id))
         if offset != current:
             raise _OffsetConflict(current, f"upload {upload_id}: chunk starts at {offset}, but {current} bytes "
                                            "are stored; resume from there")
@@ -360,7 +360,7 @@ def create_app(project_dir, db_url: str | None = None):
                 check_sha256(declared)
             if row["sha256"] and declared != row["sha256"]:
                 raise InvalidInput(f"upload {upload_id}: sha256 {declared} differs from the one declared at the start")
-            received = _offset(upload_id)
+            received = _offset(chunks)
             if received != row["size"]:
                 raise _OffsetConflict(received, f"upload {upload_id}: {received} of {row['size']} bytes received")
             running = hashers.pop(upload_id, None)

@@ -24,6 +24,9 @@ from .service import read_project_file
 
 log = logging.getLogger(__name__)
 
+UPLOAD_SUFFIX = ".part.seg.nrrd"  # an upload's bytes (keeps the .nrrd suffix the segmentation reader expects)
+CHUNKS_SUFFIX = ".chunks.jsonl"   # an upload's completed chunks (start, end, CRC32C): its offset
+
 REFRESH_INTERVAL_S = 0.5   # admin edits made on the folder show up within this delay (or on a miss)
 
 
@@ -336,7 +339,7 @@ class SqlIndex:
 
         with self.engine.begin() as conn:
             conn.execute(delete(self.t["uploads"]).where(self.t["uploads"].c.id == upload_id))
-        for suffix in (".part.seg.nrrd", ".chunks.jsonl"):
+        for suffix in (UPLOAD_SUFFIX, CHUNKS_SUFFIX):
             try:
                 os.unlink(self.uploads_dir() / f"{upload_id}{suffix}")
             except FileNotFoundError:
