@@ -12,26 +12,34 @@ ConsensusReviewLib/project_queue.py.
 import os
 from typing import Annotated
 
-import vtk
-
 import slicer
+import vtk
+from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
 from slicer.util import VTKObservationMixin
-from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
-
-from slicer import vtkMRMLScalarVolumeNode
 
 # The panel's sections and the logic's MRML adapter. The names these files define (formatValue, the
 # table columns, MAP_COLOR_NODE_NAME) stay importable from this file, where they were first defined.
-from ConsensusReviewLib import mrml_nodes
-from ConsensusReviewLib.mrml_nodes import MAP_COLOR_NODE_NAME
+from ConsensusReviewLib import mrml as mrml_nodes
+from ConsensusReviewLib.adjudication import publish_adjudication, start_segmentation
+from ConsensusReviewLib.consensus import DISAGREEMENT_MAPS, METHODS, run_consensus
+from ConsensusReviewLib.inputs import align_segmentations, load_annotations, unique_names
+from ConsensusReviewLib.outputs import review_status, write_consensus_outputs
 from ConsensusReviewLib.panel_adjudication import AdjudicationSection
-from ConsensusReviewLib.panel_queue import QUEUE_COLUMNS, QueueSection
-from ConsensusReviewLib.panel_results import ANNOTATOR_COLUMNS, ResultsSection, formatValue
-from ConsensusReviewLib.panel_run import SOURCES, RunSection
-
+from ConsensusReviewLib.panel_queue import QueueSection
+from ConsensusReviewLib.panel_results import ResultsSection
+from ConsensusReviewLib.panel_run import RunSection
+from ConsensusReviewLib.project_queue import build_project_queue
+from ConsensusReviewLib.review_queue import ReviewThresholds
+from ConsensusReviewLib.simulate import simulate_reader_segmentations
+from ConsensusReviewLib.store_case import load_store_case
+from DicomTeamAnnotateLib.core.volume import Volume
+from DicomTeamAnnotateLib.demo.phantom import make_phantom
+from DicomTeamAnnotateLib.slicer.mrml import node_to_segmentation, segmentation_to_node, volume_to_node
+from DicomTeamAnnotateLib.slicer.task_runner import TaskRunner
 
 #
 # ConsensusReview
@@ -119,8 +127,6 @@ class ConsensusReviewWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, R
 
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
-        from DicomTeamAnnotate import TaskRunner  # the hub module's shared panel helper
-
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/ConsensusReview.ui"))
         self.layout.addWidget(uiWidget)
@@ -291,8 +297,6 @@ class ConsensusReviewLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def methodChoices() -> dict:
         """{method: description} (ConsensusReviewLib.consensus.METHODS)."""
-        from ConsensusReviewLib.consensus import METHODS
-
         return dict(METHODS)
 
     def reviewCases(self) -> list:
@@ -307,17 +311,12 @@ class ConsensusReviewLogic(ScriptedLoadableModuleLogic):
 
     def inputsFromStore(self, caseId, workDir, submittedOnly=True) -> dict:
         """Any thread: every annotator's latest version of a project case, on the case image's grid."""
-        from ConsensusReviewLib.store_case import load_store_case
-
         inputs, image, versions = load_store_case(self.projectStore(), caseId, workDir, submittedOnly)
         return {"case_id": caseId, "source": "store", "inputs": inputs, "image": image, "versions": versions}
 
     @staticmethod
     def inputsFromFiles(paths, reference=None) -> dict:
         """Any thread: annotators' files (.seg.nrrd or label maps); ``reference``: a Volume, Geometry or path."""
-        from ConsensusReviewLib.inputs import load_annotations
-
-        from DicomTeamAnnotateLib.volume import Volume
 
         image = reference if isinstance(reference, Volume) else None
         inputs = load_annotations(paths, reference=reference.geometry if image is not None else reference)
@@ -331,8 +330,6 @@ class ConsensusReviewLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def inputsFromSegmentations(prepared) -> dict:
         """Any thread: align what segmentationsFromNodes() read."""
-        from ConsensusReviewLib.inputs import align_segmentations, unique_names
-
         names = unique_names(prepared["annotators"])
         inputs = align_segmentations(prepared["segmentations"], names, prepared["reference"],
                                      [f"segmentation node '{n}'" for n in prepared["annotators"]])
@@ -347,10 +344,6 @@ class ConsensusReviewLogic(ScriptedLoadableModuleLogic):
         Returns ``prepared`` plus 'result' (ConsensusResult), 'status' (queue entry with needs_review
         and reasons) and 'paths' ({what: path}).
         """
-        from ConsensusReviewLib.consensus import run_consensus
-        from ConsensusReviewLib.outputs import review_status, write_consensus_outputs
-        from ConsensusReviewLib.review_queue import ReviewThresholds
-
         thresholds = ReviewThresholds(**(thresholds or {}))
         result = run_consensus(prepared["inputs"], method, **(options or {}))
         status = review_status(result, prepared["case_id"], thresholds)
@@ -393,8 +386,6 @@ class ConsensusReviewLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def mapChoices(result) -> list:
         """[(key, text)] of the maps that can be overlaid: disagreement, then vote counts and probabilities."""
-        from ConsensusReviewLib.consensus import DISAGREEMENT_MAPS
-
         choices = [("disagreement", _("Disagreement: {what}").format(what=DISAGREEMENT_MAPS[result.method]))]
         for label in result.vote_counts:
             choices.append((f"votes:{label}", _("Vote count: {label}").format(label=label)))
@@ -441,14 +432,10 @@ class ConsensusReviewLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def startSegmentation(run, start):
         """Any thread: (Segmentation, started_from text) of a start key from adjudicationStarts()."""
-        from ConsensusReviewLib.adjudication import start_segmentation
-
         return start_segmentation(run["result"], run["inputs"], run.get("versions"), start)
 
     def startAdjudication(self, run, start="consensus", referenceNode=None, scene=None):
         """Main thread: a segmentation node to edit, from the consensus or one annotator's segmentation."""
-        from DicomTeamAnnotateLib.mrml import segmentation_to_node
-
         seg, startedFrom = self.startSegmentation(run, start)
         name = f"{run['case_id'] or 'case'} adjudication"
         node = segmentation_to_node(seg, scene, reference_volume_node=referenceNode, name=name)
@@ -458,8 +445,6 @@ class ConsensusReviewLogic(ScriptedLoadableModuleLogic):
 
     def adjudicatedSegmentation(self):
         """Main thread: the edited node as a Segmentation on the inputs' reference grid."""
-        from DicomTeamAnnotateLib.mrml import node_to_segmentation
-
         if self.adjudication is None:
             raise RuntimeError("start an adjudication first")
         node, run = self.adjudication["node"], self.adjudication["run"]
@@ -467,8 +452,6 @@ class ConsensusReviewLogic(ScriptedLoadableModuleLogic):
 
     def publish(self, seg, note="", message="") -> dict:
         """Any thread: push ``seg`` as the case's adjudicated version with the audit record; its record."""
-        from ConsensusReviewLib.adjudication import publish_adjudication
-
         adjudication = self.adjudication
         if adjudication is None:
             raise RuntimeError("start an adjudication first")
@@ -489,8 +472,6 @@ class ConsensusReviewLogic(ScriptedLoadableModuleLogic):
         'report': project_report.html or None}. ``markInReview`` moves the cases that cross a
         threshold to 'in review' in the project (a reviewer's right).
         """
-        from ConsensusReviewLib.project_queue import build_project_queue
-
         def caseRun(caseId, tmp):
             return self.runConsensus(self.inputsFromStore(caseId, tmp), method, options, thresholds)
 
@@ -519,9 +500,6 @@ class ConsensusReviewTest(ScriptedLoadableModuleTest):
         """Three simulated readers of a phantom as nodes: STAPLE, agreement table, map layer, adjudication node."""
         import numpy as np
 
-        from ConsensusReviewLib.simulate import simulate_reader_segmentations
-        from DicomTeamAnnotateLib.mrml import segmentation_to_node, volume_to_node
-        from DicomTeamAnnotateLib.phantom import make_phantom
 
         phantom = make_phantom(seed=0, shape=(16, 48, 48), spacing=(1.5, 1.5, 3.0))
         reference = volume_to_node(phantom.volume, name="phantom")

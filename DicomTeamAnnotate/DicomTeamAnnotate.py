@@ -12,28 +12,46 @@ import logging
 import os
 
 import qt
-import vtk
-
 import slicer
+import vtk
+from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
+from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
 from slicer.util import VTKObservationMixin
-from slicer.parameterNodeWrapper import parameterNodeWrapper
 
-from slicer import vtkMRMLScalarVolumeNode
+from DicomTeamAnnotateLib.core.tasks import BackgroundTask
+from DicomTeamAnnotateLib.core.windowing import load_presets
+from DicomTeamAnnotateLib.demo.phantom import make_phantom, write_phantom_dicom
+from DicomTeamAnnotateLib.dicom.ingest import ingest
+from DicomTeamAnnotateLib.pacs import PacsError
+from DicomTeamAnnotateLib.pacs.dicomweb import check_url, remember_password
+from DicomTeamAnnotateLib.slicer.mrml import (
+    apply_window_to_display_node,
+    node_to_segmentation,
+    node_to_volume,
+    segmentation_to_node,
+    volume_to_node,
+)
+from DicomTeamAnnotateLib.slicer.packages import ensure_requirements
+from DicomTeamAnnotateLib.slicer.panel_case import CaseSection
+from DicomTeamAnnotateLib.slicer.panel_dicom import DicomLoadSection
+from DicomTeamAnnotateLib.slicer.panel_dicomweb import DicomWebSection
+from DicomTeamAnnotateLib.slicer.panel_project import ProjectSection, TokenStore
+from DicomTeamAnnotateLib.slicer.panel_view import CUSTOM_PRESET, ViewSection
+from DicomTeamAnnotateLib.slicer.panel_worklist import WorklistSection
+from DicomTeamAnnotateLib.slicer.task_runner import TaskRunner
+from DicomTeamAnnotateLib.store import admin
+from DicomTeamAnnotateLib.store.dicomweb_import import import_dicomweb
+from DicomTeamAnnotateLib.store.interface import is_url
 
 # The panel's sections and helpers. Keep these names importable from this file: ConsensusReview,
 # TrainBridge and SamPrompt import TaskRunner from here, the tests TokenStore and CUSTOM_PRESET.
-from DicomTeamAnnotateLib import case_session
-from DicomTeamAnnotateLib.case_session import CaseSession
-from DicomTeamAnnotateLib.panel_case import CaseSection
-from DicomTeamAnnotateLib.panel_dicom import DicomLoadSection
-from DicomTeamAnnotateLib.panel_dicomweb import DicomWebSection
-from DicomTeamAnnotateLib.panel_project import ProjectSection, TokenStore
-from DicomTeamAnnotateLib.panel_tasks import TaskRunner
-from DicomTeamAnnotateLib.panel_view import CUSTOM_PRESET, ViewSection
-from DicomTeamAnnotateLib.panel_worklist import WorklistSection
+from DicomTeamAnnotateLib.worklist import session as case_session
+from DicomTeamAnnotateLib.worklist.offline import OfflineQueue, is_offline_error
+from DicomTeamAnnotateLib.worklist.rows import connect, flush_queue, offline_status, reopen_case, worklist_rows
+from DicomTeamAnnotateLib.worklist.session import CaseSession
 
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 REQUIREMENTS_PATH = os.path.join(MODULE_DIR, "Resources", "requirements.txt")
@@ -271,8 +289,6 @@ class DicomTeamAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin,
 
     def _taskResult(self, task, failureText):
         """(True, result), or (False, None) after telling the user why; an unreachable store shows the banner."""
-        from DicomTeamAnnotateLib.store.worklist import is_offline_error
-
         ok, value = TaskRunner.result(task, failureText)
         if ok:
             return True, value
@@ -288,8 +304,6 @@ class DicomTeamAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin,
 
     def _ensureRequirements(self) -> bool:
         """Before reading DICOM: install what Resources/requirements.txt lists and is missing, if the user agrees."""
-        from DicomTeamAnnotateLib.slicer_packages import ensure_requirements
-
         return ensure_requirements(REQUIREMENTS_PATH, requester=_("DICOM Team Annotate"))
 
     # ----- state of the panel ---------------------------------------------------------------------
@@ -363,8 +377,6 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def isServer(location) -> bool:
         """True when ``location`` is a server URL (which needs a token), False for a folder."""
-        from DicomTeamAnnotateLib.store.interface import is_url
-
         return is_url(str(location or "").strip())
 
     @staticmethod
@@ -380,8 +392,6 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
 
         ``options`` go to the HTTP client (cache, timeout, retry_window_s, connect_window_s).
         """
-        from DicomTeamAnnotateLib.store.worklist import connect
-
         if not str(location or "").strip() or not str(user or "").strip():
             raise ValueError("a store location (folder or URL) and a user name are needed")
         store = connect(str(location).strip(), str(user).strip(), token, **options)
@@ -402,20 +412,14 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
 
     def worklistRows(self, state="all", text="") -> list:
         """Any thread: my cases with state, filtered (see store.worklist.worklist_rows)."""
-        from DicomTeamAnnotateLib.store.worklist import worklist_rows
-
         return worklist_rows(self.requireStore(), state, text, queue=self.queue)
 
     def offlineStatus(self) -> dict:
         """{'queued': n, 'items': [...]}: pushes waiting for this store (local disk only)."""
-        from DicomTeamAnnotateLib.store.worklist import offline_status
-
         return offline_status(self.requireStore(), queue=self.queue)
 
     def flushQueue(self) -> dict:
         """Any thread: send the queued pushes now; {'sent', 'failed', 'remaining'}."""
-        from DicomTeamAnnotateLib.store.worklist import flush_queue
-
         return flush_queue(self.requireStore(), queue=self.queue)
 
     def listVersions(self, caseId) -> list:
@@ -424,8 +428,6 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
 
     def reopen(self, caseId) -> dict:
         """Any thread: my submitted case back to 'in progress'; returns the case's states."""
-        from DicomTeamAnnotateLib.store.worklist import reopen_case
-
         return reopen_case(self.requireStore(), caseId)
 
     # ----- opening a case -----------------------------------------------------------------------
@@ -458,8 +460,6 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
 
         Returns the CaseSession (also kept as ``self.session``).
         """
-        from DicomTeamAnnotateLib.mrml import apply_window_to_display_node, segmentation_to_node, volume_to_node
-
         case, store = fetched["case"], fetched["store"]
         caseId = case["case_id"]
         volume = fetched["volume"]
@@ -514,8 +514,6 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def currentSegmentation(session):
         """Main thread: the case's segmentation node as a Segmentation on the case image's grid."""
-        from DicomTeamAnnotateLib.mrml import node_to_segmentation
-
         if not session.alive():
             raise RuntimeError(f"the nodes of case {session.case_id} are no longer in the scene")
         return node_to_segmentation(session.segmentation_node, reference_geometry=session.geometry)
@@ -559,8 +557,6 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
 
     def loadVersion(self, version, seg, scene=None):
         """Main thread: a segmentation node of another version (on the open case's volume when it matches)."""
-        from DicomTeamAnnotateLib.mrml import segmentation_to_node
-
         session = self.session
         reference = None
         if session is not None and session.alive() and session.case_id == version["case_id"]:
@@ -583,10 +579,6 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
         instances stay in the cache for the next import. Returns {'added', 'skipped', 'results'}
         (pacs.importer's per-series summaries); PacsError names the failing step.
         """
-        from DicomTeamAnnotateLib.pacs import PacsError
-        from DicomTeamAnnotateLib.pacs.dicomweb import check_url
-        from DicomTeamAnnotateLib.pacs.importer import import_dicomweb
-
         def optional(value):
             value = str(value or "").strip()
             return value or None
@@ -621,8 +613,6 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def rememberDicomwebPassword(url, user, password) -> None:
         """Keep a DICOMweb password in the OS keyring (never in the scene or Slicer's settings)."""
-        from DicomTeamAnnotateLib.pacs.dicomweb import remember_password
-
         if not str(user or "").strip() or not password:
             raise ValueError("a user name and a password are needed to remember a password")
         remember_password(str(url).strip(), str(user).strip(), password)
@@ -631,9 +621,7 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def ingest(paths):
-        """Read DICOM files/folders/ZIPs with DicomTeamAnnotateLib.dicom_ingest (no MRML; any thread)."""
-        from DicomTeamAnnotateLib.dicom_ingest import ingest
-
+        """Read DICOM files/folders/ZIPs with DicomTeamAnnotateLib.dicom.ingest (no MRML; any thread)."""
         return ingest([os.fspath(p) for p in paths])
 
     def ingestTask(self, task, paths, readingText="", doneText=""):
@@ -646,8 +634,6 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
 
     def startIngest(self, paths):
         """Start ingest() on a worker thread; the caller polls the returned BackgroundTask."""
-        from DicomTeamAnnotateLib.background import BackgroundTask
-
         reading, done = _("Reading DICOM files..."), _("Creating volumes...")  # translated on the main thread
         return BackgroundTask(lambda task: self.ingestTask(task, paths, reading, done), name="DICOM ingest").start()
 
@@ -667,8 +653,6 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
         With a ``failures`` list, a series that cannot become a node is recorded there as
         (series id, message) and the others still load; without it the error is raised.
         """
-        from DicomTeamAnnotateLib.mrml import volume_to_node
-
         nodes = []
         for series in result.series:
             try:
@@ -700,15 +684,11 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def windowPresets():
-        """{name: (level, width)} from DicomTeamAnnotateLib.windowing (Resources/window_presets.json)."""
-        from DicomTeamAnnotateLib.windowing import load_presets
-
+        """{name: (level, width)} from DicomTeamAnnotateLib.core.windowing (Resources/window_presets.json)."""
         return load_presets()
 
     def applyWindowPreset(self, volumeNode, preset, customLevel=None, customWidth=None):
         """Apply a preset name (or 'custom' with level/width) to the volume's display; return (level, width)."""
-        from DicomTeamAnnotateLib.mrml import apply_window_to_display_node
-
         if volumeNode is None:
             raise ValueError("no volume selected")
         if preset == CUSTOM_PRESET:
@@ -764,9 +744,7 @@ class DicomTeamAnnotateTest(ScriptedLoadableModuleTest):
         self.test_ProjectRoundTrip()
 
     def _writePhantomSeries(self, folder):
-        """A synthetic CT series (known geometry) written by DicomTeamAnnotateLib.phantom."""
-        from DicomTeamAnnotateLib.phantom import make_phantom, write_phantom_dicom
-
+        """A synthetic CT series (known geometry) written by DicomTeamAnnotateLib.demo.phantom."""
         phantom = make_phantom(seed=0, shape=(12, 40, 48), spacing=(1.5, 1.5, 3.0))
         write_phantom_dicom(phantom, folder)
         return phantom
@@ -777,7 +755,6 @@ class DicomTeamAnnotateTest(ScriptedLoadableModuleTest):
 
         import numpy as np
 
-        from DicomTeamAnnotateLib.mrml import node_to_volume
 
         self.delayDisplay("Starting the test")
         logic = DicomTeamAnnotateLogic()
@@ -828,10 +805,6 @@ class DicomTeamAnnotateTest(ScriptedLoadableModuleTest):
 
         import numpy as np
 
-        from DicomTeamAnnotateLib.mrml import segmentation_to_node
-        from DicomTeamAnnotateLib.phantom import make_phantom
-        from DicomTeamAnnotateLib.store import admin
-        from DicomTeamAnnotateLib.store.sync import OfflineQueue
 
         phantom = make_phantom(seed=0, shape=(12, 40, 48), spacing=(1.5, 1.5, 3.0))
         labels = [{"name": "liver", "value": 1, "color": [0.9, 0.5, 0.4], "terminology": "SCT^10200004^Liver"},

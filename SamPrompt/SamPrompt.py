@@ -1,6 +1,6 @@
 """SamPrompt: registers the "SAM Prompt" Segment Editor effect; its panel holds the model settings.
 
-The effect itself lives in SamPromptLib/SegmentEditorEffect.py (class SegmentEditorEffect), the
+The effect itself lives in SegmentEditorSamPromptLib/SegmentEditorEffect.py (class SegmentEditorEffect), the
 pattern of SegmentEditorExtraEffects: the module registers it once the application has started.
 The panel chooses the backend, checkpoint, device and embedding cache size and precomputes the
 embeddings of a whole volume in the background. Settings, their validation, the loaded models,
@@ -12,19 +12,24 @@ import os
 import time
 
 import qt
-import vtk
-
 import slicer
+import vtk
+from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
+from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
 from slicer.util import VTKObservationMixin
-from slicer.parameterNodeWrapper import parameterNodeWrapper
 
-from slicer import vtkMRMLScalarVolumeNode
+from DicomTeamAnnotateLib.slicer.mrml import node_to_volume
+from DicomTeamAnnotateLib.slicer.packages import ensure_requirements, ensure_torch
+from DicomTeamAnnotateLib.slicer.task_runner import TaskRunner
+from SamPromptLib import shared
 
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
-EFFECT_SOURCE = os.path.join(MODULE_DIR, "SamPromptLib", "SegmentEditorEffect.py")
+# The effect alone in its folder: Slicer loads it as a module named after the folder and puts it in
+# sys.modules under that name, which must not be a package anyone imports (SamPromptLib is one).
+EFFECT_SOURCE = os.path.join(MODULE_DIR, "SegmentEditorSamPromptLib", "SegmentEditorEffect.py")
 REQUIREMENTS_PATH = os.path.join(MODULE_DIR, "Resources", "requirements.txt")
 
 PLANES = ("axial", "coronal", "sagittal")
@@ -43,7 +48,7 @@ def registerSegmentEditorEffect():
     global _effectRegistration
     source = effectSourcePath()
     if source is None:
-        logging.info("SamPrompt: SamPromptLib/SegmentEditorEffect.py is absent; no Segment Editor effect registered")
+        logging.info("SamPrompt: SegmentEditorSamPromptLib/SegmentEditorEffect.py is absent; no effect registered")
         _effectRegistration = _("not part of this version of the extension")
         return False
     try:
@@ -62,8 +67,6 @@ def registerSegmentEditorEffect():
 
 def samSettings() -> dict:
     """The model settings from Slicer's settings (SamPromptLib.shared keys); defaults if a saved one is bad."""
-    from SamPromptLib import shared
-
     try:
         return shared.read_settings(qt.QSettings())
     except ValueError as exc:
@@ -141,8 +144,6 @@ class SamPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
-        from DicomTeamAnnotate import TaskRunner  # the hub module's shared panel helper
-
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/SamPrompt.ui"))
         self.layout.addWidget(uiWidget)
@@ -154,7 +155,6 @@ class SamPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
-        from SamPromptLib import shared
 
         settings = samSettings()
         for name in shared.available_backends():
@@ -258,8 +258,6 @@ class SamPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSettingsChanged(self, *args) -> None:
         """Called when a setting changes: save it; another model drops the loaded one and its embeddings."""
-        from SamPromptLib import shared
-
         if self._loadingSettings:
             return
         values = self._settingsFromWidgets()
@@ -287,16 +285,12 @@ class SamPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _showCacheStatus(self) -> None:
         """Entries and memory of the shared embedding cache."""
-        from SamPromptLib import shared
-
         stats = shared.shared_cache().stats()
         self.ui.cacheStatusLabel.text = _("Embedding cache: {entries} slice(s), {used:.0f} of {limit:.0f} MB.").format(
             entries=stats["entries"], used=stats["bytes"] / 2**20, limit=stats["max_bytes"] / 2**20)
 
     def onClearCache(self) -> None:
         """Called by 'Clear': forget every cached embedding."""
-        from SamPromptLib import shared
-
         shared.shared_cache().clear()
         self._showCacheStatus()
 
@@ -304,15 +298,11 @@ class SamPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _ensureRequirements(self) -> bool:
         """torch (PyTorch extension) and the model packages, installed after the user confirms."""
-        from DicomTeamAnnotateLib.slicer_packages import ensure_requirements, ensure_torch
-
         return (ensure_torch(_("SAM Prompt"))
                 and ensure_requirements(REQUIREMENTS_PATH, _("SAM Prompt")))
 
     def onPrecompute(self) -> None:
         """Called by 'Precompute': load the model on a worker, then embed every slice of the plane."""
-        from DicomTeamAnnotate import TaskRunner
-
         node = self._parameterNode.volume if self._parameterNode else None
         if node is None or not self._ensureRequirements():
             return
@@ -414,16 +404,12 @@ class SamPromptLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def volumeFromNode(volumeNode):
-        """Main thread: the node's voxels and geometry (DicomTeamAnnotateLib.mrml)."""
-        from DicomTeamAnnotateLib.mrml import node_to_volume
-
+        """Main thread: the node's voxels and geometry (DicomTeamAnnotateLib.slicer.mrml)."""
         return node_to_volume(volumeNode)
 
     @staticmethod
     def displayWindow(volumeNode):
         """Main thread: the (level, width) the volume is displayed with (the effect's window), or None."""
-        from SamPromptLib import shared
-
         return shared.display_window(volumeNode.GetDisplayNode() if volumeNode is not None else None)
 
     @staticmethod
@@ -433,15 +419,11 @@ class SamPromptLogic(ScriptedLoadableModuleLogic):
         Keyed by the volume's content, so what it embeds is what the effect finds. The first call for
         a model loads it (seconds): call it on a worker thread.
         """
-        from SamPromptLib import shared
-
         return shared.segmenter_for(volume, None, settings, window)
 
     @staticmethod
     def release() -> None:
         """Scene closed or panel destroyed: stop the background threads, free models and embeddings."""
-        from SamPromptLib import shared
-
         shared.reset()
 
     @staticmethod
@@ -494,8 +476,6 @@ class SamPromptTest(ScriptedLoadableModuleTest):
 
     def test_SettingsRoundTrip(self):
         """Settings written as the panel writes them come back as the effect reads them; bad values are refused."""
-        from SamPromptLib import shared
-
         settings = qt.QSettings()
         saved = {k: settings.value(shared.SETTINGS_PREFIX + k) for k in shared.DEFAULT_SETTINGS}
         try:

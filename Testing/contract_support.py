@@ -42,7 +42,7 @@ UNPACKAGED_DIRS = frozenset({"__pycache__", "Testing", ".pytest_cache"})
 
 # Lib files that only run inside the Slicer application (they subclass Slicer's Qt effect
 # classes); they get the module-file treatment (allow-listed imports) instead of a plain import.
-APP_ONLY_LIB_FILES = frozenset({"SamPrompt/SamPromptLib/SegmentEditorEffect.py"})
+APP_ONLY_LIB_FILES = frozenset({"SamPrompt/SegmentEditorSamPromptLib/SegmentEditorEffect.py"})
 
 # A module's panel may be split into section mixins, one section a file: XLib/panel_*.py. The widget
 # class lists them as base classes after the template's two; the contract tests read these files
@@ -110,7 +110,7 @@ def parse_module_cmake(module: str, root: Path = ROOT) -> dict:
     name = name_match.group(1) if name_match else None
 
     def listed(var: str) -> list[str]:
-        match = re.search(r"set\(\s*%s\s+([^)]*)\)" % var, text)
+        match = re.search(rf"set\(\s*{var}\s+([^)]*)\)", text)
         items = match.group(1).split() if match else []
         return [item.replace("${MODULE_NAME}", name or "${MODULE_NAME}") for item in items]
 
@@ -218,7 +218,7 @@ def module_source(module: str) -> Path:
 
 def panel_files(module: str) -> list[Path]:
     """The module's panel section files (``XLib/panel_*.py``), sorted."""
-    return sorted((module_dir(module) / f"{module}Lib").glob(PANEL_FILE_GLOB))
+    return sorted((module_dir(module) / f"{module}Lib").rglob(PANEL_FILE_GLOB))
 
 
 def widget_sources(module: str) -> list[Path]:
@@ -517,8 +517,8 @@ def lib_modules() -> list[str]:
     for module in MODULES:
         base = module_dir(module)
         for path in lib_files(module):
-            if path.relative_to(ROOT).as_posix() in APP_ONLY_LIB_FILES:
-                continue
+            if path.relative_to(ROOT).as_posix() in APP_ONLY_LIB_FILES or path.name == "__main__.py":
+                continue  # __main__: runs a command when imported
             parts = list(path.relative_to(base).with_suffix("").parts)
             if parts[-1] == "__init__":
                 parts = parts[:-1]

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from DicomTeamAnnotateLib.geometry import Geometry
-from DicomTeamAnnotateLib.segmentation import Segmentation
-from DicomTeamAnnotateLib.volume import Volume
+from DicomTeamAnnotateLib.core.geometry import Geometry
+from DicomTeamAnnotateLib.core.segmentation import Segmentation
+from DicomTeamAnnotateLib.core.volume import Volume
 
 
 def _rotation(ax: float, ay: float, az: float) -> np.ndarray:

@@ -78,7 +78,7 @@ class OrthancServer:
         """The DICOMweb root."""
         return f"{self.base}/dicom-web"
 
-    def start(self, timeout: float = 30.0) -> "OrthancServer":
+    def start(self, timeout: float = 30.0) -> OrthancServer:
         import requests
 
         log = open(self.log_path, "ab")

@@ -4,23 +4,24 @@ cores: each slice is embedded once per test session)."""
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
-from DicomTeamAnnotateLib.geometry import resample_like
-from DicomTeamAnnotateLib.volume import read_volume
+from DicomTeamAnnotateLib.core.geometry import resample_like
+from DicomTeamAnnotateLib.io.volumes import read_volume
 
 SOFT_TISSUE = (40.0, 400.0)
 ORGANS = ("liver", "spleen", "stomach", "aorta", "inferior_vena_cava")
 GOAL_ORGANS = ("liver", "spleen", "stomach", "aorta")
 
 
-@lru_cache(maxsize=None)
+@cache
 def ct_case(dicom_dir: str, organs_path: str) -> tuple:
     """(CT Volume from the DICOM folder, reference label array on the CT grid, {organ: label value})."""
-    from DicomTeamAnnotateLib.dicom_ingest import load_dicom_volume
     from pathlib import Path
+
+    from DicomTeamAnnotateLib.dicom.ingest import load_dicom_volume
 
     ct = load_dicom_volume(dicom_dir)
     ref = read_volume(organs_path)
@@ -30,7 +31,7 @@ def ct_case(dicom_dir: str, organs_path: str) -> tuple:
     return ct, labels, values
 
 
-@lru_cache(maxsize=None)
+@cache
 def ct_segmenter(dicom_dir: str, organs_path: str):
     """One LiteMedSAM (ONNX runtime) segmenter on the CT, soft-tissue window, shared by all tests."""
     from SamPromptLib import shared

@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from DicomTeamAnnotateLib.geometry import Geometry
-from DicomTeamAnnotateLib.segio import write_seg_nrrd
-from DicomTeamAnnotateLib.segmentation import Segmentation
+from DicomTeamAnnotateLib.core.geometry import Geometry
+from DicomTeamAnnotateLib.core.segmentation import Segmentation
+from DicomTeamAnnotateLib.core.volume import Volume
+from DicomTeamAnnotateLib.io.segmentations import write_seg_nrrd
 from DicomTeamAnnotateLib.store import admin
-from DicomTeamAnnotateLib.volume import Volume
 
 ROOT = Path(__file__).resolve().parents[1]
 GEOMETRY = Geometry(size=(32, 32, 16), spacing=(0.8, 0.8, 2.5), origin=(-12.0, -10.0, 30.0))
@@ -104,7 +104,7 @@ class ProcessServer:
         self.proc = None
         self.log = self.project_dir.parent / f"server-{self.port}.log"
 
-    def start(self, timeout: float = 60) -> "ProcessServer":
+    def start(self, timeout: float = 60) -> ProcessServer:
         import requests
 
         cmd = [sys.executable, "-m", "DicomTeamAnnotateLib.cli", "serve", str(self.project_dir),

@@ -128,8 +128,8 @@ def test_disputed_fraction():
 def test_empty_and_partly_drawn_labels(method):
     from ConsensusReviewLib.consensus import run_consensus
     from ConsensusReviewLib.inputs import align_segmentations
-    from DicomTeamAnnotateLib.geometry import Geometry
-    from DicomTeamAnnotateLib.segmentation import Segmentation
+    from DicomTeamAnnotateLib.core.geometry import Geometry
+    from DicomTeamAnnotateLib.core.segmentation import Segmentation
 
     g = Geometry(size=(20, 20, 8))
     drawn = np.zeros(g.shape, dtype=bool)

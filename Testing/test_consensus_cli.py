@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from ConsensusReviewLib.simulate import simulate_reader_segmentations
-from DicomTeamAnnotateLib.cli import main
-from DicomTeamAnnotateLib.phantom import make_phantom
-from DicomTeamAnnotateLib.segio import read_segmentation, write_labelmap, write_seg_nrrd
-from DicomTeamAnnotateLib.volume import read_volume, write_volume
+from DicomTeamAnnotateLib.cli.main import main
+from DicomTeamAnnotateLib.demo.phantom import make_phantom
+from DicomTeamAnnotateLib.io.segmentations import read_segmentation, write_labelmap, write_seg_nrrd
+from DicomTeamAnnotateLib.io.volumes import read_volume, write_volume
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +88,8 @@ def test_user_errors(readers, tmp_path, capsys):
     assert "at least two" in capsys.readouterr().err
     assert main(["consensus", "--method", "staple", "--out", str(tmp_path), str(files[0]), str(tmp_path / "nope.seg.nrrd")]) == 2
     assert "nope.seg.nrrd" in capsys.readouterr().err
-    from DicomTeamAnnotateLib.geometry import Geometry
-    from DicomTeamAnnotateLib.segmentation import Segmentation
+    from DicomTeamAnnotateLib.core.geometry import Geometry
+    from DicomTeamAnnotateLib.core.segmentation import Segmentation
 
     g = phantom.volume.geometry
     moved = Geometry(size=g.size, spacing=g.spacing, origin=np.array(g.origin) + (0.0, 0.0, 500.0), direction=g.direction)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from ConsensusReviewLib.inputs import load_annotations
-from DicomTeamAnnotateLib.geometry import Geometry
-from DicomTeamAnnotateLib.segio import write_labelmap, write_seg_nrrd
-from DicomTeamAnnotateLib.segmentation import Segment, Segmentation
+from DicomTeamAnnotateLib.core.geometry import Geometry
+from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation
+from DicomTeamAnnotateLib.io.segmentations import write_labelmap, write_seg_nrrd
 
 REF = Geometry(size=(40, 36, 12), spacing=(0.8, 0.7, 2.5), origin=(-10.0, -5.0, 30.0))
 
@@ -86,7 +86,8 @@ def test_annotation_that_cannot_be_placed_is_refused_naming_file_and_mismatch(tm
 
 
 def test_reference_image_sets_the_grid(tmp_path):
-    from DicomTeamAnnotateLib.volume import Volume, write_volume
+    from DicomTeamAnnotateLib.core.volume import Volume
+    from DicomTeamAnnotateLib.io.volumes import write_volume
 
     liver, _ = _masks()
     image = write_volume(Volume(np.zeros(REF.shape, np.int16), REF), tmp_path / "image.nrrd")

@@ -1,4 +1,4 @@
-"""ConsensusReviewLib.metrics against MONAI's metrics and direct numpy, on real LIDC masks."""
+"""DicomTeamAnnotateLib.core.metrics against MONAI's metrics and direct numpy, on real LIDC masks."""
 from __future__ import annotations
 
 import math
@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from ConsensusReviewLib import metrics
 from ConsensusReviewLib.lidc import load_lidc_nodule
+from DicomTeamAnnotateLib.core import metrics
 
 
 def _monai(a, b, spacing_ijk, tolerance):
@@ -74,7 +74,7 @@ def test_hd95_modes_max_and_mean():
     b = a.copy()
     b[30:38, 30:38, 30:38] = True
     s = (1.0, 1.0, 1.0)
-    from ConsensusReviewLib.surface import surface_distances
+    from DicomTeamAnnotateLib.core.surface import surface_distances
 
     d_ab, d_ba = surface_distances(a, b, s)
     p_ab, p_ba = np.percentile(d_ab, 95), np.percentile(d_ba, 95)

@@ -12,9 +12,9 @@ from ConsensusReviewLib.adjudication import latest_adjudication, publish_adjudic
 from ConsensusReviewLib.consensus import run_consensus
 from ConsensusReviewLib.simulate import simulate_reader_segmentations
 from ConsensusReviewLib.store_case import load_store_case
-from DicomTeamAnnotateLib.cli import main
-from DicomTeamAnnotateLib.phantom import make_phantom
-from DicomTeamAnnotateLib.segio import read_segmentation, write_seg_nrrd
+from DicomTeamAnnotateLib.cli.main import main
+from DicomTeamAnnotateLib.demo.phantom import make_phantom
+from DicomTeamAnnotateLib.io.segmentations import read_segmentation, write_seg_nrrd
 from DicomTeamAnnotateLib.store import Forbidden, admin, open_store
 from DicomTeamAnnotateLib.store.server import BackgroundServer
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 import contract_support as cs
+import pytest
 
 TOP = cs.ROOT / "CMakeLists.txt"
 
@@ -24,7 +23,7 @@ def _top_text() -> str:
                                  "EXTENSION_DESCRIPTION", "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS",
                                  "EXTENSION_DEPENDS"])
 def test_extension_metadata_is_set(var):
-    match = re.search(r'set\(\s*%s\s+"([^"]*)"\s*\)' % var, _top_text())
+    match = re.search(rf'set\(\s*{var}\s+"([^"]*)"\s*\)', _top_text())
     assert match, f"CMakeLists.txt: set({var} \"...\") missing"
     if var != "EXTENSION_SCREENSHOTURLS":  # empty until a screenshot from a real Slicer exists
         assert match.group(1).strip(), f"CMakeLists.txt: {var} is empty"

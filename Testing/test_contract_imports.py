@@ -11,11 +11,9 @@ missing, small stand-ins are installed for the module-file check only.
 """
 from __future__ import annotations
 
-import tomllib
-
-import pytest
-
 import contract_support as cs
+import pytest
+import tomllib
 
 SLICER_SHIPS = {"numpy", "scipy", "simpleitk", "pydicom", "requests", "pillow", "packaging", "vtk",
                 "dicomweb-client", "highdicom"}
@@ -114,7 +112,7 @@ def _pyproject_requirements() -> dict:
 def test_requirements_use_lower_bounds_and_never_replace_slicers_packages(module):
     from packaging.requirements import Requirement
 
-    from DicomTeamAnnotateLib.slicer_packages import read_requirements
+    from DicomTeamAnnotateLib.slicer.packages import read_requirements
 
     known = _pyproject_requirements()
     path = cs.module_dir(module) / "Resources" / "requirements.txt"

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import ast
 
-import pytest
-
 import contract_support as cs
+import pytest
 
 WIDGET_METHODS = ("setup", "cleanup", "enter", "exit", "onSceneStartClose", "onSceneEndClose",
                   "initializeParameterNode", "setParameterNode")
@@ -170,5 +169,5 @@ def test_samprompt_registers_its_effect_on_startup_only_if_the_file_exists():
     finder = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "effectSourcePath")
     finder_source = ast.get_source_segment(cs.module_source("SamPrompt").read_text(), finder)
     assert "os.path.isfile(EFFECT_SOURCE)" in finder_source
-    assert 'os.path.join(MODULE_DIR, "SamPromptLib", "SegmentEditorEffect.py")' in cs.module_source(
+    assert 'os.path.join(MODULE_DIR, "SegmentEditorSamPromptLib", "SegmentEditorEffect.py")' in cs.module_source(
         "SamPrompt").read_text()

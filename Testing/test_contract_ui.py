@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-import pytest
-
 import contract_support as cs
+import pytest
 
 # Widget classes Qt's QUiLoader creates itself; any other class must be declared in <customwidgets>.
 QT_CLASSES_PREFIX = "Q"

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from DicomTeamAnnotateLib.geometry import Geometry, resample_like, to_sitk
-from DicomTeamAnnotateLib.segmentation import Segment, Segmentation, terminology_code
-from DicomTeamAnnotateLib.volume import Volume, read_volume, write_volume
+from DicomTeamAnnotateLib.core.geometry import Geometry, resample_like, to_sitk
+from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation, terminology_code
+from DicomTeamAnnotateLib.core.volume import Volume
+from DicomTeamAnnotateLib.io.volumes import read_volume, write_volume
 
 
 def rotation(axis, degrees):
@@ -148,7 +149,7 @@ def test_atomic_write_leaves_a_normally_readable_file(tmp_path):
     import os
     import stat
 
-    from DicomTeamAnnotateLib.atomic import write_json_atomic
+    from DicomTeamAnnotateLib.core.atomic import write_json_atomic
 
     path = write_json_atomic(tmp_path / "x.json", {"a": 1})
     mask = os.umask(0)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from DicomTeamAnnotateLib.background import BackgroundTask, TaskCancelled
+from DicomTeamAnnotateLib.core.tasks import BackgroundTask, TaskCancelled
 
 
 def test_result_progress_and_elapsed():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pydicom
 import pytest
-
 from gui_support import run_scenario
 from pacs_orthanc import PASSWORD, USER, start_orthanc
 
@@ -21,8 +20,8 @@ SLICES = 12
 @pytest.fixture(scope="module")
 def orthanc_with_two_patients(tmp_path_factory):
     """Orthanc holding two small phantom CT series, patients GUI-A and GUI-B."""
+    from DicomTeamAnnotateLib.demo.phantom import make_phantom, write_phantom_dicom
     from DicomTeamAnnotateLib.pacs import dicomweb as dw
-    from DicomTeamAnnotateLib.phantom import make_phantom, write_phantom_dicom
 
     server = start_orthanc(tmp_path_factory.mktemp("orthanc"))
     try:

@@ -25,9 +25,9 @@ SCRIPT = textwrap.dedent("""
     import slicer
     slicer.mrmlScene = slicer.vtkMRMLScene()  # what the application provides
     import DicomTeamAnnotate as M
-    from DicomTeamAnnotateLib.background import TaskCancelled
-    from DicomTeamAnnotateLib.mrml import node_to_volume
-    from DicomTeamAnnotateLib.phantom import make_phantom, write_phantom_dicom
+    from DicomTeamAnnotateLib.core.tasks import TaskCancelled
+    from DicomTeamAnnotateLib.slicer.mrml import node_to_volume
+    from DicomTeamAnnotateLib.demo.phantom import make_phantom, write_phantom_dicom
 
     out = {{}}
     logic = M.DicomTeamAnnotateLogic()

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import importlib.metadata
 
+import contract_support as cs
 import pytest
 
-import contract_support as cs
-from DicomTeamAnnotateLib.slicer_packages import missing_requirements, read_requirements
+from DicomTeamAnnotateLib.slicer.packages import missing_requirements, read_requirements
 
 
 def test_read_requirements_skips_comments_blank_lines_and_options(tmp_path):
@@ -36,7 +36,7 @@ def test_slicers_pip_ensure_is_found_under_either_module_name(monkeypatch):
     import sys
     import types
 
-    from DicomTeamAnnotateLib.slicer_packages import dependency_helper
+    from DicomTeamAnnotateLib.slicer.packages import dependency_helper
 
     assert dependency_helper() is None  # the slicer-core wheel has neither
 

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pydicom
 
-from DicomTeamAnnotateLib.cli import main
-from DicomTeamAnnotateLib.phantom import make_phantom, write_phantom_dicom
-from DicomTeamAnnotateLib.volume import read_volume
+from DicomTeamAnnotateLib.cli.main import main
+from DicomTeamAnnotateLib.demo.phantom import make_phantom, write_phantom_dicom
+from DicomTeamAnnotateLib.io.volumes import read_volume
 
 
 def test_ingest_writes_volumes_and_report(tmp_path, capsys):
@@ -55,7 +55,7 @@ def test_ingest_out_must_be_a_folder(tmp_path, capsys):
 
 
 def test_ingest_to_folder_is_what_the_demo_calls(tmp_path):
-    from DicomTeamAnnotateLib.cli_ingest import ingest_to_folder
+    from DicomTeamAnnotateLib.cli.ingest import ingest_to_folder
 
     ph = make_phantom(seed=22, shape=(6, 20, 20))
     write_phantom_dicom(ph, tmp_path / "dcm")

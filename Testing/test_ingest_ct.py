@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from DicomTeamAnnotateLib.dicom_ingest import ingest, load_dicom_volume
-from DicomTeamAnnotateLib.geometry import Geometry
+from DicomTeamAnnotateLib.core.geometry import Geometry
+from DicomTeamAnnotateLib.dicom.ingest import ingest, load_dicom_volume
 
 
 @pytest.fixture(scope="module")

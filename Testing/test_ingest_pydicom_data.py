@@ -11,7 +11,7 @@ import SimpleITK as sitk
 pytest.importorskip("pydicom.data")
 from pydicom.data import get_testdata_file  # noqa: E402
 
-from DicomTeamAnnotateLib.dicom_ingest import ingest  # noqa: E402
+from DicomTeamAnnotateLib.dicom.ingest import ingest  # noqa: E402
 
 
 def data(name):
@@ -139,8 +139,8 @@ def test_enhanced_mr_multiframe_equals_its_single_frame_series(tmp_path):
     from highdicom.legacy import LegacyConvertedEnhancedMRImage
     from pydicom.uid import MRImageStorage, generate_uid
 
-    from DicomTeamAnnotateLib.dicom_ingest import load_dicom_volume
-    from DicomTeamAnnotateLib.phantom import make_phantom, write_phantom_dicom
+    from DicomTeamAnnotateLib.demo.phantom import make_phantom, write_phantom_dicom
+    from DicomTeamAnnotateLib.dicom.ingest import load_dicom_volume
 
     phantom = make_phantom(seed=3, shape=(12, 32, 40))
     mr = []

@@ -8,10 +8,10 @@ import pydicom
 import SimpleITK as sitk
 from pydicom.uid import generate_uid
 
-from DicomTeamAnnotateLib.dicom_ingest import ingest
-from DicomTeamAnnotateLib.geometry import Geometry
-from DicomTeamAnnotateLib.phantom import Phantom, make_phantom, write_phantom_dicom
-from DicomTeamAnnotateLib.volume import Volume
+from DicomTeamAnnotateLib.core.geometry import Geometry
+from DicomTeamAnnotateLib.core.volume import Volume
+from DicomTeamAnnotateLib.demo.phantom import Phantom, make_phantom, write_phantom_dicom
+from DicomTeamAnnotateLib.dicom.ingest import ingest
 
 SHAPE = (8, 24, 28)      # small: K, J, I
 

@@ -5,13 +5,13 @@ import json
 import subprocess
 import sys
 
-import numpy as np
-
 import iocases
+import numpy as np
 from conftest import CT_ORGANS_JSON
-from DicomTeamAnnotateLib import segio
-from DicomTeamAnnotateLib.cli import main
-from DicomTeamAnnotateLib.volume import write_volume
+
+from DicomTeamAnnotateLib.cli.main import main
+from DicomTeamAnnotateLib.io import segmentations as segio
+from DicomTeamAnnotateLib.io.volumes import write_volume
 
 
 def run(capsys, *argv):

@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import json
 
+import iocases
 import nibabel as nib
 import nrrd
 import numpy as np
 import pytest
-
-import iocases
 from conftest import CT_ORGANS_JSON
-from DicomTeamAnnotateLib import segio
-from DicomTeamAnnotateLib.geometry import Geometry
-from DicomTeamAnnotateLib.segmentation import Segmentation
-from DicomTeamAnnotateLib.volume import read_volume, write_volume
+
+from DicomTeamAnnotateLib.core.geometry import Geometry
+from DicomTeamAnnotateLib.core.segmentation import Segmentation
+from DicomTeamAnnotateLib.io import seg_nrrd
+from DicomTeamAnnotateLib.io import segmentations as segio
+from DicomTeamAnnotateLib.io.volumes import read_volume, write_volume
 
 EXACT = dict(tol_mm=1e-9, tol_dir=1e-12)     # NRRD stores 17 significant digits: doubles survive
 FLOAT32 = dict(tol_mm=1e-4, tol_dir=1e-6)    # NIfTI stores its affine as float32
@@ -94,7 +95,7 @@ def test_cropped_file_with_reference_extent_offset(tmp_path):
     k0, j0, i0 = 2, 3, 4
     cropped = seg.layers[:, k0:, j0:, i0:]
     origin = g.index_to_world([i0, j0, k0])
-    header = segio.seg_nrrd_header(Segmentation(cropped, Geometry(
+    header = seg_nrrd.seg_nrrd_header(Segmentation(cropped, Geometry(
         size=tuple(reversed(cropped.shape[1:])), spacing=g.spacing, origin=origin, direction=g.direction), seg.segments))
     header["Segmentation_ReferenceImageExtentOffset"] = f"{i0} {j0} {k0}"
     path = tmp_path / "cropped.seg.nrrd"
@@ -157,7 +158,7 @@ def _box(g, ks, js, is_):
 
 def test_large_label_values_repeated_names_and_default_terminology(tmp_path):
     seg = iocases.segmentation("axial")
-    header = segio.seg_nrrd_header(seg)
+    header = seg_nrrd.seg_nrrd_header(seg)
     data = seg.layers.astype(np.uint16)
     data[0][seg.layers[0] == 1] = 300  # Slicer may use label values above 255
     liver = [n for n in range(4) if header[f"Segment{n}_Name"] == "liver"][0]
@@ -178,7 +179,7 @@ def test_large_label_values_repeated_names_and_default_terminology(tmp_path):
     assert renamed[0].terminology is None  # Slicer's default 'Tissue' says nothing
     assert back.metadata["warnings"]
     # the names from the header alone (no voxels read) are the ones a full read gives
-    from DicomTeamAnnotateLib.seg_nrrd import read_seg_nrrd_segment_names
+    from DicomTeamAnnotateLib.io.seg_nrrd import read_seg_nrrd_segment_names
 
     assert read_seg_nrrd_segment_names(path) == back.names
     plain = tmp_path / "plain.seg.nrrd"  # only Segmentation_* fields: the names need the voxels
@@ -195,7 +196,7 @@ def test_large_label_values_repeated_names_and_default_terminology(tmp_path):
 ])
 def test_bad_fields_are_named(tmp_path, field, value, message):
     seg = iocases.segmentation("axial")
-    header = segio.seg_nrrd_header(seg)
+    header = seg_nrrd.seg_nrrd_header(seg)
     header[field] = value
     path = tmp_path / "bad.seg.nrrd"
     nrrd.write(str(path), np.ascontiguousarray(np.moveaxis(seg.layers, 0, -1)), header, index_order="C")
@@ -207,7 +208,7 @@ def test_bad_fields_are_named(tmp_path, field, value, message):
 def test_ras_space_header_reads_to_the_same_geometry(tmp_path):
     """Some writers store RAS: directions and origin flip sign in x and y, the grid stays the same."""
     seg = iocases.segmentation("oblique")
-    header = segio.seg_nrrd_header(seg)
+    header = seg_nrrd.seg_nrrd_header(seg)
     header["space"] = "right-anterior-superior"
     header["space directions"] = header["space directions"] * [-1, -1, 1]
     header["space origin"] = header["space origin"] * [-1, -1, 1]

@@ -1,14 +1,16 @@
 """The MRML adapter and file compatibility with Slicer, checked with slicer-core's real nodes and storage nodes."""
 from __future__ import annotations
 
+import iocases
 import nrrd
 import numpy as np
 import pytest
 
-import iocases
-from DicomTeamAnnotateLib import mrml, segio
-from DicomTeamAnnotateLib.segmentation import Segmentation
-from DicomTeamAnnotateLib.volume import read_volume, write_volume
+from DicomTeamAnnotateLib.core.segmentation import Segmentation
+from DicomTeamAnnotateLib.io import seg_nrrd
+from DicomTeamAnnotateLib.io import segmentations as segio
+from DicomTeamAnnotateLib.io.volumes import read_volume, write_volume
+from DicomTeamAnnotateLib.slicer import mrml
 
 slicer = pytest.importorskip("slicer", reason="slicer-core (test extra) provides MRML")
 vtk = pytest.importorskip("vtk")
@@ -99,7 +101,7 @@ def test_we_read_what_slicer_writes(tmp_path, scene, orientation):
 def test_slicer_and_we_agree_on_voxels_outside_a_segment_extent(tmp_path, scene):
     """Slicer crops a layer to the bounding box of its segments' Extent fields; so do we."""
     seg = iocases.segmentation("axial")
-    header = segio.seg_nrrd_header(seg)
+    header = seg_nrrd.seg_nrrd_header(seg)
     index = {header[f"Segment{n}_Name"]: n for n in range(4)}
     header[f"Segment{index['liver']}_Extent"] = "4 10 3 9 2 3"  # liver voxels are at i 4..14, k 2..5
     assert header[f"Segment{index['vessel']}_Extent"] == "0 1 0 2 9 10"  # same layer: the box grows to k 10
@@ -214,7 +216,7 @@ def test_ingested_ct_becomes_a_volume_node_with_the_same_geometry(scene, ct_dico
     """Section 2: the ingested series, as a scalar volume node, sits where SimpleITK puts the series."""
     import SimpleITK as sitk
 
-    from DicomTeamAnnotateLib.dicom_ingest import load_dicom_volume
+    from DicomTeamAnnotateLib.dicom.ingest import load_dicom_volume
 
     vol = load_dicom_volume(ct_dicom_dir)
     node = mrml.volume_to_node(vol, scene, "CT")

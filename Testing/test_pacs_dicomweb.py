@@ -5,19 +5,19 @@ credentials, a server killed or cut off mid-transfer (clear errors, no partial c
 from __future__ import annotations
 
 import copy
+import io
 import json
 
 import numpy as np
 import pydicom
 import pytest
-
 from pacs_orthanc import PASSWORD, USER, CuttingProxy, start_orthanc, with_fresh_uids
 
 pytest.importorskip("dicomweb_client")
 pytest.importorskip("highdicom")
 from DicomTeamAnnotateLib.pacs import PacsError  # noqa: E402
 from DicomTeamAnnotateLib.pacs import dicomweb as dw  # noqa: E402
-from DicomTeamAnnotateLib.pacs.importer import import_dicomweb  # noqa: E402
+from DicomTeamAnnotateLib.store.dicomweb_import import import_dicomweb  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*person name:UserWarning")
 
@@ -41,7 +41,7 @@ def ct_in_pacs(orthanc, ct_dicom_dir, tmp_path_factory):
 
 
 def _phantom_in_pacs(server, tmp_path, patient_id, slices=24):
-    from DicomTeamAnnotateLib.phantom import make_phantom, write_phantom_dicom
+    from DicomTeamAnnotateLib.demo.phantom import make_phantom, write_phantom_dicom
 
     ph = make_phantom(seed=5, shape=(slices, 40, 40), patient_id=patient_id)
     files = write_phantom_dicom(ph, tmp_path / f"{patient_id}-dicom")
@@ -67,15 +67,15 @@ def _cases(project_dir):
     return catalog.cases()
 
 
-def _run_cli(argv):
-    """The real `dicomteam` entry point: (exit code, what it printed to stderr)."""
+def _run_cli(argv, stdout=None):
+    """The real `dicomteam` entry point: (exit code, what it printed to stderr); stdout into ``stdout``."""
     import contextlib
     import io
 
-    from DicomTeamAnnotateLib.cli import main
+    from DicomTeamAnnotateLib.cli.main import main
 
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
+    err, out = io.StringIO(), stdout if stdout is not None else io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
         code = main([str(a) for a in argv])
     return code, err.getvalue()
 
@@ -86,20 +86,22 @@ def _temp_files(folder):
 
 # ----- the round trip --------------------------------------------------------------------------------
 def test_pacs_round_trip(orthanc, ct_in_pacs, project, ct_organs_path, tmp_path):
-    from DicomTeamAnnotateLib.dicom_ingest import load_dicom_volume
+    from DicomTeamAnnotateLib.dicom.ingest import load_dicom_volume
+    from DicomTeamAnnotateLib.io.segmentations import read_segmentation, write_seg_nrrd
+    from DicomTeamAnnotateLib.io.volumes import read_volume
     from DicomTeamAnnotateLib.pacs.seg_import import read_seg
-    from DicomTeamAnnotateLib.pacs.seg_pacs import export_case_seg, find_seg_series, import_seg_version
-    from DicomTeamAnnotateLib.segio import read_segmentation, write_seg_nrrd
     from DicomTeamAnnotateLib.store.interface import open_store
-    from DicomTeamAnnotateLib.volume import read_volume
+    from DicomTeamAnnotateLib.store.seg_exchange import export_case_seg, find_seg_series, import_seg_version
 
     cache = tmp_path / "cache"
     # 1. import the series as a case (the CLI), twice: the second run changes nothing
     for expected in ("added", "exists"):
+        printed = io.StringIO()
         rc, err = _run_cli(["project", "import-dicomweb", str(project), "--url", orthanc.url, "--user", USER,
                             "--password", PASSWORD, "--study", ct_in_pacs["study"], "--query", "Modality=CT",
-                            "--cache", str(cache), "--json", "--no-progress"])
+                            "--cache", str(cache), "--json", "--no-progress"], stdout=printed)
         assert rc == 0, err
+        assert [r["status"] for r in json.loads(printed.getvalue())] == [expected]
     cases = _cases(project)
     assert len(cases) == 1 and cases[0]["patient_id"] == "PACS-CT-001"
     case_id = cases[0]["case_id"]
@@ -285,8 +287,8 @@ def test_server_that_hangs_times_out(orthanc, project, tmp_path):
 
 
 def _assert_case_is_phantom(project, case_id, phantom, tmp_path):
+    from DicomTeamAnnotateLib.io.volumes import read_volume
     from DicomTeamAnnotateLib.store.interface import open_store
-    from DicomTeamAnnotateLib.volume import read_volume
 
     image = read_volume(open_store(str(project), "chief").fetch_image(case_id, tmp_path / "check"))
     assert image.geometry.same_grid(phantom.volume.geometry)
@@ -301,7 +303,7 @@ def test_stow_with_wrong_credentials_is_refused(orthanc, ct_in_pacs, ct_organs_p
 
 def test_import_seg_from_the_pacs_by_cli(orthanc, tmp_path):
     """export-seg --stow, then import-seg --url/--study (the only SEG of the study) to a .seg.nrrd."""
-    from DicomTeamAnnotateLib.segio import read_segmentation, write_seg_nrrd
+    from DicomTeamAnnotateLib.io.segmentations import read_segmentation, write_seg_nrrd
 
     phantom, first = _phantom_in_pacs(orthanc, tmp_path, "SEGCLI-001", slices=8)
     seg = phantom.segmentation()
@@ -322,14 +324,14 @@ def test_import_seg_from_the_pacs_by_cli(orthanc, tmp_path):
 
 def test_reference_mode_records_the_location_and_fetches_on_demand(orthanc, tmp_path, project, monkeypatch):
     import requests
-
-    from DicomTeamAnnotateLib.geometry import Geometry
-    from DicomTeamAnnotateLib.pacs.reference import PacsReference, load_reference_volume
-    from DicomTeamAnnotateLib.pacs.seg_pacs import export_case_seg, find_seg_series
-    from DicomTeamAnnotateLib.segio import write_seg_nrrd
-    from DicomTeamAnnotateLib.store import StoreError, admin, open_store
-    from DicomTeamAnnotateLib.volume import read_volume
     from store_support import ThreadServer
+
+    from DicomTeamAnnotateLib.core.geometry import Geometry
+    from DicomTeamAnnotateLib.io.segmentations import write_seg_nrrd
+    from DicomTeamAnnotateLib.io.volumes import read_volume
+    from DicomTeamAnnotateLib.pacs.reference import PacsReference, load_reference_volume
+    from DicomTeamAnnotateLib.store import StoreError, admin, open_store
+    from DicomTeamAnnotateLib.store.seg_exchange import export_case_seg, find_seg_series
 
     phantom, first = _phantom_in_pacs(orthanc, tmp_path, "REF-001", slices=6)
     ref = PacsReference(orthanc.url, first.StudyInstanceUID, first.SeriesInstanceUID, user=USER)

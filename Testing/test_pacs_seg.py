@@ -11,13 +11,18 @@ import numpy as np
 import pydicom
 import pytest
 
-from DicomTeamAnnotateLib.geometry import Geometry
-from DicomTeamAnnotateLib.phantom import TERMINOLOGY, make_phantom, write_phantom_dicom
-from DicomTeamAnnotateLib.segmentation import Segmentation, terminology_code
+from DicomTeamAnnotateLib.core.geometry import Geometry
+from DicomTeamAnnotateLib.core.segmentation import Segmentation, terminology_code
+from DicomTeamAnnotateLib.demo.phantom import TERMINOLOGY, make_phantom, write_phantom_dicom
 
 pytest.importorskip("highdicom")
-from DicomTeamAnnotateLib.pacs.seg_export import (ANATOMICAL_STRUCTURE, TISSUE, export_seg,  # noqa: E402
-                                                   read_source_series, segment_codes)
+from DicomTeamAnnotateLib.pacs.seg_export import (
+    ANATOMICAL_STRUCTURE,
+    TISSUE,
+    export_seg,
+    read_source_series,
+    segment_codes,
+)
 from DicomTeamAnnotateLib.pacs.seg_import import read_seg  # noqa: E402
 
 READERS = ("highdicom", "pydicom")
@@ -45,8 +50,8 @@ def phantom_series(tmp_path_factory):
 
 def _rotated_phantom(tmp_path, direction, name):
     """The phantom written with another orientation (sagittal / oblique): same voxels, rotated grid."""
-    from DicomTeamAnnotateLib.phantom import Phantom
-    from DicomTeamAnnotateLib.volume import Volume
+    from DicomTeamAnnotateLib.core.volume import Volume
+    from DicomTeamAnnotateLib.demo.phantom import Phantom
 
     ph = make_phantom(seed=4, shape=(10, 32, 28), spacing=(1.0, 1.2, 2.0))
     g = ph.volume.geometry
@@ -219,8 +224,8 @@ def test_real_ct_organs_round_trip_through_the_cli(ct_dicom_dir, ct_organs_path,
     """The shared CT (JPEG 2000, blank UIDs given fresh ones) and its 31-label organ map, via the CLI."""
     from pacs_orthanc import with_fresh_uids
 
-    from DicomTeamAnnotateLib.dicom_ingest import load_dicom_volume
-    from DicomTeamAnnotateLib.segio import read_segmentation
+    from DicomTeamAnnotateLib.dicom.ingest import load_dicom_volume
+    from DicomTeamAnnotateLib.io.segmentations import read_segmentation
 
     source = tmp_path / "ct"
     with_fresh_uids(ct_dicom_dir, source)
@@ -228,7 +233,7 @@ def test_real_ct_organs_round_trip_through_the_cli(ct_dicom_dir, ct_organs_path,
     organs = read_segmentation(ct_organs_path, reference=geometry)
     assert len(organs.segments) > 20 and max(_values(organs).values()) > 100  # non-contiguous values
 
-    from DicomTeamAnnotateLib.cli import main  # the real `dicomteam` entry point
+    from DicomTeamAnnotateLib.cli.main import main  # the real `dicomteam` entry point
 
     assert main(["export-seg", "--segmentation", str(ct_organs_path), "--source", str(source),
                  "--out", str(tmp_path / "organs.seg.dcm")]) == 0

@@ -8,8 +8,8 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from DicomTeamAnnotateLib.geometry import Geometry
-from DicomTeamAnnotateLib.phantom import LABEL_VALUES, make_phantom, write_phantom_dicom
+from DicomTeamAnnotateLib.core.geometry import Geometry
+from DicomTeamAnnotateLib.demo.phantom import LABEL_VALUES, make_phantom, write_phantom_dicom
 
 
 @pytest.fixture(scope="module")

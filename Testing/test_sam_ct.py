@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-
 import sam_support as ss
-from ConsensusReviewLib.metrics import dice
+
+from DicomTeamAnnotateLib.core.metrics import dice
 from SamPromptLib.planes import bounding_box, extract_slice
 from SamPromptLib.propagate import PropagationCancelled
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-EFFECT = ROOT / "SamPrompt" / "SamPromptLib" / "SegmentEditorEffect.py"
+EFFECT = ROOT / "SamPrompt" / "SegmentEditorSamPromptLib" / "SegmentEditorEffect.py"
 
 
 def _effect_class():

@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from DicomTeamAnnotateLib.geometry import Geometry
+from DicomTeamAnnotateLib.core.geometry import Geometry
 from SamPromptLib import planes
 from SamPromptLib.backends import Embedding, available_backends, create_backend
 from SamPromptLib.cache import EmbeddingCache, Precomputer

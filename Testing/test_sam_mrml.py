@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ConsensusReviewLib.metrics import dice
-from DicomTeamAnnotateLib.phantom import make_phantom
-from DicomTeamAnnotateLib.segmentation import Segmentation
+from DicomTeamAnnotateLib.core.metrics import dice
+from DicomTeamAnnotateLib.core.segmentation import Segmentation
+from DicomTeamAnnotateLib.demo.phantom import make_phantom
 from SamPromptLib.planes import bounding_box
 
 slicer = pytest.importorskip("slicer", reason="slicer-core (test extra) provides MRML")
@@ -15,7 +15,7 @@ pytest.importorskip("onnxruntime")
 
 
 def test_phantom_kidney_from_one_box_into_a_segmentation_node():
-    from DicomTeamAnnotateLib import mrml
+    from DicomTeamAnnotateLib.slicer import mrml
     from SamPromptLib.segmenter import SamSegmenter
 
     phantom = make_phantom()

@@ -5,9 +5,9 @@ import json
 import os
 
 import pytest
+from store_support import make_team_project, write_seg
 
 from DicomTeamAnnotateLib.store import Conflict, InvalidInput, NotFound, admin, open_store
-from store_support import make_team_project, write_seg
 
 
 def test_label_files_in_all_accepted_shapes(tmp_path):

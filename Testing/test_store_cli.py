@@ -8,13 +8,13 @@ import sys
 
 import numpy as np
 import pytest
-
-from DicomTeamAnnotateLib.cli import main
-from DicomTeamAnnotateLib.geometry import Geometry
-from DicomTeamAnnotateLib.phantom import make_phantom, write_phantom_dicom
-from DicomTeamAnnotateLib.segio import read_segmentation, write_labelmap, write_seg_nrrd
-from DicomTeamAnnotateLib.volume import read_volume, write_volume
 from store_support import LABELS, ProcessServer, free_port
+
+from DicomTeamAnnotateLib.cli.main import main
+from DicomTeamAnnotateLib.core.geometry import Geometry
+from DicomTeamAnnotateLib.demo.phantom import make_phantom, write_phantom_dicom
+from DicomTeamAnnotateLib.io.segmentations import read_segmentation, write_labelmap, write_seg_nrrd
+from DicomTeamAnnotateLib.io.volumes import read_volume, write_volume
 
 
 @pytest.fixture
@@ -155,7 +155,7 @@ def test_dicomteam_entry_point(cli_project):
 
 
 def test_team_round_trip_demo(tmp_path):
-    from DicomTeamAnnotateLib.store.demo import team_round_trip
+    from DicomTeamAnnotateLib.demo.team import team_round_trip
 
     summary = team_round_trip(tmp_path / "demo")
     assert summary["store"].startswith("http://127.0.0.1:")

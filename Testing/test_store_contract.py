@@ -10,12 +10,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-
-from DicomTeamAnnotateLib.geometry import Geometry
-from DicomTeamAnnotateLib.store import (Conflict, Forbidden, GeometryMismatch, InvalidInput, NotFound,
-                                        Unauthorized)
-from DicomTeamAnnotateLib.volume import read_volume
 from store_support import GEOMETRY, LABELS, backend_for, postgres_cluster, postgres_url, write_seg  # noqa: F401
+
+from DicomTeamAnnotateLib.core.geometry import Geometry
+from DicomTeamAnnotateLib.io.volumes import read_volume
+from DicomTeamAnnotateLib.store import Conflict, Forbidden, GeometryMismatch, InvalidInput, NotFound, Unauthorized
 
 BACKENDS = ["folder", "sqlite", "postgres"]
 

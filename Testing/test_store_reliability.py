@@ -13,15 +13,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from store_support import (  # noqa: F401
+    ProcessServer,
+    free_port,
+    free_ports,
+    make_team_project,
+    postgres_cluster,
+    postgres_url,
+    synthetic_volume,
+    write_seg,
+)
 
-from DicomTeamAnnotateLib.geometry import Geometry
-from DicomTeamAnnotateLib.segio import read_segmentation, write_seg_nrrd
-from DicomTeamAnnotateLib.segmentation import Segment, Segmentation
+from DicomTeamAnnotateLib.core.geometry import Geometry
+from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation
+from DicomTeamAnnotateLib.io.segmentations import read_segmentation, write_seg_nrrd
 from DicomTeamAnnotateLib.store import admin, open_store
 from DicomTeamAnnotateLib.store.model import StoreError
-from DicomTeamAnnotateLib.store.sync import OfflineQueue, push_or_queue
-from store_support import (ProcessServer, free_port, free_ports, make_team_project, postgres_cluster,  # noqa: F401
-                           postgres_url, synthetic_volume, write_seg)
+from DicomTeamAnnotateLib.worklist.offline import OfflineQueue, push_or_queue
 
 N_CLIENTS, N_VERSIONS = 20, 10
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from DicomTeamAnnotateLib.geometry import Geometry
-from DicomTeamAnnotateLib.segio import read_segmentation, read_segmentation_geometry, write_seg_nrrd
-from DicomTeamAnnotateLib.segmentation import Segmentation
-from DicomTeamAnnotateLib.store import InvalidInput, open_store
-from DicomTeamAnnotateLib.store.service import check_segmentation_fits, nrrd_payload_problem
 from store_support import GEOMETRY, make_team_project, write_seg
+
+from DicomTeamAnnotateLib.core.geometry import Geometry
+from DicomTeamAnnotateLib.core.segmentation import Segmentation
+from DicomTeamAnnotateLib.io.seg_nrrd import nrrd_payload_problem
+from DicomTeamAnnotateLib.io.segmentations import read_segmentation, read_segmentation_geometry, write_seg_nrrd
+from DicomTeamAnnotateLib.store import InvalidInput, open_store
+from DicomTeamAnnotateLib.store.service import check_segmentation_fits
 
 OBLIQUE = Geometry(size=(20, 16, 7), spacing=(0.7, 0.9, 2.5), origin=(10.0, -20.0, 5.0),
                    direction=(0.8, 0.6, 0.0, -0.6, 0.8, 0.0, 0.0, 0.0, 1.0))
@@ -55,7 +56,7 @@ def test_cut_files_are_refused_by_the_push_check(tmp_path):
     """Raw and gzip data cut short: InvalidInput naming the file, and nothing stored."""
     import nrrd
 
-    from DicomTeamAnnotateLib.segio import seg_nrrd_header
+    from DicomTeamAnnotateLib.io.seg_nrrd import seg_nrrd_header
 
     seg = _seg(GEOMETRY, overlapping=True)
     header = seg_nrrd_header(seg)

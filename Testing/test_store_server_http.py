@@ -10,9 +10,9 @@ import json
 
 import pytest
 import requests
-
-from DicomTeamAnnotateLib.geometry import Geometry
 from store_support import ThreadServer, make_team_project, write_seg
+
+from DicomTeamAnnotateLib.core.geometry import Geometry
 
 
 @pytest.fixture(scope="module")

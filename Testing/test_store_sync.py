@@ -4,12 +4,13 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from store_support import ThreadServer, make_team_project, write_seg
 
 from DicomTeamAnnotateLib.store import Conflict, InvalidInput, open_store
-from DicomTeamAnnotateLib.store.sync import OfflineQueue, SyncCache
-from DicomTeamAnnotateLib.store.worklist import (connect, draft_path, fetch_all_versions, offline_status,
-                                                 open_case, reopen_case, submit_case, worklist_rows)
-from store_support import ThreadServer, make_team_project, write_seg
+from DicomTeamAnnotateLib.store.cache import SyncCache
+from DicomTeamAnnotateLib.worklist.cases import draft_path, fetch_all_versions, open_case, submit_case
+from DicomTeamAnnotateLib.worklist.offline import OfflineQueue
+from DicomTeamAnnotateLib.worklist.rows import connect, offline_status, reopen_case, worklist_rows
 
 
 @pytest.fixture

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from DicomTeamAnnotateLib.cli import main as dicomteam
-from DicomTeamAnnotateLib.geometry import Geometry
-from DicomTeamAnnotateLib.phantom import LABEL_VALUES, make_phantom
-from DicomTeamAnnotateLib.volume import Volume, write_volume
-from TrainBridgeLib.evaluate import evaluate_folders
+from DicomTeamAnnotateLib.cli.main import main as dicomteam
+from DicomTeamAnnotateLib.core.geometry import Geometry
+from DicomTeamAnnotateLib.core.volume import Volume
+from DicomTeamAnnotateLib.demo.phantom import LABEL_VALUES, make_phantom
+from DicomTeamAnnotateLib.io.volumes import write_volume
+from TrainBridgeLib.evaluation.evaluate import evaluate_folders
 
 SHAPE = (16, 32, 32)
 

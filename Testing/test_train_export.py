@@ -15,15 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from conftest import CT_ORGANS_JSON, need
-from DicomTeamAnnotateLib.geometry import Geometry
-from DicomTeamAnnotateLib.phantom import LABEL_VALUES, make_phantom
-from DicomTeamAnnotateLib.volume import Volume, read_volume, write_volume
-from TrainBridgeLib.case_io import CaseInput
-from TrainBridgeLib.nnunet_export import export_nnunet
-from TrainBridgeLib.preflight import PreflightError, check_dataset
-from TrainBridgeLib.splits import check_splits, make_splits
+
+from DicomTeamAnnotateLib.core.geometry import Geometry
+from DicomTeamAnnotateLib.core.volume import Volume
+from DicomTeamAnnotateLib.demo.phantom import LABEL_VALUES, make_phantom
+from DicomTeamAnnotateLib.io.volumes import read_volume, write_volume
+from TrainBridgeLib.export.cases import CaseInput
+from TrainBridgeLib.export.nnunet import export_nnunet
+from TrainBridgeLib.export.preflight import PreflightError, check_dataset
+from TrainBridgeLib.export.splits import check_splits, make_splits
 
 SHAPE = (12, 24, 24)
 
@@ -191,7 +192,8 @@ def test_export_stops_on_bad_input_naming_case_and_field(tmp_path):
                       test_fraction=0, folds=2)
     assert not (tmp_path / "raw" / "Dataset500_Bad").exists()  # nothing half-written is left
     cases[2] = CaseInput("c2", "P2", [ph.volume], ph.label_volume())
-    with pytest.raises(ValueError, match=r"case 'c0': field 'label': value\(s\) \[2, 3, 4, 5, 6, 7, 8\] are not in the label names"):
+    with pytest.raises(ValueError,
+                       match=r"case 'c0': field 'label': value\(s\) \[2, 3, 4, 5, 6, 7, 8\] are not in the label names"):
         export_nnunet(cases, tmp_path / "raw", "Bad", labels={"liver": 1}, preprocessed_dir=tmp_path / "pre",
                       test_fraction=0, folds=2)
 
@@ -257,7 +259,7 @@ def test_nnunet_verify_dataset_integrity_passes(tmp_path, phantom_export, ct_exp
 
 # ----- the real CT ---------------------------------------------------------------------------------------------
 def test_real_ct_export_matches_dicom_geometry_and_organ_voxels(ct_export, ct_dicom_dir):
-    from DicomTeamAnnotateLib.dicom_ingest import load_dicom_volume
+    from DicomTeamAnnotateLib.dicom.ingest import load_dicom_volume
 
     organs = json.loads(need(CT_ORGANS_JSON).read_text())
     r = ct_export
@@ -277,8 +279,8 @@ def test_real_ct_export_matches_dicom_geometry_and_organ_voxels(ct_export, ct_di
 
 # ----- other formats -------------------------------------------------------------------------------------------
 def test_seg_nrrd_and_coco_slices_carry_labels_and_physical_positions(tmp_path, phantom_export):
-    from DicomTeamAnnotateLib.segio import read_segmentation
-    from TrainBridgeLib.other_exports import rle_decode, write_coco_slices, write_seg_nrrd_folder
+    from DicomTeamAnnotateLib.io.segmentations import read_segmentation
+    from TrainBridgeLib.export.other_formats import rle_decode, write_coco_slices, write_seg_nrrd_folder
 
     _, r = phantom_export
     written = write_seg_nrrd_folder(r.dataset_dir, tmp_path / "segs")
@@ -307,7 +309,7 @@ def test_seg_nrrd_and_coco_slices_carry_labels_and_physical_positions(tmp_path, 
 
 def test_cli_export_of_the_real_ct_takes_label_names_from_the_sidecar(tmp_path, ct_dicom_dir, ct_organs_path):
     """organs.nii.gz's names come from organs.json beside it; no --label-names needed."""
-    from DicomTeamAnnotateLib.cli import main as dicomteam
+    from DicomTeamAnnotateLib.cli.main import main as dicomteam
 
     organs = json.loads(need(CT_ORGANS_JSON).read_text())["labels"]
     assert dicomteam(["export-nnunet", "--images", str(ct_dicom_dir), "--labels", str(ct_organs_path),

@@ -8,11 +8,10 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
-from TrainBridgeLib.runner import Job, default_spawn, group_members, make_step, pid_alive
+from TrainBridgeLib.jobs.runner import Job, default_spawn, group_members, make_step, pid_alive
 
 PY = sys.executable
 
@@ -46,7 +45,7 @@ def test_cancel_kills_the_process_tree_and_resume_continues(tmp_path):
     steps = [make_step("a", [PY, "-c", "print('step a done')"]),
              make_step("b", [PY, "-c", TREE], resume_argv=[PY, "-c", "open('resumed.txt', 'w').write('ok')"])]
     job = Job.create(tmp_path / "job", steps, backend="test", spawn=spawn).start()
-    assert calls and calls[0][1:4] == ["-m", "TrainBridgeLib.runner", "supervise"]
+    assert calls and calls[0][1:4] == ["-m", "TrainBridgeLib.jobs.runner", "supervise"]
     pids_file = job.dir / "pids.txt"
     wait_for(pids_file.exists, what="step b to start its child")
     step_pid, grandchild = map(int, pids_file.read_text().split())
@@ -73,7 +72,7 @@ def test_cancel_kills_the_process_tree_and_resume_continues(tmp_path):
 
 def test_jobs_command_cancels_resumes_and_follows_a_job(tmp_path, capsys):
     """`dicomteam jobs JOB_DIR --cancel / --resume / --wait / --json`, as a script would use them."""
-    from DicomTeamAnnotateLib.cli import main
+    from DicomTeamAnnotateLib.cli.main import main
 
     steps = [make_step("b", [PY, "-c", TREE], resume_argv=[PY, "-c", "print('step b resumed', flush=True)"])]
     job = Job.create(tmp_path / "job", steps, backend="test").start()
@@ -93,7 +92,7 @@ def test_jobs_command_cancels_resumes_and_follows_a_job(tmp_path, capsys):
 def test_job_survives_its_parent_and_is_reattached_from_the_folder(tmp_path):
     job_dir = tmp_path / "job"
     launcher = textwrap.dedent(f"""
-        from TrainBridgeLib.runner import Job, make_step
+        from TrainBridgeLib.jobs.runner import Job, make_step
         steps = [make_step("sleep", [{PY!r}, "-c", "import time; time.sleep(4); print('slept')"])]
         job = Job.create({str(job_dir)!r}, steps, backend="test").start()
         print(job.record["pid"])
@@ -141,7 +140,7 @@ def test_supervisor_killed_hard_is_reported_lost(tmp_path):
 
 
 def _bump_many(job_dir: str, key: str, n: int) -> None:
-    from TrainBridgeLib.runner import _update_job_file
+    from TrainBridgeLib.jobs.runner import _update_job_file
 
     for _ in range(n):
         _update_job_file(job_dir, lambda rec: rec.update({key: rec.get(key, 0) + 1, "total": rec.get("total", 0) + 1}))

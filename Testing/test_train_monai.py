@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from DicomTeamAnnotateLib.cli import main as dicomteam
-from DicomTeamAnnotateLib.phantom import LABEL_VALUES, make_phantom
-from DicomTeamAnnotateLib.volume import write_volume
+from DicomTeamAnnotateLib.cli.main import main as dicomteam
+from DicomTeamAnnotateLib.demo.phantom import LABEL_VALUES, make_phantom
+from DicomTeamAnnotateLib.io.volumes import write_volume
 
 SHAPE = (16, 24, 24)
 pytestmark = pytest.mark.slow  # ~1-2 minutes on 2 cores: three Python processes import torch + MONAI
@@ -88,7 +88,7 @@ def test_monai_datalist_has_the_same_splits(trained):
 
 
 def test_onnx_and_torchscript_equal_pytorch_and_infer_runs_on_a_new_image(trained, tmp_path):
-    from TrainBridgeLib.infer import run_inference
+    from TrainBridgeLib.models.infer import run_inference
 
     root, _, job = trained
     assert dicomteam(["export-model", str(job), "--format", "onnx", "--out", str(tmp_path / "onnx")]) == 0
@@ -118,7 +118,7 @@ def test_onnx_and_torchscript_equal_pytorch_and_infer_runs_on_a_new_image(traine
 
 
 def test_review_loads_prediction_beside_truth_one_label_at_a_time_and_worst_slices(trained):
-    from TrainBridgeLib.review import label_view, load_comparison, read_metrics, worst_cases, worst_slices
+    from TrainBridgeLib.evaluation.review import label_view, load_comparison, read_metrics, worst_cases, worst_slices
 
     _, dataset, job = trained
     metrics = read_metrics(job)
@@ -142,7 +142,7 @@ def test_every_architecture_takes_a_training_step_on_its_default_patch(arch):
     import torch
     from monai.losses import DiceCELoss
 
-    from TrainBridgeLib.monai_models import DIVISOR, build_network, default_patch, model_config
+    from TrainBridgeLib.backends.monai.models import DIVISOR, build_network, default_patch, model_config
 
     patch = default_patch(arch, (16, 24, 24))
     assert all(p % DIVISOR[arch] == 0 for p in patch)
@@ -158,7 +158,7 @@ def test_every_architecture_takes_a_training_step_on_its_default_patch(arch):
 def test_resume_continues_from_the_last_checkpoint(trained, tmp_path):
     import shutil
 
-    from TrainBridgeLib.monai_trainer import main as trainer
+    from TrainBridgeLib.backends.monai.trainer import main as trainer
 
     _, dataset, job = trained
     copy = tmp_path / "job"

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from DicomTeamAnnotateLib.phantom import LABEL_VALUES, make_phantom
-from TrainBridgeLib.case_io import CaseInput
-from TrainBridgeLib.nnunet_backend import build_nnunet_job, parse_nnunet_log, trainer_for_epochs
-from TrainBridgeLib.nnunet_export import export_nnunet
+from DicomTeamAnnotateLib.demo.phantom import LABEL_VALUES, make_phantom
+from TrainBridgeLib.backends.nnunet import build_nnunet_job, parse_nnunet_log, trainer_for_epochs
+from TrainBridgeLib.export.cases import CaseInput
+from TrainBridgeLib.export.nnunet import export_nnunet
 
 
 def test_trainer_names_for_epoch_counts():

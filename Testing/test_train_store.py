@@ -6,13 +6,13 @@ import json
 import numpy as np
 import SimpleITK as sitk
 
-from DicomTeamAnnotateLib.cli import main as dicomteam
-from DicomTeamAnnotateLib.geometry import Geometry
-from DicomTeamAnnotateLib.phantom import TERMINOLOGY, make_phantom
-from DicomTeamAnnotateLib.segio import write_seg_nrrd
-from DicomTeamAnnotateLib.segmentation import Segmentation
+from DicomTeamAnnotateLib.cli.main import main as dicomteam
+from DicomTeamAnnotateLib.core.geometry import Geometry
+from DicomTeamAnnotateLib.core.segmentation import Segmentation
+from DicomTeamAnnotateLib.demo.phantom import TERMINOLOGY, make_phantom
+from DicomTeamAnnotateLib.io.segmentations import write_seg_nrrd
 from DicomTeamAnnotateLib.store import admin, open_store
-from TrainBridgeLib.store_export import cases_from_store
+from TrainBridgeLib.export.from_store import cases_from_store
 
 SHAPE = (12, 24, 24)
 # the project's ontology: other values than the phantom's, liver matched by terminology only
@@ -79,7 +79,7 @@ def test_export_from_store_uses_adjudicated_versions_and_the_project_ontology(tm
             expected = np.where(inside, expected, 0)
         assert np.array_equal(arr, expected), case
     # the Slicer files and the 2D slices carry the same labels
-    from DicomTeamAnnotateLib.segio import read_segmentation
+    from DicomTeamAnnotateLib.io.segmentations import read_segmentation
 
     seg = read_segmentation(tmp_path / "segs" / "c1.seg.nrrd")
     assert {s.name for s in seg.segments} == {"Leber", "spleen", "bone"}
@@ -137,7 +137,7 @@ def test_stratified_export_from_store_balances_sites_through_the_cli(tmp_path, c
 
 
 def test_dicom_header_gives_scanner_and_institution_attributes(tmp_path):
-    from DicomTeamAnnotateLib.phantom import write_phantom_dicom
+    from DicomTeamAnnotateLib.demo.phantom import write_phantom_dicom
 
     ph = make_phantom(seed=0, shape=SHAPE)
     files = write_phantom_dicom(ph, tmp_path / "dicom")
@@ -155,7 +155,7 @@ def test_dicom_header_gives_scanner_and_institution_attributes(tmp_path):
 
 
 def _write_volume(ph, path):
-    from DicomTeamAnnotateLib.volume import write_volume
+    from DicomTeamAnnotateLib.io.volumes import write_volume
 
     write_volume(ph.volume, path)
     return path

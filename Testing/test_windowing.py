@@ -1,14 +1,14 @@
 """Window presets, 8-bit windowing and the MPR rendering (orientation, aspect ratio, overlay)."""
 from __future__ import annotations
 
+import iocases
 import numpy as np
 import pytest
 
-import iocases
-from DicomTeamAnnotateLib import windowing
-from DicomTeamAnnotateLib.geometry import Geometry
-from DicomTeamAnnotateLib.segmentation import Segmentation
-from DicomTeamAnnotateLib.volume import Volume
+from DicomTeamAnnotateLib.core import windowing
+from DicomTeamAnnotateLib.core.geometry import Geometry
+from DicomTeamAnnotateLib.core.segmentation import Segmentation
+from DicomTeamAnnotateLib.core.volume import Volume
 
 MARKER_CENTRE = np.array([30.0, -30.0, 20.0])  # LPS: patient's left, anterior, superior
 

@@ -15,20 +15,33 @@ from pathlib import Path
 from typing import Annotated
 
 import qt
-import vtk
-
 import slicer
+import vtk
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
 from slicer.util import VTKObservationMixin
-from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from DicomTeamAnnotateLib.demo.phantom import make_phantom
+from DicomTeamAnnotateLib.io.segmentations import read_segmentation
+from DicomTeamAnnotateLib.io.volumes import read_volume
+from DicomTeamAnnotateLib.slicer.mrml import node_to_segmentation, node_to_volume, segmentation_to_node, volume_to_node
+from DicomTeamAnnotateLib.slicer.packages import ensure_requirements, ensure_torch
+from DicomTeamAnnotateLib.slicer.task_runner import TaskRunner
+from TrainBridgeLib.backends.monai.models import ARCHITECTURES
+from TrainBridgeLib.export.cases import CaseInput
+from TrainBridgeLib.export.from_store import cases_from_store
+from TrainBridgeLib.export.nnunet import export_nnunet
+from TrainBridgeLib.export.other_formats import write_monai_datalist
+from TrainBridgeLib.jobs.runner import FINAL_STATES, JOB_FILE, Job
+from TrainBridgeLib.jobs.training import start_training
+from TrainBridgeLib.models.export import export_model
 
 # The panel's sections; the constants and formatNumber stay importable from this file as before.
-from TrainBridgeLib.comparison_mrml import COMPARISON_MODES
-from TrainBridgeLib.panel_evaluation import EVALUATION_COLUMNS, WORST_SLICE_COLUMNS, EvaluationSection, formatNumber
+from TrainBridgeLib.mrml import jump_to_slice, link_slice_views, set_comparison_view, show_comparison
+from TrainBridgeLib.panel_evaluation import EvaluationSection
 from TrainBridgeLib.panel_export import ExportSection
 from TrainBridgeLib.panel_model import ModelExportSection
 from TrainBridgeLib.panel_training import TrainingJobSection
@@ -125,8 +138,6 @@ class TrainBridgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, Expor
 
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
-        from DicomTeamAnnotate import TaskRunner  # the hub module's shared panel helper
-
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/TrainBridge.ui"))
         self.layout.addWidget(uiWidget)
@@ -199,8 +210,6 @@ class TrainBridgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, Expor
 
     def _ensureRequirements(self) -> bool:
         """torch (PyTorch extension) and the training packages, installed after the user confirms."""
-        from DicomTeamAnnotateLib.slicer_packages import ensure_requirements, ensure_torch
-
         return (ensure_torch(requester=_("Train Bridge"))
                 and ensure_requirements(REQUIREMENTS_PATH, requester=_("Train Bridge")))
 
@@ -218,7 +227,7 @@ class TrainBridgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, Expor
         dataset = self.ui.datasetPathLineEdit.currentPath
         self.ui.startTrainingButton.enabled = bool(dataset) and os.path.isfile(os.path.join(dataset, "dataset.json"))
         jobDir = self.ui.jobFolderLineEdit.currentPath
-        self.ui.attachJobButton.enabled = bool(jobDir) and os.path.isfile(os.path.join(jobDir, "job.json"))
+        self.ui.attachJobButton.enabled = bool(jobDir) and os.path.isfile(os.path.join(jobDir, JOB_FILE))
         job = self.logic.job if self.logic else None
         running = job is not None and job.is_running()
         self.ui.cancelJobButton.enabled = running and not busy
@@ -249,7 +258,7 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
         """Called when the logic class is instantiated. Can be used for initializing member variables."""
         ScriptedLoadableModuleLogic.__init__(self)
         self.store = None  # None: use the connection of the DicomTeamAnnotate module
-        self.job = None  # the training job followed (TrainBridgeLib.runner.Job)
+        self.job = None  # the training job followed (TrainBridgeLib.jobs.runner.Job)
 
     def getParameterNode(self):
         """Called by the widget: the module's parameter node, wrapped."""
@@ -281,23 +290,17 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def architectures() -> tuple:
         """The MONAI networks offered."""
-        from TrainBridgeLib.monai_models import ARCHITECTURES
-
         return ARCHITECTURES
 
     @staticmethod
     def finalStates() -> tuple:
         """Job states after which nothing changes any more."""
-        from TrainBridgeLib.runner import FINAL_STATES
-
         return FINAL_STATES
 
     # ----- export --------------------------------------------------------------------------------------
 
     def casesFromStore(self, workDir, kind="adjudicated", caseIds=None) -> tuple:
         """Any thread: (CaseInput list, project labels) of each case's latest ``kind`` version."""
-        from TrainBridgeLib.store_export import cases_from_store
-
         store = self.projectStore()
         return cases_from_store(store.location, store.user, getattr(store, "token", None), kind=kind,
                                 work_dir=workDir, case_ids=caseIds)
@@ -305,9 +308,6 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def caseFromNodes(caseId, patientId, volumeNode, segmentationNode):
         """Main thread: a CaseInput of a volume node and a segmentation node (read on the volume's grid)."""
-        from DicomTeamAnnotateLib.mrml import node_to_segmentation, node_to_volume
-        from TrainBridgeLib.case_io import CaseInput
-
         if volumeNode is None or segmentationNode is None:
             raise ValueError(f"case {caseId}: a volume node and a segmentation node are needed")
         volume = node_to_volume(volumeNode)
@@ -319,8 +319,6 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def caseFromFiles(caseId, patientId, imagePaths, labelPath):
         """Any thread: a CaseInput of image file(s) (one per channel) and a label file."""
-        from TrainBridgeLib.case_io import CaseInput
-
         for path in list(imagePaths) + [labelPath]:
             if not os.path.exists(path):
                 raise FileNotFoundError(f"case {caseId}: {path}: no such file or folder")
@@ -333,9 +331,6 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
 
         ``stratify_by``: a case attribute (site, scanner) the test set and folds keep balanced.
         """
-        from TrainBridgeLib.nnunet_export import export_nnunet
-        from TrainBridgeLib.other_exports import write_monai_datalist
-
         callback = None if progress is None else (lambda done, total, case: progress(done, total))
         result = export_nnunet(cases, rawDir, name, labels=labels, dataset_id=dataset_id, folds=folds,
                                test_fraction=test_fraction, stratify_by=stratify_by, progress=callback)
@@ -352,8 +347,6 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
     def startTraining(self, datasetDir, jobDir, backend="monai", arch="segresnet", epochs=None, device="cpu",
                       **kwargs):
         """Start a training job (a detached process) and follow it; returns the Job."""
-        from TrainBridgeLib.training import start_training
-
         if not datasetDir or not jobDir:
             raise ValueError("choose the dataset folder and a job folder")
         self.job = start_training(datasetDir, jobDir, backend=backend, arch=arch, epochs=epochs, device=device,
@@ -362,8 +355,6 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
 
     def attachJob(self, jobDir):
         """Follow the job in ``jobDir`` (running or not); returns the Job."""
-        from TrainBridgeLib.runner import Job
-
         self.job = Job(jobDir)
         return self.job
 
@@ -420,9 +411,6 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def readComparison(evaluation, case) -> dict:
         """Any thread: the case's image, ground truth and prediction (label names from the evaluation)."""
-        from DicomTeamAnnotateLib.segio import read_segmentation
-        from DicomTeamAnnotateLib.volume import read_volume
-
         gtDir, predDir = Path(evaluation["gt_dir"]), Path(evaluation["pred_dir"])
         names = {int(v): name for name, v in evaluation["labels"].items()}
         image = gtDir.parent / "imagesTs" / f"{case}_0000.nii.gz"
@@ -435,8 +423,6 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
 
     def showComparison(self, read, previous=None, scene=None) -> dict:
         """Main thread: nodes of the image, the ground truth and the prediction (reused for a next case)."""
-        from TrainBridgeLib.comparison_mrml import show_comparison
-
         return show_comparison(read, previous=previous, scene=scene)
 
     def setComparisonView(self, nodes, mode="side by side", label=None) -> None:
@@ -444,22 +430,16 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
 
         Overlaid: both in every view, the prediction as an outline over the filled ground truth.
         """
-        from TrainBridgeLib.comparison_mrml import set_comparison_view
-
         set_comparison_view(nodes, mode, label)
 
     @staticmethod
     def linkSliceViews() -> None:
         """Link the slice views, so both sides of the comparison show the same slice."""
-        from TrainBridgeLib.comparison_mrml import link_slice_views
-
         link_slice_views()
 
     @staticmethod
     def jumpToSlice(worst) -> None:
         """Main thread: centre every slice view on a worst slice's error (RAS position from the evaluation)."""
-        from TrainBridgeLib.comparison_mrml import jump_to_slice
-
         jump_to_slice(worst)
 
     # ----- model export ------------------------------------------------------------------------------------
@@ -467,8 +447,6 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def exportModel(jobDir, fmt, outDir) -> str:
         """Any thread: the trained MONAI model as ONNX or TorchScript + manifest (checked against PyTorch)."""
-        from TrainBridgeLib.model_export import export_model
-
         return str(export_model(jobDir, fmt, outDir))
 
 
@@ -493,8 +471,6 @@ class TrainBridgeTest(ScriptedLoadableModuleTest):
         """Phantom cases as nodes become an nnU-Net dataset with patient-level splits."""
         import tempfile
 
-        from DicomTeamAnnotateLib.mrml import segmentation_to_node, volume_to_node
-        from DicomTeamAnnotateLib.phantom import make_phantom
 
         logic = TrainBridgeLogic()
         cases = []

@@ -1,4 +1,4 @@
-"""nnU-Net export throughput: ours (TrainBridgeLib.nnunet_export.export_nnunet) against writing the
+"""nnU-Net export throughput: ours (TrainBridgeLib.export.nnunet.export_nnunet) against writing the
 same NIfTI files with SimpleITK alone.
 
 Sources: ``--cases`` phantom CTs (int16, ``--shape`` K J I, several cases per patient) written as
@@ -26,9 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def make_sources(folder: Path, n: int, shape, scale: int = 1) -> list:
     """Phantom images (.nii.gz) and label maps (.nrrd) whose label values are multiplied by ``scale``."""
-    from DicomTeamAnnotateLib.phantom import make_phantom
-    from DicomTeamAnnotateLib.volume import Volume, write_volume
-    from TrainBridgeLib.case_io import CaseInput
+    from DicomTeamAnnotateLib.core.volume import Volume
+    from DicomTeamAnnotateLib.demo.phantom import make_phantom
+    from DicomTeamAnnotateLib.io.volumes import write_volume
+    from TrainBridgeLib.export.cases import CaseInput
 
     cases = []
     for c in range(n):
@@ -57,7 +58,7 @@ def measure(cases, tmp: Path, labels: dict, repeat: int) -> tuple:
 
 
 def run_ours(cases, out: Path, labels) -> None:
-    from TrainBridgeLib.nnunet_export import export_nnunet
+    from TrainBridgeLib.export.nnunet import export_nnunet
 
     export_nnunet(cases, out / "raw", "Bench", labels=labels, preprocessed_dir=out / "pre", dataset_id=500,
                   test_fraction=0.2, folds=5)
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
     p.add_argument("--shape", type=int, nargs=3, default=(64, 192, 192), metavar=("K", "J", "I"))
     p.add_argument("--repeat", type=int, default=4)
     args = p.parse_args(argv)
-    from DicomTeamAnnotateLib.phantom import LABEL_VALUES
+    from DicomTeamAnnotateLib.demo.phantom import LABEL_VALUES
 
     n = args.cases
     voxels = n * args.shape[0] * args.shape[1] * args.shape[2] / 1e6

@@ -46,9 +46,9 @@ def main(argv=None) -> int:
     import numpy as np
     import slicer
 
-    from DicomTeamAnnotateLib.mrml import segmentation_to_node, volume_to_node
-    from DicomTeamAnnotateLib.segio import read_segmentation
-    from DicomTeamAnnotateLib.volume import Volume
+    from DicomTeamAnnotateLib.core.volume import Volume
+    from DicomTeamAnnotateLib.io.segmentations import read_segmentation
+    from DicomTeamAnnotateLib.slicer.mrml import segmentation_to_node, volume_to_node
 
     organs = ROOT.parent / "shared" / "data" / "ct_abdomen" / "organs.nii.gz"
     if not organs.exists():
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     if args.stack > 1:
         from dataclasses import replace
 
-        from DicomTeamAnnotateLib.segmentation import Segmentation
+        from DicomTeamAnnotateLib.core.segmentation import Segmentation
 
         size = (seg.geometry.size[0], seg.geometry.size[1], seg.geometry.size[2] * args.stack)
         seg = Segmentation(np.tile(seg.layers, (1, args.stack, 1, 1)), replace(seg.geometry, size=size), seg.segments)
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
 
     ours_best, ours_median = best_of(ours, args.repeat)
     with tempfile.TemporaryDirectory() as tmp:
-        from DicomTeamAnnotateLib.segio import write_seg_nrrd
+        from DicomTeamAnnotateLib.io.segmentations import write_seg_nrrd
 
         write_best, _ = best_of(lambda: write_seg_nrrd(snapshot["value"][0], Path(tmp) / "draft.seg.nrrd"), args.repeat)
         storage = slicer.vtkMRMLSegmentationStorageNode()

@@ -75,9 +75,9 @@ def main(argv=None) -> int:
 
     import SimpleITK as sitk
 
-    from DicomTeamAnnotateLib.dicom_ingest import ingest
-    from DicomTeamAnnotateLib.dicom_pixels import available_cpus
-    from DicomTeamAnnotateLib.geometry import Geometry
+    from DicomTeamAnnotateLib.core.geometry import Geometry
+    from DicomTeamAnnotateLib.dicom.ingest import ingest
+    from DicomTeamAnnotateLib.dicom.pixels import available_cpus
 
     syntax = "uncompressed" if args.native else "JPEG 2000 lossless"
     with tempfile.TemporaryDirectory(prefix="bench_ingest_") as tmp:

@@ -32,11 +32,10 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore")
 
     import pydicom
-
     from pacs_orthanc import find_orthanc, start_orthanc
 
+    from DicomTeamAnnotateLib.demo.phantom import make_phantom, write_phantom_dicom
     from DicomTeamAnnotateLib.pacs import dicomweb as dw
-    from DicomTeamAnnotateLib.phantom import make_phantom, write_phantom_dicom
 
     if find_orthanc()[0] is None:
         print(f"bench_pacs: {find_orthanc()[1]}", file=sys.stderr)

@@ -20,8 +20,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "ct_abdomen"
 
@@ -29,9 +27,9 @@ DATA = ROOT.parent / "shared" / "data" / "ct_abdomen"
 def load():
     import json
 
-    from DicomTeamAnnotateLib.dicom_ingest import load_dicom_volume
-    from DicomTeamAnnotateLib.geometry import resample_like
-    from DicomTeamAnnotateLib.volume import read_volume
+    from DicomTeamAnnotateLib.core.geometry import resample_like
+    from DicomTeamAnnotateLib.dicom.ingest import load_dicom_volume
+    from DicomTeamAnnotateLib.io.volumes import read_volume
 
     ct = load_dicom_volume(DATA / "dicom")
     ref = read_volume(DATA / "organs.nii.gz")

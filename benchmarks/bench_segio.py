@@ -23,9 +23,9 @@ ORGANS = ROOT.parent / "shared" / "data" / "ct_abdomen" / "organs.nii.gz"
 
 
 def build(slices: int):
-    from DicomTeamAnnotateLib import segio
-    from DicomTeamAnnotateLib.geometry import Geometry
-    from DicomTeamAnnotateLib.segmentation import Segment, Segmentation
+    from DicomTeamAnnotateLib.core.geometry import Geometry
+    from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation
+    from DicomTeamAnnotateLib.io import segmentations as segio
 
     base = segio.read_segmentation(ORGANS)
     reps = -(-slices // base.geometry.size[2])
@@ -57,7 +57,8 @@ def main(argv=None) -> int:
         return 2
     import slicer
 
-    from DicomTeamAnnotateLib import mrml, segio
+    from DicomTeamAnnotateLib.io import segmentations as segio
+    from DicomTeamAnnotateLib.slicer import mrml
 
     seg = build(args.slices)
     scene = slicer.vtkMRMLScene()

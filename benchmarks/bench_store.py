@@ -68,11 +68,11 @@ def make_project(root: Path, mb: int):
     """A project whose case image is ~``mb`` MB uncompressed, plus a ~``mb`` MB raw .seg.nrrd."""
     import nrrd
 
-    from DicomTeamAnnotateLib.geometry import Geometry
-    from DicomTeamAnnotateLib.segio import seg_nrrd_header
-    from DicomTeamAnnotateLib.segmentation import Segment, Segmentation
+    from DicomTeamAnnotateLib.core.geometry import Geometry
+    from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation
+    from DicomTeamAnnotateLib.core.volume import Volume
+    from DicomTeamAnnotateLib.io.seg_nrrd import seg_nrrd_header
     from DicomTeamAnnotateLib.store import admin
-    from DicomTeamAnnotateLib.volume import Volume
 
     n_slices = max(1, int(mb * 1e6 / (512 * 512 * 2)))
     g = Geometry(size=(512, 512, n_slices), spacing=(0.7, 0.7, 1.0), origin=(-180.0, -180.0, 0.0))

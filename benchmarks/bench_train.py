@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_data(n: int, shape) -> list[dict]:
-    from DicomTeamAnnotateLib.phantom import make_phantom
-    from TrainBridgeLib.preprocessing import normalization_spec, normalize
+    from DicomTeamAnnotateLib.demo.phantom import make_phantom
+    from TrainBridgeLib.backends.monai.preprocessing import normalization_spec, normalize
 
     phantoms = [make_phantom(seed=s, shape=shape) for s in range(n)]
     images = [p.volume.array[np.newaxis].astype(np.float32) for p in phantoms]
@@ -42,8 +42,8 @@ def sync(torch, device):
 def bench_ours(data, args, torch, device) -> float:
     from monai.losses import DiceCELoss
 
-    from TrainBridgeLib.monai_models import build_network, model_config
-    from TrainBridgeLib.monai_trainer import BatchStream, default_workers, patch_loader, train_iterations
+    from TrainBridgeLib.backends.monai.models import build_network, model_config
+    from TrainBridgeLib.backends.monai.trainer import BatchStream, default_workers, patch_loader, train_iterations
 
     model = build_network(model_config(args.arch, 1, 9)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -61,7 +61,7 @@ def bench_ours(data, args, torch, device) -> float:
 def bench_bare(data, args, torch, device) -> float:
     from monai.losses import DiceCELoss
 
-    from TrainBridgeLib.monai_models import build_network, model_config
+    from TrainBridgeLib.backends.monai.models import build_network, model_config
 
     model = build_network(model_config(args.arch, 1, 9)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -73,8 +73,8 @@ def bench_bare(data, args, torch, device) -> float:
         xs, ys = [], []
         for _ in range(args.batch):
             c = data[int(rng.integers(len(data)))]
-            K, J, I = c["image"].shape[1:]
-            a, b, d = (int(rng.integers(0, max(1, n - p + 1))) for n, p in ((K, k), (J, j), (I, i)))
+            nk, nj, ni = c["image"].shape[1:]
+            a, b, d = (int(rng.integers(0, max(1, n - p + 1))) for n, p in ((nk, k), (nj, j), (ni, i)))
             xs.append(c["image"][:, a:a + k, b:b + j, d:d + i])
             ys.append(c["label"][:, a:a + k, b:b + j, d:d + i])
         return torch.from_numpy(np.stack(xs)).to(device), torch.from_numpy(np.stack(ys)).to(device)

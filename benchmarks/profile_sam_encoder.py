@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import onnxruntime as ort
 
-    from DicomTeamAnnotateLib.dicom_ingest import load_dicom_volume
+    from DicomTeamAnnotateLib.dicom.ingest import load_dicom_volume
     from SamPromptLib.backends import onnx_runtime as ox
     from SamPromptLib.backends.litemedsam import LiteMedSamBackend
     from SamPromptLib.planes import extract_slice

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .inputs import find_segment
+from ConsensusReviewLib.agreement import to_json_safe
+from ConsensusReviewLib.inputs import find_segment
+from DicomTeamAnnotateLib.core.segmentation import Segmentation
+from DicomTeamAnnotateLib.io.segmentations import write_seg_nrrd
 
 AUDIT_SCHEMA = "dicomteam.adjudication.audit/1"
 _META_BUDGET = 60 * 1024   # the store accepts 64 KiB of meta; keep a margin
@@ -51,8 +54,6 @@ def _compact_record(record: dict) -> dict:
 def audit_record(reviewer: str, case_id: str, consensus_record: dict | None, versions: list, started_from: str,
                  edits: dict | None = None, note: str = "") -> dict:
     """Who, when, method, parameters and inputs of one adjudication (JSON-safe, < 60 KiB)."""
-    from .agreement import to_json_safe
-
     audit = {
         "schema": AUDIT_SCHEMA, "case_id": case_id, "reviewer": reviewer,
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -74,8 +75,6 @@ def start_segmentation(result, inputs, versions, start: str) -> tuple:
 
     ``versions``: the annotation version records of the inputs (project cases), to name the start.
     """
-    from DicomTeamAnnotateLib.segmentation import Segmentation
-
     if start == "consensus":
         return result.segmentation, "consensus"
     kind, _sep, name = start.partition(":")
@@ -99,8 +98,6 @@ def publish_adjudication(store, case_id: str, segmentation, *, consensus_record:
     record how much was edited).  The parent is the case's latest adjudicated version, so a
     re-adjudication continues the chain instead of conflicting with it.
     """
-    from DicomTeamAnnotateLib.segio import write_seg_nrrd
-
     versions = list(versions or [])
     edits = edit_summary(segmentation, start) if start is not None else {}
     audit = audit_record(store.user, case_id, consensus_record, versions, started_from, edits, note)

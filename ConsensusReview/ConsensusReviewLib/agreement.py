@@ -7,13 +7,20 @@ memory at a time), with the definitions, HD95 mode and empty-mask policy of ``me
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from .bias import annotator_bias
-from .metrics import EMPTY_POLICY_TEXT, HD_MODES, dice, distance_metrics, pairwise_matrices, volume_ml
-from .surface import SurfaceSet
+from ConsensusReviewLib.bias import annotator_bias
+from DicomTeamAnnotateLib.core.metrics import (
+    EMPTY_POLICY_TEXT,
+    HD_MODES,
+    dice,
+    distance_metrics,
+    pairwise_matrices,
+    volume_ml,
+)
+from DicomTeamAnnotateLib.core.surface import SurfaceSet
 
 
 def label_agreement(masks: Sequence[np.ndarray], consensus: np.ndarray, spacing: Sequence[float],

@@ -14,12 +14,12 @@ agreement" when the Dice against the consensus is below ``low_dice`` in that sha
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 
-from .metrics import volume_ml
+from DicomTeamAnnotateLib.core.metrics import volume_ml
 
 
 @dataclass(frozen=True)

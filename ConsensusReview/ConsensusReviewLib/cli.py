@@ -11,6 +11,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ConsensusReviewLib.adjudication import publish_adjudication
+from ConsensusReviewLib.agreement import to_json_safe
+from ConsensusReviewLib.consensus import run_consensus
+from ConsensusReviewLib.inputs import check_placeable, load_annotations, read_reference_image
+from ConsensusReviewLib.outputs import review_status, write_consensus_outputs
+from ConsensusReviewLib.project_queue import build_project_queue
+from ConsensusReviewLib.store_case import load_store_case
+from DicomTeamAnnotateLib.cli.common import CommandError, open_store_from_args, store_call
+from DicomTeamAnnotateLib.core.atomic import write_json_atomic
+from DicomTeamAnnotateLib.io.segmentations import read_segmentation
+
 METHOD_CHOICES = ("majority", "staple", "multilabel-staple")
 
 
@@ -58,8 +69,6 @@ def _names(path) -> dict | None:
     """{value: name} from a labels JSON ({name: value} or [{name, value}])."""
     if path is None:
         return None
-    from DicomTeamAnnotateLib.cli import CommandError
-
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -77,8 +86,6 @@ def _options(args) -> dict:
 
 def run(args) -> int:
     """Entry point of `dicomteam consensus`."""
-    from DicomTeamAnnotateLib.cli import CommandError
-
     if args.store:
         if args.files:
             raise CommandError("give either FILEs or --store, not both")
@@ -97,11 +104,6 @@ def run(args) -> int:
 
 
 def _run_files(args) -> int:
-    from DicomTeamAnnotateLib.cli import CommandError
-
-    from .consensus import run_consensus
-    from .inputs import load_annotations, read_reference_image
-    from .outputs import write_consensus_outputs
 
     annotators = [a.strip() for a in args.annotators.split(",")] if args.annotators else None
     if annotators is not None and len(annotators) != len(args.files):
@@ -130,13 +132,11 @@ def _print_summary(result, paths) -> None:
 
 
 def _run_store(args) -> int:
-    from DicomTeamAnnotateLib.store.cli import _open, _run
-
-    store = _open(args)
+    store = open_store_from_args(args)
     try:
         if args.all_cases:
-            return _run(lambda: _all_cases(store, args))
-        return _run(lambda: _one_case(store, args.case, args, Path(args.out)))
+            return store_call(lambda: _all_cases(store, args))
+        return store_call(lambda: _one_case(store, args.case, args, Path(args.out)))
     finally:
         store.close()
 
@@ -145,9 +145,6 @@ def _consensus_case(store, case_id, args, out_dir: Path) -> tuple:
     """Consensus of one store case written to ``out_dir``: (result, paths, versions used)."""
     import tempfile
 
-    from .consensus import run_consensus
-    from .outputs import write_consensus_outputs
-    from .store_case import load_store_case
 
     with tempfile.TemporaryDirectory(prefix="dicomteam-consensus-") as tmp:
         inputs, image, versions = load_store_case(store, case_id, tmp, submitted_only=not args.include_unsubmitted)
@@ -166,14 +163,9 @@ def _one_case(store, case_id, args, out_dir: Path) -> int:
 
 
 def _publish(store, case_id, result, versions, what) -> dict:
-    from .adjudication import publish_adjudication
-
     if what == "consensus":
         return publish_adjudication(store, case_id, result.segmentation, consensus_record=result.record,
                                     versions=versions, started_from="consensus", start=result.segmentation)
-    from DicomTeamAnnotateLib.segio import read_segmentation
-
-    from .inputs import check_placeable
 
     edited = read_segmentation(what)
     check_placeable(edited, result.inputs.geometry, what)
@@ -184,11 +176,6 @@ def _publish(store, case_id, result, versions, what) -> dict:
 
 
 def _all_cases(store, args) -> int:
-    from DicomTeamAnnotateLib.atomic import write_json_atomic
-
-    from .agreement import to_json_safe
-    from .outputs import review_status
-    from .project_queue import build_project_queue
 
     out = Path(args.out)
 

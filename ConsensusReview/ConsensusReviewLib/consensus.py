@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from DicomTeamAnnotateLib.segmentation import Segmentation
-
-from .agreement import label_agreement, metric_definitions
-from .inputs import ConsensusInputs
-from .staple import DEFAULT_THRESHOLD, STAPLE_VARIANTS, staple_binary, staple_multilabel
-from .voting import TIE_POLICIES, disagreement_fraction, majority_vote, staple_uncertainty, vote_count
+from ConsensusReviewLib.agreement import label_agreement, metric_definitions
+from ConsensusReviewLib.inputs import ConsensusInputs
+from ConsensusReviewLib.staple import DEFAULT_THRESHOLD, STAPLE_VARIANTS, staple_binary, staple_multilabel
+from ConsensusReviewLib.voting import TIE_POLICIES, disagreement_fraction, majority_vote, staple_uncertainty, vote_count
+from DicomTeamAnnotateLib.core.segmentation import Segmentation
 
 METHODS = {
     "majority": "majority vote per label",

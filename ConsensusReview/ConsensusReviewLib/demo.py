@@ -10,25 +10,25 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ConsensusReviewLib.agreement import to_json_safe
+from ConsensusReviewLib.bias import systematic_bias
+from ConsensusReviewLib.consensus import run_consensus
+from ConsensusReviewLib.inputs import load_annotations
+from ConsensusReviewLib.outputs import review_status, write_consensus_outputs
+from ConsensusReviewLib.report import agreement_rows, write_project_report
+from ConsensusReviewLib.review_queue import build_queue
+from ConsensusReviewLib.simulate import simulate_reader_segmentations
+from DicomTeamAnnotateLib.core.atomic import write_json_atomic
+from DicomTeamAnnotateLib.demo.phantom import make_phantom
+from DicomTeamAnnotateLib.io.segmentations import write_seg_nrrd
+from DicomTeamAnnotateLib.io.volumes import write_volume
+
 log = logging.getLogger(__name__)
 
 
 def consensus_demo(out_dir, *, n_cases: int = 3, n_readers: int = 3, method: str = "staple", seed: int = 0,
                    shape=(32, 80, 80), spacing=(1.8, 1.8, 3.6)) -> dict:
     """Run the demo into ``out_dir`` (see module docstring); returns its summary."""
-    from DicomTeamAnnotateLib.atomic import write_json_atomic
-    from DicomTeamAnnotateLib.phantom import make_phantom
-    from DicomTeamAnnotateLib.segio import write_seg_nrrd
-    from DicomTeamAnnotateLib.volume import write_volume
-
-    from .agreement import to_json_safe
-    from .bias import systematic_bias
-    from .consensus import run_consensus
-    from .inputs import load_annotations
-    from .outputs import review_status, write_consensus_outputs
-    from .report import agreement_rows, write_project_report
-    from .review_queue import build_queue
-    from .simulate import simulate_reader_segmentations
 
     out = Path(out_dir)
     summaries, rows, cases = [], [], []
@@ -58,6 +58,13 @@ def consensus_demo(out_dir, *, n_cases: int = 3, n_readers: int = 3, method: str
                             "flags": [b for b in bias if b["flags"]]})
     write_json_atomic(out / "consensus_demo.json", summary)
     return summary
+
+
+def demo_step(out, ctx: dict) -> str:
+    """`make demo`'s consensus step (entry point ``dicomteam.demo``): one line for the summary."""
+    summary = consensus_demo(out / "consensus")
+    flagged = [q["case_id"] for q in summary["queue"] if q["needs_review"]]
+    return f"{len(summary['cases'])} cases, to review: {flagged or 'none'}; report {summary['project_report']}"
 
 
 if __name__ == "__main__":

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from DicomTeamAnnotateLib.geometry import Geometry
-from DicomTeamAnnotateLib.segmentation import Segment, Segmentation, terminology_code
-
+from DicomTeamAnnotateLib.core.geometry import Geometry, check_drawn_inside
+from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation, terminology_code
+from DicomTeamAnnotateLib.dicom.ingest import load_image
+from DicomTeamAnnotateLib.io.segmentations import read_segmentation
 
 
 @dataclass
@@ -59,8 +60,6 @@ def same_label(a: Segment, b: Segment) -> bool:
 
 def check_placeable(seg: Segmentation, reference: Geometry, source: str) -> None:
     """Raise ValueError (naming ``source``) when ``seg``'s drawn voxels do not fall inside ``reference``."""
-    from DicomTeamAnnotateLib.geometry import check_drawn_inside
-
     if not seg.geometry.same_grid(reference):
         check_drawn_inside(np.any(seg.layers != 0, axis=0), seg.geometry, reference, source)
 
@@ -119,8 +118,6 @@ def annotator_name(path) -> str:
 
 def read_reference_image(path):
     """A reference image as a Volume: a volume file or a DICOM series folder/file."""
-    from DicomTeamAnnotateLib.dicom_ingest import load_image
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such reference image")
@@ -139,8 +136,6 @@ def load_annotations(paths, reference=None, annotators: list[str] | None = None,
     ``names`` ({label value: name}) names the values of plain label maps; ``annotators``
     defaults to the file names without their suffix (made unique).
     """
-    from DicomTeamAnnotateLib.segio import read_segmentation
-
     paths = [Path(p) for p in paths]
     for p in paths:
         if not p.exists():

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from DicomTeamAnnotateLib.geometry import Geometry
+from ConsensusReviewLib.agreement import label_agreement
+from ConsensusReviewLib.staple import staple_binary
+from DicomTeamAnnotateLib.core.geometry import Geometry
 
 
 def load_lidc_nodule(path) -> tuple:
@@ -47,9 +49,6 @@ def nodule_files(lidc_dir) -> list:
 
 def reader_summary(lidc_dir) -> dict:
     """STAPLE over every nodule: per reader slot mean sensitivity, specificity and Dice vs the consensus."""
-    from .agreement import label_agreement
-    from .staple import staple_binary
-
     per_nodule = []
     for path in nodule_files(lidc_dir):
         masks, geometry, info = load_lidc_nodule(path)

@@ -17,10 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from DicomTeamAnnotateLib.atomic import write_json_atomic
-
-from .agreement import to_json_safe
-from .review_queue import ReviewThresholds, build_queue, case_summary, disputed_fraction
+from ConsensusReviewLib.agreement import to_json_safe
+from ConsensusReviewLib.report import agreement_rows, write_case_report, write_csv
+from ConsensusReviewLib.review_queue import ReviewThresholds, build_queue, case_summary, disputed_fraction
+from DicomTeamAnnotateLib.core.atomic import write_json_atomic
+from DicomTeamAnnotateLib.core.volume import Volume
+from DicomTeamAnnotateLib.io.segmentations import write_labelmap, write_seg_nrrd
+from DicomTeamAnnotateLib.io.volumes import write_volume
 
 SCHEMA = "dicomteam.consensus.agreement/1"
 
@@ -62,10 +65,6 @@ def agreement_document(result, case_id: str = "", review: dict | None = None) ->
 def write_consensus_outputs(result, out_dir, case_id: str = "", image=None, report: bool = True,
                             thresholds: ReviewThresholds = ReviewThresholds()) -> dict:
     """Write every output file of one consensus; returns {what: path}."""
-    from DicomTeamAnnotateLib.segio import write_labelmap, write_seg_nrrd
-    from DicomTeamAnnotateLib.volume import Volume, write_volume
-
-    from .report import agreement_rows, write_case_report, write_csv
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,8 @@ Start from the consensus or one annotator's segmentation, edit it in the Segment
 publish it as the case's adjudicated version (the ground truth) with its audit record.
 """
 
+from DicomTeamAnnotateLib.slicer.task_runner import TaskRunner
+
 
 class AdjudicationSection:
     """The panel's Adjudication section: the reviewer's final segmentation, from start to publication."""
@@ -59,7 +61,6 @@ class AdjudicationSection:
         """Called when the ground truth is in the project."""
         from slicer.i18n import tr as _
 
-        from DicomTeamAnnotate import TaskRunner
 
         ok, version = TaskRunner.result(task, _("The ground truth was not published."))
         if ok:

@@ -5,6 +5,8 @@ a worker thread (optionally marking the flagged cases 'in review'); a double-cli
 """
 import os
 
+from DicomTeamAnnotateLib.slicer.task_runner import TaskRunner
+
 QUEUE_COLUMNS = ("case_id", "worst_label", "mean_pairwise_dice", "max_pairwise_hd95", "min_annotator_dice",
                  "disputed_fraction", "needs_review", "reasons")
 
@@ -16,7 +18,6 @@ class QueueSection:
         """Called by 'Build queue': consensus of every case with two or more annotators, lowest agreement first."""
         from slicer.i18n import tr as _
 
-        from DicomTeamAnnotate import TaskRunner
 
         method, options, thresholds = self.ui.methodComboBox.currentData, self._options(), self._thresholds()
         mark = self.ui.markInReviewCheckBox.checked
@@ -34,7 +35,6 @@ class QueueSection:
         """Called when the queue is built."""
         from slicer.i18n import tr as _
 
-        from DicomTeamAnnotate import TaskRunner
 
         ok, built = TaskRunner.result(task, _("The review queue could not be built."))
         if not ok:

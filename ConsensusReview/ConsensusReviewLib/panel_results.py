@@ -7,6 +7,8 @@ the case's HTML report.
 import math
 import os
 
+from DicomTeamAnnotateLib.slicer.task_runner import TaskRunner
+
 ANNOTATOR_COLUMNS = ("label", "annotator", "dice", "hd95", "nsd", "sensitivity", "specificity", "volume_diff_ml",
                      "tendency")
 LABEL_COLUMNS = ("label", "mean_pairwise_dice", "max_pairwise_hd95", "consensus_volume_ml", "notes")
@@ -39,7 +41,6 @@ class ResultsSection:
         import slicer
         from slicer.i18n import tr as _
 
-        from DicomTeamAnnotate import TaskRunner
 
         ok, run = TaskRunner.result(task, _("The consensus could not be computed."))
         if not ok:

@@ -6,6 +6,8 @@ the consensus is computed on a worker thread. The work itself is the logic's.
 """
 import os
 
+from DicomTeamAnnotateLib.slicer.task_runner import TaskRunner
+
 SOURCES = ("store", "nodes", "files")
 
 
@@ -25,9 +27,11 @@ class RunSection:
             self.ui.methodComboBox.addItem(key, key)
             self.ui.methodComboBox.setItemData(self.ui.methodComboBox.count - 1, text, qt.Qt.ToolTipRole)
         self.ui.methodComboBox.setCurrentIndex(self.ui.methodComboBox.findData("staple"))
-        for key, text in (("background", _("half the votes: background")), ("foreground", _("half the votes: foreground"))):
+        for key, text in (("background", _("half the votes: background")),
+                          ("foreground", _("half the votes: foreground"))):
             self.ui.tieComboBox.addItem(text, key)
-        for key, text in (("max", _("max of the directed 95th percentiles")), ("mean", _("mean of the directed 95th percentiles (SlicerRT)"))):
+        for key, text in (("max", _("max of the directed 95th percentiles")),
+                          ("mean", _("mean of the directed 95th percentiles (SlicerRT)"))):
             self.ui.hdModeComboBox.addItem(text, key)
 
     def _source(self) -> str:
@@ -63,7 +67,6 @@ class RunSection:
         """Called when the case list arrives."""
         from slicer.i18n import tr as _
 
-        from DicomTeamAnnotate import TaskRunner
 
         ok, rows = TaskRunner.result(task, _("Could not list the cases."))
         if not ok:
@@ -127,7 +130,7 @@ class RunSection:
             def gather():
                 return self.logic.inputsFromSegmentations(prepared)
         elif source == "files":
-            from DicomTeamAnnotateLib.mrml import node_to_volume
+            from DicomTeamAnnotateLib.slicer.mrml import node_to_volume
 
             paths = [self.ui.filesListWidget.item(i).text() for i in range(self.ui.filesListWidget.count)]
             referenceVolume = node_to_volume(reference) if reference is not None else None

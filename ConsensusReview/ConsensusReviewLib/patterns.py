@@ -9,8 +9,8 @@ the whole volume is never copied into a wide integer type.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

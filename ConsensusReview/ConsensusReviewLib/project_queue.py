@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import tempfile
 
+from ConsensusReviewLib.bias import systematic_bias
+from ConsensusReviewLib.report import agreement_rows, write_project_report
+from ConsensusReviewLib.review_queue import ReviewThresholds, build_queue
+
 
 def build_project_queue(store, case_run, thresholds=None, *, case_ids=None, work_dir=None, mark_in_review=False,
                         out_dir=None, progress=None) -> dict:
@@ -17,10 +21,6 @@ def build_project_queue(store, case_run, thresholds=None, *, case_ids=None, work
     its inputs downloaded to ``tmp_dir`` (removed afterwards), or raises ValueError to skip it.
     ``mark_in_review`` moves the cases that cross a threshold to 'in review' (a reviewer's right).
     """
-    from .bias import systematic_bias
-    from .report import agreement_rows, write_project_report
-    from .review_queue import ReviewThresholds, build_queue
-
     limits = ReviewThresholds(**(thresholds or {}))
     case_ids = list(case_ids) if case_ids is not None else [c["case_id"] for c in store.list_cases()]
     summaries, rows, skipped = [], [], []

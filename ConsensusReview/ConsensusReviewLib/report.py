@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from DicomTeamAnnotateLib.atomic import write_bytes_atomic
-
-from .metrics import EMPTY_POLICY_TEXT
+from DicomTeamAnnotateLib.core.atomic import write_bytes_atomic
+from DicomTeamAnnotateLib.core.metrics import EMPTY_POLICY_TEXT
+from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation
+from DicomTeamAnnotateLib.core.volume import Volume
+from DicomTeamAnnotateLib.core.windowing import mpr_planes
 
 # Disagreement bins drawn over the image: (name, lower bound exclusive, colour); below 0.1 is
 # agreement (STAPLE leaves tiny non-zero uncertainties everywhere)
@@ -89,8 +91,6 @@ def most_disputed_point(disagreement: np.ndarray, geometry) -> np.ndarray:
 
 def disagreement_segmentation(disagreement: np.ndarray, geometry):
     """The disagreement map binned into three coloured segments (for overlays and Slicer)."""
-    from DicomTeamAnnotateLib.segmentation import Segment, Segmentation
-
     labels = np.zeros(disagreement.shape, dtype=np.uint8)
     segments = []
     for value, (name, low, color) in enumerate(DISAGREEMENT_BINS, start=1):
@@ -101,9 +101,6 @@ def disagreement_segmentation(disagreement: np.ndarray, geometry):
 
 def overlay_png(result, path, image=None, preset=None) -> Path:
     """Consensus (top row) and disagreement (bottom row) over the image in the three planes."""
-    from DicomTeamAnnotateLib.volume import Volume
-    from DicomTeamAnnotateLib.windowing import mpr_planes
-
     geometry = result.inputs.geometry
     if image is None:  # no image: draw over the vote fraction of all labels, in grey
         votes = sum(v.astype(np.float32) for v in result.vote_counts.values())
@@ -111,7 +108,7 @@ def overlay_png(result, path, image=None, preset=None) -> Path:
         window = (50.0, 100.0)
     else:
         if not image.geometry.same_grid(geometry):
-            from DicomTeamAnnotateLib.geometry import resample_like
+            from DicomTeamAnnotateLib.core.geometry import resample_like
 
             image = Volume(resample_like(image.array, image.geometry, geometry, label=False), geometry)
         window = preset or "soft tissue"

@@ -7,12 +7,13 @@ Boundaries move in mm through a signed distance map, so anisotropic voxels are h
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
 
-from .surface import spacing_kji
+from DicomTeamAnnotateLib.core.segmentation import Segmentation
+from DicomTeamAnnotateLib.core.surface import spacing_kji
 
 
 def signed_distance_mm(mask: np.ndarray, spacing_ijk: Sequence[float], margin: int = 8) -> np.ndarray:
@@ -74,8 +75,6 @@ def simulate_readers(phantom_labels: np.ndarray, n: int, seed: int = 0, *, spaci
 
 def simulate_reader_segmentations(phantom, n: int, seed: int = 0, names: Sequence[str] | None = None) -> list:
     """Simulated readers of a ``phantom`` (``.labels``, ``.label_values``, ``.volume``) as Segmentations."""
-    from DicomTeamAnnotateLib.segmentation import Segmentation
-
     geometry = phantom.volume.geometry
     maps = simulate_readers(phantom.labels, n, seed, spacing=geometry.spacing)
     segments = phantom.segmentation().segments  # names, colours and terminology of the truth

@@ -35,13 +35,13 @@ iteration (about 21 s for 5 raters on 200x512x512); the EM here touches only the
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
-from .patterns import binary_patterns, label_patterns
-from .voting import majority_vote_labels
+from ConsensusReviewLib.patterns import binary_patterns, label_patterns
+from ConsensusReviewLib.voting import majority_vote_labels
 
 ITK_MAX_ITERATIONS = 2**32 - 1
 BINARY_MIN_SQUARED_CHANGE = 1.0e-14     # ITK's min_rms_error ("7 digits of precision")
@@ -229,7 +229,7 @@ def staple_multilabel(labelmaps: Sequence[np.ndarray], *, prior: Sequence[float]
     cap = _iteration_cap(max_iterations)
     converged = False
     it = 0
-    for it in range(cap):
+    for it in range(cap):  # noqa: B007 - the count is reported after the loop
         w = e_step(confusion)
         s = w.sum(axis=1, keepdims=True)
         np.divide(w, s, out=w, where=s != 0)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from DicomTeamAnnotateLib.segmentation import Segment
-
-from .inputs import align_segmentations
+from ConsensusReviewLib.inputs import align_segmentations
+from DicomTeamAnnotateLib.core.segmentation import Segment
+from DicomTeamAnnotateLib.io.segmentations import read_segmentation
+from DicomTeamAnnotateLib.io.volumes import read_volume
 
 
 def project_segments(project: dict) -> list:
@@ -45,9 +46,6 @@ def annotation_versions(store, case_id: str, submitted_only: bool = True) -> lis
 
 def load_store_case(store, case_id: str, work_dir, submitted_only: bool = True) -> tuple:
     """(ConsensusInputs on the case image's grid, image Volume, versions used) for one case."""
-    from DicomTeamAnnotateLib.segio import read_segmentation
-    from DicomTeamAnnotateLib.volume import read_volume
-
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     versions = annotation_versions(store, case_id, submitted_only)

@@ -10,11 +10,11 @@ TIE POLICY (``TIE_POLICIES``), stated in every consensus record:
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from .patterns import label_patterns
+from ConsensusReviewLib.patterns import label_patterns
 
 TIE_POLICIES = {
     "background": "a tie (exactly half the votes; or two labels with the most votes) is background",

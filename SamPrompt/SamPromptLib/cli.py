@@ -11,15 +11,20 @@ folder).  The output is a 0/1 label map with IMG's exact geometry.
 from __future__ import annotations
 
 import time
-from pathlib import Path
+
+from DicomTeamAnnotateLib.cli.common import CommandError
+from DicomTeamAnnotateLib.dicom.ingest import load_image as load
+from DicomTeamAnnotateLib.io.volumes import has_volume_suffix, write_volume
+from SamPromptLib import shared
+from SamPromptLib.backends import DEFAULT_BACKEND, available_backends
+from SamPromptLib.planes import check_box_inside, parse_box, parse_point, slice_count, slice_shape
+from SamPromptLib.segmenter import SamSegmenter
 
 PLANES = ("axial", "coronal", "sagittal")
 
 
 def register(subparsers) -> None:
     """Add the `sam` subcommand (cheap: no model import here)."""
-    from .backends import DEFAULT_BACKEND, available_backends
-
     p = subparsers.add_parser(
         "sam", help="segment from a box/clicks on one slice with a medical SAM, optionally propagated in 3D",
         description="Segment from a box (and +/- clicks) on one slice with LiteMedSAM (default) or SAM; "
@@ -44,8 +49,6 @@ def register(subparsers) -> None:
 
 def load_image(path):
     """A Volume from a volume file, or from a DICOM folder/file through the ingest code."""
-    from DicomTeamAnnotateLib.dicom_ingest import load_image as load
-
     return load(path)
 
 
@@ -67,12 +70,6 @@ def parse_window(text):
 
 def run_sam(args) -> int:
     """Run the `sam` subcommand."""
-    from DicomTeamAnnotateLib.cli import CommandError
-    from DicomTeamAnnotateLib.volume import has_volume_suffix, write_volume
-
-    from . import shared
-    from .planes import check_box_inside, parse_box, parse_point, slice_count, slice_shape
-    from .segmenter import SamSegmenter
 
     if not has_volume_suffix(args.out):
         raise CommandError(f"--out {args.out}: use a volume file name such as MASK.nii.gz or MASK.nrrd")

@@ -13,17 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
+from DicomTeamAnnotateLib.core.metrics import dice
+from DicomTeamAnnotateLib.core.segmentation import Segmentation
+from DicomTeamAnnotateLib.core.windowing import render_mpr_png
+from DicomTeamAnnotateLib.demo.phantom import make_phantom
+from DicomTeamAnnotateLib.io.volumes import write_volume
+from SamPromptLib.planes import bounding_box
+from SamPromptLib.segmenter import SamSegmenter
+
 
 def run_demo(out_dir, organ: str = "liver", seed: int = 0) -> dict:
     """Segment ``organ`` of ``make_phantom(seed)`` from one box on its middle slice; write mask + PNG."""
-    from ConsensusReviewLib.metrics import dice
-    from DicomTeamAnnotateLib.phantom import make_phantom
-    from DicomTeamAnnotateLib.segmentation import Segmentation
-    from DicomTeamAnnotateLib.volume import write_volume
-    from DicomTeamAnnotateLib.windowing import render_mpr_png
-
-    from .planes import bounding_box
-    from .segmenter import SamSegmenter
 
     phantom = make_phantom(seed=seed)
     if organ not in phantom.label_values:
@@ -45,6 +45,13 @@ def run_demo(out_dir, organ: str = "liver", seed: int = 0) -> dict:
                                                    f"on slice {k}, propagated; Dice {score:.3f}")
     return {"organ": organ, "slice": k, "box": box, "dice": score, "mask": str(mask_path), "png": str(png_path),
             "slices": mask.metadata["sam_slices"], "stops": segmenter.last_stops}
+
+
+def demo_step(out, ctx: dict) -> str:
+    """`make demo`'s SAM step (entry point ``dicomteam.demo``): one line for the summary."""
+    summary = run_demo(out / "sam", organ="liver")
+    return (f"{summary['organ']} from one box on slice {summary['slice']}: 3D Dice {summary['dice']:.3f}; "
+            f"picture {summary['png']}")
 
 
 def main(argv=None) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from DicomTeamAnnotateLib.geometry import Geometry
+from DicomTeamAnnotateLib.core.geometry import Geometry
 
 PLANES = ("axial", "coronal", "sagittal")
 # In-plane voxel axes (0 = i, 1 = j, 2 = k) as (column axis, row axis), and the normal axis.

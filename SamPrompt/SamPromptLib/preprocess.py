@@ -14,13 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from DicomTeamAnnotateLib.core.windowing import apply_window
+from DicomTeamAnnotateLib.core.windowing import resolve_window as _resolve
+
 
 def resolve_window(window):
     """(level, width) from a preset name, 'L/W', a (level, width) pair; None stays None (own range)."""
     if window is None:
         return None
-    from DicomTeamAnnotateLib.windowing import resolve_window as _resolve
-
     level, width = _resolve(window)
     return float(level), float(width)
 
@@ -36,8 +37,6 @@ def intensity_window(array: np.ndarray, window) -> tuple:
 
 def window_to_unit(image: np.ndarray, level: float, width: float) -> np.ndarray:
     """Intensities -> float32 in [0, 1] through Slicer's display window (8-bit, as the models were trained)."""
-    from DicomTeamAnnotateLib.windowing import apply_window
-
     return apply_window(image, level, width).astype(np.float32) / np.float32(255.0)
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .planes import bounding_box
+from SamPromptLib.planes import bounding_box
 
 DIRECTIONS = ("up", "down", "both")
 

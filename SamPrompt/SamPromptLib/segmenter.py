@@ -15,14 +15,13 @@ import threading
 
 import numpy as np
 
-from DicomTeamAnnotateLib.volume import Volume
-
-from . import planes
-from .backends import DEFAULT_BACKEND, SamBackend, create_backend
-from .cache import EmbeddingCache, Precomputer
-from .planes import check_plane, extract_slice, insert_slice, pixel_spacing, slice_count, slice_shape
-from .preprocess import intensity_window, window_to_unit
-from .propagate import DIRECTIONS, PropagationSettings, Prompt, Propagator, SliceResult
+from DicomTeamAnnotateLib.core.volume import Volume
+from SamPromptLib import planes
+from SamPromptLib.backends import DEFAULT_BACKEND, SamBackend, create_backend
+from SamPromptLib.cache import EmbeddingCache, Precomputer
+from SamPromptLib.planes import check_plane, extract_slice, insert_slice, pixel_spacing, slice_count, slice_shape
+from SamPromptLib.preprocess import intensity_window, window_to_unit
+from SamPromptLib.propagate import DIRECTIONS, Prompt, PropagationSettings, Propagator, SliceResult
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ class SamSegmenter:
                  cache_bytes: int | None = None, volume_id: str | None = None, precompute_neighbours: int = 0,
                  settings: PropagationSettings | None = None, **backend_options):
         if not isinstance(volume, Volume):
-            raise TypeError(f"volume must be a DicomTeamAnnotateLib.volume.Volume, got {type(volume).__name__}")
+            raise TypeError(f"volume must be a DicomTeamAnnotateLib.core.volume.Volume, got {type(volume).__name__}")
         self.volume = volume
         self.backend = backend if isinstance(backend, SamBackend) else create_backend(
             backend, checkpoint=checkpoint, device=device, **backend_options)

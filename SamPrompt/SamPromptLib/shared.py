@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 import threading
 
-from .backends import DEFAULT_BACKEND, available_backends, create_backend
-from .cache import DEFAULT_MAX_BYTES, EmbeddingCache
+from SamPromptLib.backends import DEFAULT_BACKEND, available_backends, create_backend
+from SamPromptLib.cache import DEFAULT_MAX_BYTES, EmbeddingCache
+from SamPromptLib.segmenter import SamSegmenter, volume_fingerprint
 
 SETTINGS_PREFIX = "SamPrompt/"
 DEFAULT_SETTINGS = {"backend": DEFAULT_BACKEND, "checkpoint": "", "device": "cpu",
@@ -136,8 +137,6 @@ def backend_for(settings: dict):
 
 def volume_id_of(volume) -> str:
     """The content fingerprint of a Volume, computed once per Volume object (the cache key of its embeddings)."""
-    from .segmenter import volume_fingerprint
-
     with _lock:
         for vol, fingerprint in _fingerprints:
             if vol is volume:
@@ -156,8 +155,6 @@ def segmenter_for(volume, volume_id: str | None = None, settings: dict | None = 
     which get the volume from different places, share one segmenter and its embeddings when
     they pass the same window (the source volume's display window).
     """
-    from .segmenter import SamSegmenter
-
     s = model_settings(settings)
     volume_id = volume_id or volume_id_of(volume)
     backend = backend_for(s)

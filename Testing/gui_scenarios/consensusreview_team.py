@@ -16,9 +16,9 @@ import numpy as np  # noqa: E402
 import slicer  # noqa: E402
 
 from ConsensusReviewLib.simulate import simulate_reader_segmentations  # noqa: E402
-from DicomTeamAnnotateLib.mrml import node_to_segmentation, node_to_volume, segmentation_to_node, volume_to_node  # noqa: E402
-from DicomTeamAnnotateLib.phantom import make_phantom  # noqa: E402
-from DicomTeamAnnotateLib.segio import write_seg_nrrd  # noqa: E402
+from DicomTeamAnnotateLib.demo.phantom import make_phantom  # noqa: E402
+from DicomTeamAnnotateLib.io.segmentations import write_seg_nrrd  # noqa: E402
+from DicomTeamAnnotateLib.slicer.mrml import node_to_segmentation, node_to_volume, segmentation_to_node, volume_to_node  # noqa: E402
 from DicomTeamAnnotateLib.store import admin, open_store  # noqa: E402
 
 tmp = Path(sys.argv[1])

@@ -16,10 +16,9 @@ M = gui_support.load_module("DicomTeamAnnotate")
 
 import store_support as ss  # noqa: E402
 
-from DicomTeamAnnotateLib.background import BackgroundTask, TaskCancelled  # noqa: E402
-from DicomTeamAnnotateLib.pacs import PacsError  # noqa: E402
+from DicomTeamAnnotateLib.core.tasks import BackgroundTask, TaskCancelled  # noqa: E402
 from DicomTeamAnnotateLib.store.folder import FolderCatalog  # noqa: E402
-from DicomTeamAnnotateLib.store.sync import OfflineQueue  # noqa: E402
+from DicomTeamAnnotateLib.worklist.offline import OfflineQueue  # noqa: E402
 
 tmp, url, user, password = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 project, cache = tmp / "project", tmp / "cache"

@@ -16,9 +16,9 @@ import numpy as np  # noqa: E402
 import slicer  # noqa: E402
 import store_support as ss  # noqa: E402
 
-from DicomTeamAnnotateLib.mrml import segmentation_to_node  # noqa: E402
+from DicomTeamAnnotateLib.slicer.mrml import segmentation_to_node  # noqa: E402
 from DicomTeamAnnotateLib.store import StoreUnavailable  # noqa: E402
-from DicomTeamAnnotateLib.store.sync import OfflineQueue  # noqa: E402
+from DicomTeamAnnotateLib.worklist.offline import OfflineQueue  # noqa: E402
 
 
 class DictSettings(dict):

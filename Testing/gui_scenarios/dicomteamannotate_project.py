@@ -15,10 +15,10 @@ import numpy as np  # noqa: E402
 import store_support as ss  # noqa: E402
 import vtk  # noqa: E402
 
-from DicomTeamAnnotateLib.mrml import node_to_segmentation, node_to_volume, segmentation_to_node  # noqa: E402
-from DicomTeamAnnotateLib.segio import read_segmentation  # noqa: E402
-from DicomTeamAnnotateLib.store.sync import OfflineQueue  # noqa: E402
-from DicomTeamAnnotateLib.windowing import get_preset  # noqa: E402
+from DicomTeamAnnotateLib.core.windowing import get_preset  # noqa: E402
+from DicomTeamAnnotateLib.io.segmentations import read_segmentation  # noqa: E402
+from DicomTeamAnnotateLib.slicer.mrml import node_to_segmentation, node_to_volume, segmentation_to_node  # noqa: E402
+from DicomTeamAnnotateLib.worklist.offline import OfflineQueue  # noqa: E402
 
 tmp = Path(sys.argv[1])
 project, work = tmp / "project", tmp / "work"

@@ -18,11 +18,11 @@ import gui_support  # noqa: E402
 
 M = gui_support.load_module("SamPrompt")
 
+import slicer  # noqa: E402
 import vtk  # noqa: E402
 
-import slicer  # noqa: E402
-from DicomTeamAnnotateLib.mrml import apply_window_to_display_node, volume_to_node  # noqa: E402
-from DicomTeamAnnotateLib.phantom import make_phantom  # noqa: E402
+from DicomTeamAnnotateLib.demo.phantom import make_phantom  # noqa: E402
+from DicomTeamAnnotateLib.slicer.mrml import apply_window_to_display_node, volume_to_node  # noqa: E402
 from SamPromptLib import shared  # noqa: E402
 
 
@@ -37,7 +37,7 @@ class DictSettings(dict):
 
 
 def load_effect_module():
-    """SamPromptLib/SegmentEditorEffect.py with a stand-in for Slicer's SegmentEditorEffects base class."""
+    """SegmentEditorSamPromptLib/SegmentEditorEffect.py with a stand-in for Slicer's SegmentEditorEffects base class."""
     editor = types.ModuleType("SegmentEditorEffects")
     editor.AbstractScriptedSegmentEditorEffect = type("AbstractScriptedSegmentEditorEffect", (), {})
     sys.modules["SegmentEditorEffects"] = editor

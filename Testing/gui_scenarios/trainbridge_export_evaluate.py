@@ -19,12 +19,12 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 import slicer  # noqa: E402
 
-from DicomTeamAnnotateLib.mrml import segmentation_to_node, volume_to_node  # noqa: E402
-from DicomTeamAnnotateLib.phantom import make_phantom  # noqa: E402
-from DicomTeamAnnotateLib.segio import write_seg_nrrd  # noqa: E402
-from DicomTeamAnnotateLib.segmentation import Segmentation  # noqa: E402
+from DicomTeamAnnotateLib.core.segmentation import Segmentation  # noqa: E402
+from DicomTeamAnnotateLib.demo.phantom import make_phantom  # noqa: E402
+from DicomTeamAnnotateLib.io.segmentations import write_seg_nrrd  # noqa: E402
+from DicomTeamAnnotateLib.slicer.mrml import segmentation_to_node, volume_to_node  # noqa: E402
 from DicomTeamAnnotateLib.store import admin, open_store  # noqa: E402
-from TrainBridgeLib.evaluate import evaluate_folders  # noqa: E402
+from TrainBridgeLib.evaluation.evaluate import evaluate_folders  # noqa: E402
 
 tmp = Path(sys.argv[1])
 LABELS = ("liver", "spleen", "kidney_left", "kidney_right")

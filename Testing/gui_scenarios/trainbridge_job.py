@@ -14,9 +14,9 @@ import gui_support  # noqa: E402
 
 M = gui_support.load_module("TrainBridge")
 
-from DicomTeamAnnotateLib.phantom import LABEL_VALUES, make_phantom  # noqa: E402
-from TrainBridgeLib.case_io import CaseInput  # noqa: E402
-from TrainBridgeLib.runner import pid_alive  # noqa: E402
+from DicomTeamAnnotateLib.demo.phantom import LABEL_VALUES, make_phantom  # noqa: E402
+from TrainBridgeLib.export.cases import CaseInput  # noqa: E402
+from TrainBridgeLib.jobs.runner import pid_alive  # noqa: E402
 
 tmp = Path(sys.argv[1])
 logic = M.TrainBridgeLogic()

@@ -19,7 +19,7 @@ for module_name, tests in RUNNABLE.items():
     base = getattr(module, f"{module_name}Test")
     shown = []
     case_class = type(f"{module_name}Headless", (base, unittest.TestCase),
-                      {"delayDisplay": lambda self, message, *a, **k: shown.append(message)})
+                      {"delayDisplay": lambda self, message, *a, shown=shown, **k: shown.append(message)})
     for name in tests:
         if not hasattr(base, name):
             results[f"{module_name}.{name}"] = "missing"

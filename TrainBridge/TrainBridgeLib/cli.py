@@ -9,10 +9,17 @@ import sys
 import time
 from pathlib import Path
 
+from DicomTeamAnnotateLib.cli.common import CommandError, key_values
+from TrainBridgeLib.evaluation.evaluate import evaluate_folders, summary_text
+from TrainBridgeLib.export.cases import CaseInput
+from TrainBridgeLib.export.nnunet import export_nnunet
+from TrainBridgeLib.export.other_formats import write_coco_slices, write_monai_datalist, write_seg_nrrd_folder
+from TrainBridgeLib.jobs.runner import JOB_FILE, Job
+from TrainBridgeLib.jobs.training import build_training_job
+from TrainBridgeLib.models.export import export_model
+
 
 def _error(message: str):
-    from DicomTeamAnnotateLib.cli import CommandError
-
     return CommandError(message)
 
 
@@ -91,8 +98,6 @@ def register(subparsers) -> None:
 
 # ----- export ---------------------------------------------------------------------------------------------
 def _file_cases(args) -> list:
-    from .case_io import CaseInput
-
     n = len(args.images or [])
     if not n:
         raise _error("give --store, or --images with --labels and --patients")
@@ -102,8 +107,6 @@ def _file_cases(args) -> list:
     for flag, values in (("--case-ids", args.case_ids), ("--case-attributes", args.case_attributes)):
         if values and len(values) != n:
             raise _error(f"{flag}: need one per image ({n}), got {len(values)}")
-    from DicomTeamAnnotateLib.cli import key_values
-
     ids = args.case_ids or [f"case_{i:03d}" for i in range(n)]
     attributes = [key_values(a, "--case-attributes", ",") for a in args.case_attributes or [""] * n]
     cases = []
@@ -117,8 +120,6 @@ def _file_cases(args) -> list:
 
 
 def cmd_export_nnunet(args) -> int:
-    from .nnunet_export import export_nnunet
-
     if args.store and args.images:
         raise _error("give either --store or --images/--labels/--patients, not both")
     labels = args.label_names
@@ -130,7 +131,7 @@ def cmd_export_nnunet(args) -> int:
     if args.store:
         import tempfile
 
-        from .store_export import cases_from_store
+        from TrainBridgeLib.export.from_store import cases_from_store
 
         Path(args.out).mkdir(parents=True, exist_ok=True)
         # downloads are only needed until they are written as NIfTI; same disk as the output
@@ -140,8 +141,6 @@ def cmd_export_nnunet(args) -> int:
             result = export_nnunet(cases, args.out, args.name, labels=labels or project_labels, **options)
     else:
         result = export_nnunet(_file_cases(args), args.out, args.name, labels=labels, **options)
-    from .other_exports import write_coco_slices, write_monai_datalist, write_seg_nrrd_folder
-
     if args.monai_json:
         print(f"MONAI datalist: {write_monai_datalist(result.dataset_dir)}")
     if args.seg_nrrd:
@@ -158,8 +157,6 @@ def cmd_export_nnunet(args) -> int:
 
 # ----- training / jobs --------------------------------------------------------------------------------------
 def cmd_train(args) -> int:
-    from .training import build_training_job
-
     kwargs = {}
     if args.backend == "nnunet":
         kwargs["configuration"] = args.configuration
@@ -230,8 +227,6 @@ def _status_text(st: dict) -> str:
 
 
 def cmd_jobs(args) -> int:
-    from .runner import Job
-
     try:
         job = Job(args.job_dir)
     except FileNotFoundError as exc:
@@ -252,8 +247,6 @@ def cmd_jobs(args) -> int:
 
 # ----- evaluation / model export --------------------------------------------------------------------------
 def cmd_evaluate(args) -> int:
-    from .evaluate import evaluate_folders, summary_text
-
     result = evaluate_folders(args.gt, args.pred, args.out, labels=args.labels, tolerance_mm=args.tolerance_mm)
     print(summary_text(result))
     print(f"wrote {Path(args.out) / 'metrics.csv'}, metrics.json, summary.png")
@@ -261,10 +254,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_export_model(args) -> int:
-    from .model_export import export_model
-
     if not (Path(args.job_dir) / f"checkpoint_{args.checkpoint}.pt").exists() and \
-            not (Path(args.job_dir) / "job.json").exists():
+            not (Path(args.job_dir) / JOB_FILE).exists():
         raise _error(f"{args.job_dir}: not a training job folder")
     manifest = export_model(args.job_dir, args.format, args.out, checkpoint=args.checkpoint)
     checks = json.loads(Path(manifest).read_text())["checks"]

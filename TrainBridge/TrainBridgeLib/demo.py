@@ -11,18 +11,18 @@ import sys
 import time
 from pathlib import Path
 
+from DicomTeamAnnotateLib.demo.phantom import LABEL_VALUES, make_phantom
+from DicomTeamAnnotateLib.io.volumes import write_volume
+from TrainBridgeLib.evaluation.evaluate import load_metrics, summary_text
+from TrainBridgeLib.export.cases import CaseInput
+from TrainBridgeLib.export.nnunet import export_nnunet
+from TrainBridgeLib.export.other_formats import write_monai_datalist
+from TrainBridgeLib.jobs.training import build_monai_job
+
 
 def train_demo(out_dir, *, patients: int = 6, shape=(32, 64, 64), epochs: int = 10, iterations: int = 16,
                       arch: str = "segresnet", device: str = "cpu", threads: int | None = None, log=print) -> dict:
     """Run the whole workflow in ``out_dir``; returns mean test Dice, the table and the paths it wrote."""
-    from DicomTeamAnnotateLib.phantom import LABEL_VALUES, make_phantom
-    from DicomTeamAnnotateLib.volume import write_volume
-
-    from .case_io import CaseInput
-    from .evaluate import load_metrics, summary_text
-    from .nnunet_export import export_nnunet
-    from .other_exports import write_monai_datalist
-    from .training import build_monai_job
 
     out = Path(out_dir).resolve()
     src = out / "annotations"
@@ -59,6 +59,12 @@ def train_demo(out_dir, *, patients: int = 6, shape=(32, 64, 64), epochs: int = 
     return {"mean_dice": round(mean_dice, 3), "table": job.dir / "evaluation" / "metrics.csv",
             "curve": job.dir / "curves.png", "summary_png": job.dir / "evaluation" / "summary.png",
             "dataset": export.dataset_dir, "job": job.dir, "text": table}
+
+
+def demo_step(out, ctx: dict) -> str:
+    """`make demo`'s training step (entry point ``dicomteam.demo``): one line for the summary."""
+    summary = train_demo(out / "train")
+    return ", ".join(f"{k} {v}" for k, v in summary.items() if k in ("mean_dice", "table", "curve"))
 
 
 def main(argv=None) -> int:

@@ -6,7 +6,8 @@ overlaid; a jump to a worst slice.
 """
 import math
 
-from TrainBridgeLib.comparison_mrml import COMPARISON_MODES
+from DicomTeamAnnotateLib.slicer.task_runner import TaskRunner
+from TrainBridgeLib.mrml import COMPARISON_MODES
 
 EVALUATION_COLUMNS = ("case", "label", "dice", "hd95", "nsd", "volume_diff_ml")
 WORST_SLICE_COLUMNS = ("case", "label", "axis", "slice", "dice", "error_voxels")
@@ -97,7 +98,6 @@ class EvaluationSection:
         import slicer
         from slicer.i18n import tr as _
 
-        from DicomTeamAnnotate import TaskRunner
 
         case, evaluation = self.ui.comparisonCaseComboBox.currentData, self._evaluation
         if not case or evaluation is None:

@@ -7,6 +7,8 @@ keep a patient's cases together); the dataset is written on a worker by TrainBri
 import os
 from pathlib import Path
 
+from DicomTeamAnnotateLib.slicer.task_runner import TaskRunner
+
 
 class ExportSection:
     """The panel's Export section: the case source, the case list, writing the dataset."""
@@ -122,7 +124,6 @@ class ExportSection:
         import slicer
         from slicer.i18n import tr as _
 
-        from DicomTeamAnnotate import TaskRunner
 
         p = self._parameterNode
         source, rawDir = self._exportSource(), self.ui.rawFolderLineEdit.currentPath
@@ -161,7 +162,6 @@ class ExportSection:
         """Called when the dataset is written: say where, and use it for training."""
         from slicer.i18n import tr as _
 
-        from DicomTeamAnnotate import TaskRunner
 
         ok, summary = TaskRunner.result(task, _("The dataset was not exported."))
         if not ok:

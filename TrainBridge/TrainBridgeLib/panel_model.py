@@ -4,6 +4,8 @@ The job's trained MONAI model as ONNX or TorchScript with a manifest, written an
 PyTorch on a worker by TrainBridgeLogic.exportModel.
 """
 
+from DicomTeamAnnotateLib.slicer.task_runner import TaskRunner
+
 
 class ModelExportSection:
     """The panel's Model export section."""
@@ -19,7 +21,6 @@ class ModelExportSection:
         """Called by 'Export model': ONNX or TorchScript with a manifest, on a worker."""
         from slicer.i18n import tr as _
 
-        from DicomTeamAnnotate import TaskRunner
 
         if not self._ensureRequirements():
             return

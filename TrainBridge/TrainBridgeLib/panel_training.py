@@ -7,6 +7,8 @@ evaluation is loaded into the Evaluation section.
 """
 import os
 
+from DicomTeamAnnotateLib.slicer.task_runner import TaskRunner
+
 
 class TrainingJobSection:
     """The panel's Training section: start, attach, cancel, resume, and the live view of the job."""
@@ -64,8 +66,6 @@ class TrainingJobSection:
 
         if self.logic.job is None or not slicer.util.confirmOkCancelDisplay(_("Stop the training job?")):
             return
-        from DicomTeamAnnotate import TaskRunner
-
         job = self.logic.job
 
         def onDone(task):

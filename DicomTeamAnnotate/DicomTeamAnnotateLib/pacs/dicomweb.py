@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ..atomic import write_json_atomic
-from . import PacsError
+from DicomTeamAnnotateLib.core.atomic import write_json_atomic
+from DicomTeamAnnotateLib.pacs import PacsError
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def check_url(url: str) -> str:
         raise PacsError(f"DICOMweb URL {shown!r} carries credentials: give the user name with --user (or the "
                         "User field) and the password in the keyring or $DICOMWEB_PASSWORD, not in the URL")
     try:
-        parsed.port  # raises ValueError for a non-numeric port
+        _ = parsed.port  # raises ValueError for a non-numeric port
     except ValueError:
         parsed = None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -168,7 +168,7 @@ class SeriesInfo:
     instances: int | None = None
 
     @classmethod
-    def from_json(cls, item: dict) -> "SeriesInfo":
+    def from_json(cls, item: dict) -> SeriesInfo:
         """From one DICOM JSON result of a series query."""
         from pydicom import Dataset
 

@@ -19,8 +19,18 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import PacsError
-from .dicomweb import check_uid, check_url
+from DicomTeamAnnotateLib.core.geometry import Geometry
+from DicomTeamAnnotateLib.dicom.ingest import load_dicom_volume
+from DicomTeamAnnotateLib.io.volumes import write_volume
+from DicomTeamAnnotateLib.pacs import PacsError
+from DicomTeamAnnotateLib.pacs.dicomweb import (
+    cached_series,
+    check_uid,
+    check_url,
+    connect,
+    resolve_password,
+    retrieve_series,
+)
 
 KIND = "dicomweb"
 USER_ENV = "DICOMWEB_USER"
@@ -45,7 +55,7 @@ class PacsReference:
         return {"kind": KIND, **{k: v for k, v in asdict(self).items() if v is not None}}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PacsReference":
+    def from_dict(cls, d: dict) -> PacsReference:
         """From ``to_dict()`` output; PacsError when it is not a DICOMweb reference."""
         if not isinstance(d, dict) or d.get("kind", KIND) != KIND:
             raise PacsError(f"not a DICOMweb reference: {d!r}")
@@ -62,8 +72,6 @@ class PacsReference:
 def fetch_reference(ref: PacsReference, *, password: str | None = None, user: str | None = None, cache_dir=None,
                     progress: bool = False, callback=None, client=None):
     """The series complete in the local cache: from the cache when it is there, else from the PACS."""
-    from .dicomweb import cached_series, connect, retrieve_series
-
     cached = cached_series(ref.study_uid, ref.series_uid, cache_dir)
     if cached is not None:
         return cached
@@ -73,8 +81,6 @@ def fetch_reference(ref: PacsReference, *, password: str | None = None, user: st
 
 def load_reference_volume(ref: PacsReference, **fetch_options):
     """The referenced series as a Volume, through our DICOM ingestion (fetched on demand)."""
-    from ..dicom_ingest import load_dicom_volume
-
     series = fetch_reference(ref, **fetch_options)
     try:
         volume = load_dicom_volume([str(f) for f in series.files])
@@ -92,9 +98,6 @@ def fetch_reference_image(ref: PacsReference, dest_dir, name: str, expected: dic
     the PACS serves it now must still be on it (instances added or removed since would put every
     annotation of the case off its image), else PacsError naming the differences.
     """
-    from ..geometry import Geometry
-    from ..volume import write_volume
-
     volume = load_reference_volume(ref, **fetch_options)
     if expected is not None:
         differences = Geometry.from_dict(expected).differences(volume.geometry)
@@ -109,8 +112,6 @@ def fetch_case_image(case: dict, dest_dir, *, cache_dir=None, progress=None) -> 
 
     ``progress``: True (a progress bar) or a callable(done, total) over the series' instances.
     """
-    from .dicomweb import resolve_password
-
     ref = PacsReference.from_dict(case.get("reference"))
     user = os.environ.get(USER_ENV) or ref.user
     return fetch_reference_image(ref, dest_dir, case["case_id"], case.get("geometry"), user=user,

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path
-from ..geometry import Geometry
-from ..segmentation import Segment, Segmentation
+from DicomTeamAnnotateLib.core.atomic import atomic_path
+from DicomTeamAnnotateLib.core.geometry import Geometry
+from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +299,7 @@ def export_seg(seg: Segmentation, source, *, out=None, stow_url: str | None = No
     if out is not None:
         result["path"] = str(write_seg(seg_ds, out))
     if stow_url is not None:
-        from .dicomweb import connect, stow
+        from DicomTeamAnnotateLib.pacs.dicomweb import connect, stow
 
         stow(connect(stow_url, user, password), [seg_ds])
         result["stowed"] = True

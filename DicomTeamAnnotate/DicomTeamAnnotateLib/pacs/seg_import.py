@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..geometry import Geometry
-from ..segmentation import Segment, Segmentation, default_color, terminology_code
-from .seg_export import TISSUE
+from DicomTeamAnnotateLib.core.geometry import Geometry
+from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation, default_color, terminology_code
+from DicomTeamAnnotateLib.pacs.seg_export import TISSUE
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,15 @@
 """The shared project store: folder store, HTTP server and client, sync, worklist (see interface.py)."""
-from .interface import Store, open_store
-from .model import (Conflict, Forbidden, GeometryMismatch, InvalidInput, NotFound, StoreError, StoreUnavailable,
-                    Unauthorized)
+from DicomTeamAnnotateLib.store.interface import Store, open_store
+from DicomTeamAnnotateLib.store.model import (
+    Conflict,
+    Forbidden,
+    GeometryMismatch,
+    InvalidInput,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+    Unauthorized,
+)
 
 __all__ = ["Store", "open_store", "StoreError", "InvalidInput", "GeometryMismatch", "Unauthorized", "Forbidden",
            "NotFound", "Conflict", "StoreUnavailable"]

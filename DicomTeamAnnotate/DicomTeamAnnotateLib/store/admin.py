@@ -11,11 +11,17 @@ import logging
 import re
 from pathlib import Path
 
-from ..atomic import write_json_atomic
-from .auth import hash_token, new_token
-from .events import EventLog
-from .folder import FolderCatalog
-from .model import ROLES, Conflict, InvalidInput, NotFound, check_choice, check_id, now_iso
+from DicomTeamAnnotateLib.core.atomic import write_json_atomic
+from DicomTeamAnnotateLib.core.segmentation import default_color
+from DicomTeamAnnotateLib.core.volume import Volume
+from DicomTeamAnnotateLib.dicom.ingest import load_image
+from DicomTeamAnnotateLib.io.volumes import has_volume_suffix, write_volume
+from DicomTeamAnnotateLib.pacs import PacsError
+from DicomTeamAnnotateLib.pacs.reference import PacsReference
+from DicomTeamAnnotateLib.store.auth import hash_token, new_token
+from DicomTeamAnnotateLib.store.events import EventLog
+from DicomTeamAnnotateLib.store.folder import FolderCatalog
+from DicomTeamAnnotateLib.store.model import ROLES, Conflict, InvalidInput, NotFound, check_choice, check_id, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +68,6 @@ def load_labels(path) -> dict:
 
 def normalise_labels(labels: list, where: str = "labels") -> list[dict]:
     """Checked label entries: unique names, unique values 1..255, colours as RGB in 0..1."""
-    from ..segmentation import default_color
-
     out, names, values = [], set(), set()
     for n, entry in enumerate(labels):
         if not isinstance(entry, dict):
@@ -133,7 +137,7 @@ def init_project(project_dir, name: str, labels, *, blind: bool | None = None,
 
 def _default_preset() -> str | None:
     try:
-        from ..windowing import DEFAULT_PRESET
+        from DicomTeamAnnotateLib.core.windowing import DEFAULT_PRESET
     except ImportError:
         return None
     return DEFAULT_PRESET
@@ -143,7 +147,7 @@ def _check_preset(preset) -> None:
     if preset is None:
         return
     try:
-        from ..windowing import resolve_window
+        from DicomTeamAnnotateLib.core.windowing import resolve_window
     except ImportError:
         return
     try:
@@ -154,9 +158,6 @@ def _check_preset(preset) -> None:
 
 def load_case_volume(image_path):
     """A Volume from a DICOM folder/ZIP (through our ingestion) or a volume file."""
-    from ..dicom_ingest import load_image
-    from ..volume import has_volume_suffix
-
     path = Path(image_path)
     single_file = path.is_file() and path.suffix.lower() != ".zip" and not has_volume_suffix(path)
     try:
@@ -206,8 +207,6 @@ def add_case(project_dir, case_id: str, image_path, patient_id: str, *, compress
     case keeps that location and the image's geometry (from the volume given), and
     ``Store.fetch_image`` fetches the series from the PACS on demand.  Never a password.
     """
-    from ..volume import Volume, write_volume
-
     project_dir = Path(project_dir)
     check_id(case_id, "case id")
     if not isinstance(patient_id, str) or not _PATIENT.match(patient_id):
@@ -244,9 +243,6 @@ def add_case(project_dir, case_id: str, image_path, patient_id: str, *, compress
 
 def check_reference(reference) -> dict:
     """A case's PACS reference, checked and normalised (``PacsReference.to_dict``); InvalidInput if bad."""
-    from ..pacs import PacsError
-    from ..pacs.reference import PacsReference
-
     if isinstance(reference, dict) and any("password" in str(k).lower() for k in reference):
         raise InvalidInput("reference: a project never stores a PACS password (use $DICOMWEB_PASSWORD or the "
                            "OS keyring)")
@@ -303,7 +299,7 @@ def verify_project(project_dir, db_url: str | None = None) -> list[str]:
             problems.append(f"version {v['id']}: blob {v['sha256']} missing or corrupt")
     index_file = Path(project_dir) / "index.sqlite"
     if db_url or index_file.exists():
-        from .sqlindex import SqlIndex
+        from DicomTeamAnnotateLib.store.sqlindex import SqlIndex
 
         index = SqlIndex(project_dir, db_url, sync=False)  # the index as it is, before any import
         try:

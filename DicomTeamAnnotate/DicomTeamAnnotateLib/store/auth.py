@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import secrets
 
-from .model import Forbidden
+from DicomTeamAnnotateLib.store.model import Forbidden
 
 STAFF = ("reviewer", "admin")
 

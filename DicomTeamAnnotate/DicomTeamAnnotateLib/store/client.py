@@ -14,10 +14,18 @@ import os
 import time
 from pathlib import Path
 
-from .blobs import BackgroundHash, crc32c_hex, crc32c_module, sha256_file
-from .model import (ERRORS_BY_STATUS, Conflict, NotFound, StoreError, StoreUnavailable, check_id,
-                    check_version_id, new_version_id)
-from .sync import Progress, SyncCache
+from DicomTeamAnnotateLib.core.hashing import BackgroundHash, crc32c_hex, crc32c_module, sha256_file
+from DicomTeamAnnotateLib.store.cache import Progress, SyncCache, download
+from DicomTeamAnnotateLib.store.model import (
+    ERRORS_BY_STATUS,
+    Conflict,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+    check_id,
+    check_version_id,
+    new_version_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -250,8 +258,6 @@ class HttpStore:
         return open_stream
 
     def _download(self, path, sha256, size, dest: Path, progress, link: bool) -> Path:
-        from .sync import download
-
         if self.cache is None:
             return self._retrying(lambda: download(self._stream(path), dest, sha256, size, progress),
                                   self.retry_window_s)
@@ -266,7 +272,7 @@ class HttpStore:
         """
         case = self.get_case(case_id)
         if case.get("reference") is not None:
-            from .service import fetch_reference_case_image
+            from DicomTeamAnnotateLib.store.service import fetch_reference_case_image
 
             cache_dir = self.cache.root / "dicomweb" if self.cache is not None else None
             return fetch_reference_case_image(case, dest_dir, cache_dir=cache_dir, progress=progress)

@@ -13,8 +13,8 @@ import os
 import re
 from pathlib import Path
 
-from ..atomic import write_json_atomic
-from .model import new_id, now_iso
+from DicomTeamAnnotateLib.core.atomic import write_json_atomic
+from DicomTeamAnnotateLib.store.model import new_id, now_iso
 
 log = logging.getLogger(__name__)
 

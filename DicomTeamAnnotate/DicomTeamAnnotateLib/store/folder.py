@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .blobs import BlobStore
-from .events import EventLog
-from .model import NotFound
-from .service import ProjectService, fetch_reference_case_image, read_project_file
+from DicomTeamAnnotateLib.store.blobs import BlobStore
+from DicomTeamAnnotateLib.store.events import EventLog
+from DicomTeamAnnotateLib.store.model import NotFound
+from DicomTeamAnnotateLib.store.service import ProjectService, fetch_reference_case_image, read_project_file
 
 
 class FolderCatalog:

@@ -30,7 +30,23 @@ import json
 import logging
 import os
 
-from .model import Conflict, InvalidInput, NotFound, StoreError, Unauthorized, check_sha256, new_id
+from DicomTeamAnnotateLib.core.hashing import BackgroundHash, crc32c_hex
+from DicomTeamAnnotateLib.store.auth import hash_token
+from DicomTeamAnnotateLib.store.blobs import hash_checking_chunks
+from DicomTeamAnnotateLib.store.model import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    StoreError,
+    Unauthorized,
+    check_filename,
+    check_sha256,
+    check_version_id,
+    new_id,
+    new_version_id,
+)
+from DicomTeamAnnotateLib.store.service import ProjectService, read_project_file
+from DicomTeamAnnotateLib.store.sqlindex import CHUNKS_SUFFIX, UPLOAD_SUFFIX, SqlIndex
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +65,6 @@ def create_app(project_dir, db_url: str | None = None):
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import ClientDisconnect
 
-    from .auth import hash_token
-    from .blobs import BackgroundHash, crc32c_hex, hash_checking_chunks
-    from .service import ProjectService
-    from .sqlindex import CHUNKS_SUFFIX, UPLOAD_SUFFIX, SqlIndex
 
     index = SqlIndex(project_dir, db_url)
     index.purge_uploads()  # sessions abandoned for a week
@@ -241,8 +253,6 @@ def create_app(project_dir, db_url: str | None = None):
         body = await json_body(request, ("sha256", "size", "filename") + _VERSION_FIELDS)
 
         def run(svc):
-            from .model import check_filename, check_version_id, new_version_id
-
             sha = check_sha256(body["sha256"]) if body.get("sha256") is not None else None
             size = body.get("size")
             if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_UPLOAD_BYTES:
@@ -406,8 +416,6 @@ def serve(project_dir, host: str = "127.0.0.1", port: int = 8765, db_url: str | 
     """Run the server (blocks).  ``workers`` > 1 starts several processes on the same port."""
     import uvicorn
 
-    from .service import read_project_file
-    from .sqlindex import SqlIndex
 
     read_project_file(project_dir)  # fail early, with a clear message, on a folder that is no project
     if workers > 1:

@@ -14,13 +14,36 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
-
-from . import auth
-from .model import (ANNOTATOR_STATES, KINDS, STATES, Conflict, GeometryMismatch, InvalidInput, NotFound,
-                    StoreError, Unauthorized, check_choice, check_filename, check_id, check_message, check_meta,
-                    check_version_id, flag_conflicts, new_version_id, now_iso, version_record)
-from .states import annotator_state, case_state, later_state
+from DicomTeamAnnotateLib.core.geometry import Geometry
+from DicomTeamAnnotateLib.core.hashing import sha256_file
+from DicomTeamAnnotateLib.io.seg_nrrd import nrrd_payload_problem
+from DicomTeamAnnotateLib.io.segmentations import is_seg_nrrd, read_segmentation_geometry
+from DicomTeamAnnotateLib.pacs import PacsError
+from DicomTeamAnnotateLib.pacs.reference import fetch_case_image
+from DicomTeamAnnotateLib.store import auth
+from DicomTeamAnnotateLib.store.cache import Progress
+from DicomTeamAnnotateLib.store.model import (
+    ANNOTATOR_STATES,
+    KINDS,
+    STATES,
+    Conflict,
+    GeometryMismatch,
+    InvalidInput,
+    NotFound,
+    StoreError,
+    Unauthorized,
+    check_choice,
+    check_filename,
+    check_id,
+    check_message,
+    check_meta,
+    check_version_id,
+    flag_conflicts,
+    new_version_id,
+    now_iso,
+    version_record,
+)
+from DicomTeamAnnotateLib.store.states import annotator_state, case_override, case_state, later_state
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +92,6 @@ def fetch_reference_case_image(case: dict, dest_dir, *, cache_dir=None, progress
     The project holds no pixels for such a case, so every store (folder, or the HTTP client,
     since the server cannot serve them either) fetches them itself; see pacs.reference.
     """
-    from ..pacs import PacsError
-    from ..pacs.reference import fetch_case_image
-
     try:
         return fetch_case_image(case, dest_dir, cache_dir=cache_dir, progress=progress)
     except PacsError as exc:
@@ -257,8 +277,6 @@ class ProjectService:
             return self._same_version(existing, case_id, seg_path, sha256)
         case = self.catalog.case(case_id)
         check_segmentation_fits(seg_path, case, filename)
-        from .sync import Progress
-
         bar = Progress(progress, seg_path.stat().st_size, filename)
         try:
             sha, nbytes = self.catalog.blobs.put_file(seg_path, move=move, expected_sha256=sha256,
@@ -273,8 +291,6 @@ class ProjectService:
         return next(v for v in self._flagged(case_id) if v["id"] == stored["id"])
 
     def _same_version(self, existing, case_id, seg_path, sha256) -> dict:
-        from .blobs import sha256_file
-
         sha = sha256 or sha256_file(seg_path)[0]
         if existing["case_id"] != case_id or existing["author"] != self.user or existing["sha256"] != sha:
             raise Conflict(f"version id {existing['id']!r} is already used for other content")
@@ -282,8 +298,6 @@ class ProjectService:
 
     # ----- states -----------------------------------------------------------------------------
     def _override(self, case_id):
-        from .states import case_override
-
         return case_override(self.catalog.state_events(case_id=case_id), self.catalog.versions(case_id=case_id))
 
     @fresh
@@ -381,9 +395,6 @@ def check_segmentation_fits(path: Path, case: dict, name: str) -> None:
     A file cropped to its content (as Slicer can save it) is accepted when it lies exactly on
     the image grid (same spacing and axes, whole-voxel offset, inside the image).
     """
-    from ..geometry import Geometry
-    from ..segio import is_seg_nrrd, read_segmentation_geometry
-
     if not path.name.lower().endswith(".nrrd"):  # a blob has no suffix; the reader goes by it
         import tempfile
 
@@ -408,58 +419,6 @@ def check_segmentation_fits(path: Path, case: dict, name: str) -> None:
         raise InvalidInput(f"{name}: not a readable segmentation ({msg})") from None
     image = Geometry.from_dict(case["geometry"])
     problems = geometry.differences(image)
-    if problems and not _on_image_grid(geometry, image):
+    if problems and not geometry.lies_on_grid_of(image):
         raise GeometryMismatch(f"{name}: geometry does not match the image of case {case['case_id']!r}: "
                                + "; ".join(problems))
-
-
-# Bytes per voxel of the NRRD types a segmentation uses (others are not length-checked).
-_NRRD_ITEMSIZE = {"unsigned char": 1, "uchar": 1, "uint8": 1, "uint8_t": 1, "signed char": 1, "int8": 1,
-                  "int8_t": 1, "char": 1, "short": 2, "unsigned short": 2, "ushort": 2, "int16": 2, "uint16": 2,
-                  "int16_t": 2, "uint16_t": 2, "int": 4, "unsigned int": 4, "uint": 4, "int32": 4, "uint32": 4,
-                  "int32_t": 4, "uint32_t": 4, "float": 4, "double": 8}
-
-
-def nrrd_payload_problem(path) -> str | None:
-    """Why a NRRD's attached data cannot hold its voxels (None when it can, or cannot be told cheaply).
-
-    Raw data must be exactly sizes x type bytes; a gzip stream must record that many bytes in
-    its trailer (ISIZE, modulo 2**32).  Reads the header and at most 4 more bytes.
-    """
-    import nrrd
-
-    with open(path, "rb") as fh:
-        try:
-            header = nrrd.read_header(fh)
-        except Exception as exc:  # pynrrd raises several kinds; the geometry reader names them
-            return f"unreadable NRRD header ({exc})"
-        start = fh.tell()
-        itemsize = _NRRD_ITEMSIZE.get(str(header.get("type", "")).strip().lower())
-        if itemsize is None or any(k in header for k in ("data file", "datafile", "line skip", "lineskip",
-                                                          "byte skip", "byteskip")):
-            return None
-        expected = int(np.prod([int(v) for v in np.asarray(header.get("sizes", [])).ravel()])) * itemsize
-        have = os.fstat(fh.fileno()).st_size - start
-        encoding = str(header.get("encoding", "")).strip().lower()
-        if encoding == "raw":
-            if have != expected:
-                return f"the raw data holds {have} bytes, the header's sizes need {expected}"
-        elif encoding in ("gzip", "gz"):
-            magic = fh.read(2)
-            fh.seek(-4, os.SEEK_END)
-            isize = int.from_bytes(fh.read(4), "little") if have >= 18 else -1
-            if magic != b"\x1f\x8b" or isize != expected % (1 << 32):
-                return f"the gzip data is cut short or does not hold the {expected} bytes the header's sizes need"
-    return None
-
-
-def _on_image_grid(sub, image, tol: float = 1e-3) -> bool:
-    a, b = sub.to_lps(), image.to_lps()
-    if not (np.allclose(a.spacing, b.spacing, atol=1e-4) and np.allclose(a.direction, b.direction, atol=1e-5)):
-        return False
-    start = b.world_to_index(a.origin)
-    if not np.allclose(start, np.round(start), atol=tol):
-        return False
-    lo = np.round(start).astype(int)
-    hi = lo + np.array(a.size) - 1
-    return bool(np.all(lo >= 0) and np.all(hi < np.array(b.size)))

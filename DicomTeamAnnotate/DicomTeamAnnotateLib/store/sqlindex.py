@@ -17,10 +17,10 @@ import threading
 import time
 from pathlib import Path
 
-from .blobs import BlobStore
-from .events import EventLog, event_id_of
-from .model import now_iso
-from .service import read_project_file
+from DicomTeamAnnotateLib.store.blobs import BlobStore
+from DicomTeamAnnotateLib.store.events import EventLog, event_id_of
+from DicomTeamAnnotateLib.store.model import now_iso
+from DicomTeamAnnotateLib.store.service import read_project_file
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ concurrent writers never race on a state field.
 """
 from __future__ import annotations
 
-from .model import STATES
+from DicomTeamAnnotateLib.store.model import STATES
 
 REVIEW_STATES = ("in_review", "adjudicated")
 

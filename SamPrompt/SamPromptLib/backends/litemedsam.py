@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..preprocess import plan_resize, resize_and_pad
-from . import Embedding, Prediction, SamBackend
-from . import onnx_runtime as ox
-from .sam_common import DECODER_INPUTS, DECODER_OUTPUTS, decoder_feeds, finish, make_prompt_decoder
+from DicomTeamAnnotateLib.core.hashing import sha256_file
+from SamPromptLib.backends import Embedding, Prediction, SamBackend
+from SamPromptLib.backends import onnx_runtime as ox
+from SamPromptLib.backends.sam_common import DECODER_INPUTS, DECODER_OUTPUTS, decoder_feeds, finish, make_prompt_decoder
+from SamPromptLib.preprocess import plan_resize, resize_and_pad
 
 log = logging.getLogger(__name__)
 RUNTIMES = ("onnx", "torch")
@@ -26,8 +27,6 @@ RUNTIMES = ("onnx", "torch")
 
 def file_sha256(path) -> str:
     """Hex sha256 of a file (the store's hashing; imported here so this module stays light)."""
-    from DicomTeamAnnotateLib.store.blobs import sha256_file
-
     return sha256_file(path)[0]
 
 

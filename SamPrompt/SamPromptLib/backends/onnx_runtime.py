@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from DicomTeamAnnotateLib.core.atomic import atomic_path
+from SamPromptLib.backends import openvino_runtime
+
 log = logging.getLogger(__name__)
 
 ATOL = 1e-4
@@ -71,8 +74,6 @@ def open_session(path, example: dict, threads: int | None = None, engine: str = 
         raise ValueError(f"ONNX engine must be one of {ENGINES}, got {engine!r}")
     if engine == "onnxruntime":
         return make_session(path, threads)
-    from . import openvino_runtime
-
     if not openvino_runtime.is_available():
         if engine == "openvino":
             raise RuntimeError("the 'openvino' engine needs the openvino package (pip install openvino)")
@@ -105,7 +106,6 @@ def export_verified(module, example: dict, path: Path, output_names: list, dynam
     """Export ``module`` to ``path`` (atomically) if absent, after checking onnxruntime matches PyTorch."""
     import torch
 
-    from DicomTeamAnnotateLib.atomic import atomic_path
 
     path = Path(path)
     with _EXPORT_LOCK:

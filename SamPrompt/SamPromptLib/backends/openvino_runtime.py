@@ -12,12 +12,13 @@ remembers it.  If ``openvino`` is missing or the check fails, callers stay on on
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from pathlib import Path
 
 import numpy as np
+
+from DicomTeamAnnotateLib.core.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,6 @@ def marker_path(onnx_path, version: str) -> Path:
 
 def verified_session(onnx_path, example: dict, make_reference, threads: int | None, atol: float):
     """An OpenVinoSession of ``onnx_path`` if it matches ``make_reference()``'s session on ``example``, else None."""
-    from DicomTeamAnnotateLib.atomic import write_json_atomic
-
     try:
         session = OpenVinoSession(onnx_path, threads)
     except Exception as exc:  # an unsupported operator, a CPU it does not know: stay on onnxruntime

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..preprocess import ResizePlan, logits_to_slice
-from . import Prediction
+from SamPromptLib.backends import Prediction
+from SamPromptLib.preprocess import ResizePlan, logits_to_slice
 
 DECODER_INPUTS = ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"]
 DECODER_OUTPUTS = ["low_res_masks", "iou_predictions"]

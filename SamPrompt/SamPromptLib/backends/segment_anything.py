@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..preprocess import plan_resize, resize_slice
-from . import Embedding, Prediction, SamBackend
-from .litemedsam import file_sha256, to_unit_image
-from .sam_common import DECODER_INPUTS, decoder_feeds, finish, make_prompt_decoder
+from SamPromptLib.backends import Embedding, Prediction, SamBackend
+from SamPromptLib.backends.litemedsam import file_sha256, to_unit_image
+from SamPromptLib.backends.sam_common import DECODER_INPUTS, decoder_feeds, finish, make_prompt_decoder
+from SamPromptLib.preprocess import plan_resize, resize_slice
 
 log = logging.getLogger(__name__)
 MODEL_TYPES = ("vit_b", "vit_l", "vit_h")

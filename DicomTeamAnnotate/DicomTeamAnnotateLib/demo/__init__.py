@@ -1,0 +1,6 @@
+"""`make demo`: data the project makes itself, and the end-to-end run on it.
+
+- ``phantom``: a synthetic abdominal CT with a known label map, written as a DICOM series.
+- ``team``: a team round trip on a phantom project (two annotators, one reviewer).
+- ``driver``: runs every step (the other modules' steps plug in by entry point).
+"""

@@ -1,0 +1,200 @@
+"""One record per 2D image ("frame"), whether it is a single-frame file or one frame of an
+enhanced multi-frame file (per-frame / shared functional groups), so that grouping and sorting
+treat both the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from DicomTeamAnnotateLib.dicom.headers import FileHeader, RejectedFile, float_list, int_value
+
+
+@dataclass
+class Frame:
+    """Where one 2D image lies in space, how to rescale it, and the keys that tell stacks apart."""
+
+    file: FileHeader
+    index: int | None            # frame number inside a multi-frame file; None for a single-frame file
+    position: np.ndarray         # ImagePositionPatient: centre of the first transmitted pixel, LPS mm
+    row_dir: np.ndarray          # direction of increasing column index (i)
+    col_dir: np.ndarray          # direction of increasing row index (j)
+    rows: int
+    cols: int
+    pixel_spacing: tuple         # (between rows, between columns) = (along j, along i), mm
+    slope: float = 1.0
+    intercept: float = 0.0
+    thickness: float | None = None
+    instance: int = 0            # InstanceNumber, or InStackPositionNumber for a frame
+    acquisition: str = ""
+    temporal: str = ""
+    echo: str = ""
+    stack: str = ""
+    window: tuple | None = None  # (center, width) from the header
+
+    @property
+    def label(self) -> str:
+        return self.file.source.label if self.index is None else f"{self.file.source.label} [frame {self.index + 1}]"
+
+    @property
+    def normal(self) -> np.ndarray:
+        n = np.cross(self.row_dir, self.col_dir)
+        return n / np.linalg.norm(n)
+
+
+def _first(value):
+    if value is None or value == "":
+        return None
+    if isinstance(value, (list, tuple)) or (hasattr(value, "__iter__") and not isinstance(value, str)):
+        value = list(value)
+        return value[0] if value else None
+    return value
+
+
+def _window(item) -> tuple | None:
+    center, width = _first(item.get("WindowCenter")), _first(item.get("WindowWidth"))
+    try:
+        return (float(center), float(width)) if center is not None and width is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _orientation(iop, where: str):
+    iop = float_list(iop, 6)
+    if iop is None:
+        return None
+    row, col = iop[:3], iop[3:]
+    nr, nc = np.linalg.norm(row), np.linalg.norm(col)
+    if nr < 1e-6 or nc < 1e-6 or abs(np.dot(row, col) / (nr * nc)) > 1e-3:
+        raise RejectedFile(f"{where}ImageOrientationPatient {list(iop)} is not two perpendicular unit vectors")
+    return row / nr, col / nc
+
+
+def _spacing(item, ds) -> tuple:
+    ps = float_list(item.get("PixelSpacing"), 2)
+    if ps is None:
+        ps = float_list(ds.get("ImagerPixelSpacing"), 2)
+    if ps is None or min(ps) <= 0:
+        raise RejectedFile("no valid PixelSpacing: cannot give the image a size in mm")
+    return float(ps[0]), float(ps[1])
+
+
+def _rescale(item) -> tuple:
+    slope, intercept = item.get("RescaleSlope"), item.get("RescaleIntercept")
+    try:
+        slope = float(slope) if slope not in (None, "") else 1.0
+        intercept = float(intercept) if intercept not in (None, "") else 0.0
+    except (TypeError, ValueError):
+        raise RejectedFile(f"RescaleSlope/RescaleIntercept not numbers: {slope!r} / {intercept!r}") from None
+    if slope == 0 or not np.isfinite(slope) or not np.isfinite(intercept):
+        raise RejectedFile(f"invalid RescaleSlope {slope}")
+    return slope, intercept
+
+
+def _text(value) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def frames_of(header: FileHeader) -> list[Frame]:
+    """The frames of one file (one for a classic single-frame image)."""
+    ds = header.ds
+    if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
+        return _enhanced_frames(header)
+    if header.number_of_frames > 1:
+        if "GridFrameOffsetVector" in ds:
+            return _grid_frames(header)
+        raise RejectedFile(f"multi-frame image ({header.number_of_frames} frames, {ds.get('Modality', '?')}) "
+                           "without functional groups or per-frame positions: cannot place the frames in space")
+    return [_single_frame(header)]
+
+
+def _base(header: FileHeader, index, position, orientation, item_spacing, rescale, **kw) -> Frame:
+    ds = header.ds
+    return Frame(file=header, index=index, position=position, row_dir=orientation[0], col_dir=orientation[1],
+                 rows=int(ds.Rows), cols=int(ds.Columns), pixel_spacing=item_spacing, slope=rescale[0],
+                 intercept=rescale[1], acquisition=_text(ds.get("AcquisitionNumber")),
+                 echo=_text(ds.get("EchoNumbers")), **kw)
+
+
+def _single_frame(header: FileHeader) -> Frame:
+    ds = header.ds
+    position = float_list(ds.get("ImagePositionPatient"), 3)
+    orientation = _orientation(ds.get("ImageOrientationPatient"), "")
+    if position is None or orientation is None:
+        raise RejectedFile("no ImagePositionPatient/ImageOrientationPatient: cannot place the image in space "
+                           f"({ds.get('Modality', '?')} {str(ds.get('ImageType', '')).strip()})")
+    thickness = float_list(ds.get("SliceThickness"), 1)
+    rescale = _rescale(ds)
+    dose_scaling = float_list(ds.get("DoseGridScaling"), 1)
+    if dose_scaling is not None and rescale == (1.0, 0.0):  # RT Dose: stored value x DoseGridScaling = Gy
+        rescale = (float(dose_scaling[0]), 0.0)
+    return _base(header, None, position, orientation, _spacing(ds, ds), rescale,
+                 thickness=float(thickness[0]) if thickness is not None else None,
+                 instance=int_value(ds.get("InstanceNumber"), 0) or 0,
+                 temporal=_text(ds.get("TemporalPositionIdentifier")), window=_window(ds))
+
+
+def _group(fg_item, keyword):
+    """First item of a functional-group macro sequence, or None."""
+    if fg_item is None:
+        return None
+    seq = fg_item.get(keyword)
+    return seq[0] if seq else None
+
+
+def _enhanced_frames(header: FileHeader) -> list[Frame]:
+    ds = header.ds
+    shared_seq = ds.get("SharedFunctionalGroupsSequence")
+    shared = shared_seq[0] if shared_seq else None
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    n = header.number_of_frames
+    if per_frame and len(per_frame) != n:
+        raise RejectedFile(f"PerFrameFunctionalGroupsSequence has {len(per_frame)} items for {n} frames")
+
+    def lookup(item, keyword):  # per-frame value first, then shared
+        return _group(item, keyword) or _group(shared, keyword)
+
+    frames = []
+    for f in range(n):
+        item = per_frame[f] if per_frame else None
+        where = f"frame {f + 1}: "
+        pos_item = lookup(item, "PlanePositionSequence")
+        ori_item = lookup(item, "PlaneOrientationSequence")
+        position = float_list(pos_item.get("ImagePositionPatient"), 3) if pos_item else None
+        orientation = _orientation(ori_item.get("ImageOrientationPatient"), where) if ori_item else None
+        if position is None or orientation is None:
+            raise RejectedFile(f"{where}no Plane Position/Orientation functional group: cannot place it in space")
+        measures = lookup(item, "PixelMeasuresSequence")
+        if measures is None:
+            raise RejectedFile(f"{where}no Pixel Measures functional group (pixel spacing)")
+        transform = lookup(item, "PixelValueTransformationSequence")
+        content = _group(item, "FrameContentSequence")
+        voi = lookup(item, "FrameVOILUTSequence")
+        thickness = float_list(measures.get("SliceThickness"), 1)
+        frames.append(_base(
+            header, f, position, orientation, _spacing(measures, ds),
+            _rescale(transform) if transform is not None else _rescale(ds),
+            thickness=float(thickness[0]) if thickness is not None else None,
+            instance=int_value(content.get("InStackPositionNumber"), f + 1) if content is not None else f + 1,
+            temporal=_text(content.get("TemporalPositionIndex")) if content is not None else "",
+            stack=_text(content.get("StackID")) if content is not None else "",
+            window=_window(voi) if voi is not None else _window(ds)))
+    return frames
+
+
+def _grid_frames(header: FileHeader) -> list[Frame]:
+    """RT Dose style multi-frame: one position plus an offset per frame along the normal."""
+    ds = header.ds
+    first = _single_frame(header)
+    offsets = float_list(ds.get("GridFrameOffsetVector"))
+    if offsets is None or offsets.size != header.number_of_frames:
+        raise RejectedFile("GridFrameOffsetVector does not give one offset per frame")
+    frames = []
+    for f, off in enumerate(offsets):
+        # a first offset of 0 means "relative to ImagePositionPatient"; otherwise the first offset is
+        # the position of the first frame itself: either way the distance from IPP is off - offsets[0]
+        position = first.position + (off - offsets[0]) * first.normal
+        frames.append(Frame(**{**first.__dict__, "index": f, "position": position,
+                               "instance": f + 1}))
+    return frames

@@ -1,0 +1,123 @@
+"""The tree shows the architecture, and imports point one way.
+
+- ``DicomTeamAnnotateLib`` is the core library of all four modules. Its subpackages are layers:
+  a file may import its own subpackage and the layers below it (``LAYERS``, lowest first).
+- A module Lib (SamPromptLib, ConsensusReviewLib, TrainBridgeLib) imports the core and itself,
+  never another module's Lib; the core imports no module Lib.
+- No Lib imports a module file (``X.py``: Slicer's GUI layer sits on top).
+- No file imports another file's private name (``_name``).
+- TrainBridge's job runner knows no training backend.
+- pyproject's package list is exactly the folders that are packages.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+CORE = "DicomTeamAnnotateLib"
+MODULE_LIBS = ("SamPromptLib", "ConsensusReviewLib", "TrainBridgeLib")
+LIB_DIRS = {CORE: ROOT / "DicomTeamAnnotate" / CORE, "SamPromptLib": ROOT / "SamPrompt" / "SamPromptLib",
+            "ConsensusReviewLib": ROOT / "ConsensusReview" / "ConsensusReviewLib",
+            "TrainBridgeLib": ROOT / "TrainBridge" / "TrainBridgeLib"}
+MODULE_FILES = ("DicomTeamAnnotate", "SamPrompt", "ConsensusReview", "TrainBridge")
+
+# The core's layers, lowest first: a file imports its own layer and those listed before it.
+LAYERS = ("core", "io", "dicom", "pacs", "store", "worklist", "slicer", "cli", "demo")
+
+
+def lib_files():
+    for top, base in LIB_DIRS.items():
+        for path in sorted(base.rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                rel = path.relative_to(base).with_suffix("")
+                parts = [p for p in rel.parts if p != "__init__"]
+                yield top, ".".join([top, *parts]), path
+
+
+def own_imports(path: Path, module: str):
+    """(imported module, imported name or None, line) of every import of the project's packages."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, None, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                yield target, alias.name, node.lineno
+
+
+def layer_of(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] != CORE or len(parts) < 2:
+        return None
+    return LAYERS.index(parts[1]) if parts[1] in LAYERS else None
+
+
+ALL_FILES = list(lib_files())
+
+
+def test_the_core_subpackages_are_the_layers():
+    found = sorted(p.name for p in LIB_DIRS[CORE].iterdir() if p.is_dir() and (p / "__init__.py").exists())
+    assert found == sorted(LAYERS)
+    loose = sorted(p.name for p in LIB_DIRS[CORE].glob("*.py") if p.name != "__init__.py")
+    assert not loose, f"files at the core's root belong in a layer: {loose}"
+
+
+@pytest.mark.parametrize("top,module,path", ALL_FILES, ids=[m for _, m, _ in ALL_FILES])
+def test_imports_point_one_way(top, module, path):
+    problems = []
+    own_layer = layer_of(module)
+    for target, name, line in own_imports(path, module):
+        first = target.split(".")[0]
+        where = f"{path.relative_to(ROOT)}:{line}: imports {target}{'.' + name if name else ''}"
+        if first in MODULE_FILES:
+            problems.append(f"{where} (a module file: the GUI layer is on top, nothing imports it)")
+        if first in MODULE_LIBS and first != top:
+            problems.append(f"{where} (another module's Lib: shared things live in the core)")
+        if first == CORE and own_layer is not None:
+            target_layer = layer_of(target if name is None or layer_of(target) is not None else f"{target}.{name}")
+            if target_layer is not None and target_layer > own_layer:
+                problems.append(f"{where} (layer {LAYERS[target_layer]} is above {LAYERS[own_layer]})")
+        if name and name.startswith("_") and name != "__future__" and target != "__future__":
+            problems.append(f"{where} (a private name of another file)")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_job_runner_knows_no_backend():
+    runner = LIB_DIRS["TrainBridgeLib"] / "jobs" / "runner.py"
+    imported = {t for t, _, _ in own_imports(runner, "TrainBridgeLib.jobs.runner")}
+    assert not [t for t in imported if t.startswith("TrainBridgeLib.backends")]
+    text = runner.read_text()
+    assert "nnUNet" not in text and "monai" not in text.lower(), "backend names belong to the backends"
+
+
+def test_file_names_are_spelled_once():
+    """The job folder's file names are constants of the runner, not strings spread over files."""
+    offenders = [str(p.relative_to(ROOT)) for _, _, p in ALL_FILES if '"job.json"' in p.read_text()
+                 and p.name != "runner.py"]
+    assert not offenders
+
+
+def test_pyproject_lists_every_package():
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {m for _, m, p in ALL_FILES if p.name == "__init__.py"}
+    assert listed == found
+
+
+def test_the_effect_folder_holds_the_effect_alone():
+    """Slicer loads the effect as a module named after its folder: nothing else may live there or import it."""
+    folder = ROOT / "SamPrompt" / "SegmentEditorSamPromptLib"
+    assert sorted(p.name for p in folder.iterdir() if p.name != "__pycache__") == ["SegmentEditorEffect.py"]
+    for _, module, path in ALL_FILES:
+        assert not [t for t, _, _ in own_imports(path, module) if t.startswith("SegmentEditorSamPromptLib")]

@@ -1,0 +1,1 @@
+"""Training backends: ``nnunet`` (nnU-Net v2's own commands) and ``monai`` (quick MONAI training)."""

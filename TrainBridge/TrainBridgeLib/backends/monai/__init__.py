@@ -1,0 +1,1 @@
+"""The MONAI backend: architectures (``models``), the trainer run inside a job, preprocessing, prediction."""

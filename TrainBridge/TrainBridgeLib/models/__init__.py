@@ -1,0 +1,1 @@
+"""Trained models users take elsewhere: export (TorchScript / ONNX / checkpoint + manifest) and inference."""
