@@ -172,7 +172,8 @@ def test_large_label_values_repeated_names_and_default_terminology(tmp_path):
     path = tmp_path / "wide.seg.nrrd"
     nrrd.write(str(path), np.ascontiguousarray(np.moveaxis(data, 0, -1)), header, index_order="C")
     back = segio.read_segmentation(path)
-    assert back.layers.dtype == np.uint8
+    assert back.layers.dtype == np.uint16  # the file's values are kept, not renumbered (issue 11, class 4)
+    assert back.segment("liver").label_value == 300
     assert np.array_equal(back.mask("liver"), seg.mask("liver"))
     renamed = [s for s in back.segments if s.name.startswith("tumor (")]
     assert len(renamed) == 1 and np.array_equal(back.mask(renamed[0].name), seg.mask("vessel"))

@@ -26,21 +26,17 @@ def register(subparsers) -> None:
 
 def describe(path, *, as_labels=None, names=None) -> dict:
     """A JSON-ready summary of a file: kind, geometry and segments or intensity range."""
-    import numpy as np
-
-
     obj = read_image_or_segmentation(path, names=names, as_labels=as_labels)
     g = obj.geometry.to_lps()
     info = {"file": str(path), "geometry": {**g.to_dict(), "oblique": g.is_oblique()}}
     if isinstance(obj, Segmentation):
         info["kind"] = "segmentation" if is_seg_nrrd(path) else "labelmap"
         info["layers"] = int(obj.layers.shape[0])
-        counts = [np.bincount(layer.ravel(), minlength=256) for layer in obj.layers]
+        counts = _voxel_counts(obj)
         info["segments"] = [{
             "name": s.name, "id": s.id, "value": s.label_value, "layer": s.layer,
             "color": [round(c, 4) for c in s.color], "terminology": s.terminology,
-            "voxels": int(counts[s.layer][s.label_value]),
-            "volume_ml": round(int(counts[s.layer][s.label_value]) * g.voxel_volume_ml(), 3),
+            "voxels": counts[s.name], "volume_ml": round(counts[s.name] * g.voxel_volume_ml(), 3),
         } for s in obj.segments]
         for key in ("reference_extent_offset", "warnings"):
             if obj.metadata.get(key):
@@ -51,6 +47,21 @@ def describe(path, *, as_labels=None, names=None) -> dict:
         info["dtype"] = str(a.dtype)
         info["range"] = [float(a.min()), float(a.max())] if a.size else None
     return info
+
+
+def _voxel_counts(seg: Segmentation) -> dict:
+    """{segment name: voxels}; one bincount per layer (label values up to 65535), else a mask each."""
+    import numpy as np
+
+    counts = {}
+    for li, layer in enumerate(seg.layers):
+        in_layer = [s for s in seg.segments if s.layer == li]
+        if layer.dtype.itemsize <= 2:
+            bins = np.bincount(layer.ravel(), minlength=max([s.label_value for s in in_layer] + [0]) + 1)
+            counts.update({s.name: int(bins[s.label_value]) for s in in_layer})
+        else:
+            counts.update({s.name: int(np.count_nonzero(layer == s.label_value)) for s in in_layer})
+    return counts
 
 
 def _names_from(path) -> dict | None:

@@ -17,6 +17,7 @@ from DicomTeamAnnotateLib.core.atomic import write_json_atomic
 from DicomTeamAnnotateLib.core.geometry import Geometry
 from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation, default_color, present_values
 from DicomTeamAnnotateLib.core.volume import Volume
+from DicomTeamAnnotateLib.io.nrrd_payload import open_nrrd
 from DicomTeamAnnotateLib.io.seg_nrrd import (
     is_seg_nrrd,
     read_seg_nrrd,
@@ -54,6 +55,8 @@ def read_image_geometry(path) -> Geometry:
     """The voxel grid (LPS) of an image file (.nii(.gz), .nrrd, .mha) from its header (SimpleITK)."""
     import SimpleITK as sitk
 
+    if file_suffix(path) in (".nrrd", ".nhdr"):
+        open_nrrd(path)  # sizes checked (bounded, no overflow) before ITK reads the header
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -180,10 +183,14 @@ def segmentation_from_labelmap(volume: Volume, names: dict | None = None, refere
 
 
 def labelmap_volume(seg: Segmentation, values: dict | None = None, reference: Geometry | None = None) -> Volume:
-    """The segmentation as one label-map Volume ({name: value}, default 1..N), optionally on ``reference``."""
+    """The segmentation as one label-map Volume, optionally on ``reference``.
+
+    ``values`` {name: value}; by default the segments' own label values when each has its own
+    (a FreeSurfer label map stays 2, 41, 1035...), else 1..N in segment order.
+    """
     if reference is not None:
         seg = seg.resampled(reference)
-    values = values or {s.name: i for i, s in enumerate(seg.segments, start=1)}
+    values = values or seg.own_values() or {s.name: i for i, s in enumerate(seg.segments, start=1)}
     unknown = [n for n in values if n not in seg.names]
     if unknown:
         raise ValueError(f"label values given for unknown segments {unknown} (segments: {', '.join(seg.names)})")
@@ -195,7 +202,7 @@ def labelmap_volume(seg: Segmentation, values: dict | None = None, reference: Ge
 
 
 def write_labelmap(seg: Segmentation, path, values: dict | None = None, *, sidecar: bool = True) -> Path:
-    """Write a NIfTI/NRRD label map ({name: value}, default 1..N) and a sidecar JSON of names (atomic)."""
+    """Write a NIfTI/NRRD label map ({name: value}, default: as ``labelmap_volume``) and a sidecar JSON of names."""
     path = Path(path)
     if file_suffix(path) not in LABELMAP_SUFFIXES:
         raise ValueError(f"{path}: unsupported label-map file type (use one of {', '.join(LABELMAP_SUFFIXES)})")

@@ -1,15 +1,21 @@
 """Volume files: .nrrd / .nhdr / .nii(.gz) / .mha / .mhd read and written through SimpleITK.
 
 SimpleITK's NRRD and NIfTI IO convert between the file's frame and LPS correctly (NIfTI stores
-RAS; ITK converts on read and write).
+RAS; ITK converts on read and write).  A NRRD header is checked first (``nrrd_payload``: sizes
+without overflow and within bounds, so a hostile header cannot make ITK allocate what it
+declares), and NRRD encodings ITK's NrrdIO lacks (bzip2) are read by ``nrrd_payload`` instead.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
+
 from DicomTeamAnnotateLib.core.atomic import atomic_path
+from DicomTeamAnnotateLib.core.geometry import Geometry
 from DicomTeamAnnotateLib.core.volume import Volume
+from DicomTeamAnnotateLib.io.nrrd_payload import NrrdFile, open_nrrd, read_payload
 
 VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 
@@ -26,6 +32,9 @@ def read_volume(path) -> Volume:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
+    nf = open_nrrd(path) if file_suffix(path) in (".nrrd", ".nhdr") else None
+    if nf is not None and nf.encoding == "bzip2":  # NrrdIO (ITK, Slicer) is built without bzip2
+        return nrrd_volume(nf)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -34,6 +43,38 @@ def read_volume(path) -> Volume:
         image = sitk.JoinSeries(image)
     try:
         return Volume.from_sitk(image, {"source": str(path)})
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+_NRRD_SPACES = {"left-posterior-superior": (1, 1, 1), "lps": (1, 1, 1), "right-anterior-superior": (-1, -1, 1),
+                "ras": (-1, -1, 1), "left-anterior-superior": (1, -1, 1), "las": (1, -1, 1)}
+
+
+def nrrd_volume(nf: NrrdFile) -> Volume:
+    """A 3D (or 2D) scalar NRRD read by ``nrrd_payload``, its geometry from the header (LPS)."""
+    path, header = nf.path, nf.header
+    space = str(header.get("space", "")).strip().lower()
+    if space not in _NRRD_SPACES:
+        raise ValueError(f"{path}: field 'space' is {header.get('space')!r}; expected a patient space (LPS, RAS, LAS)")
+    dim = len(nf.sizes)
+    directions = np.asarray(header.get("space directions", []), dtype=float)
+    if dim not in (2, 3) or directions.shape != (dim, 3) or not np.all(np.isfinite(directions)):
+        raise ValueError(f"{path}: a scalar 2D/3D image with 'space directions' for every axis is expected "
+                         f"(dimension {dim}, directions {directions.shape})")
+    data = read_payload(nf)
+    origin = np.asarray(header.get("space origin", (0.0, 0.0, 0.0)), dtype=float)
+    if dim == 2:  # one slice: its normal as the third axis, as SimpleITK's JoinSeries gives
+        normal = np.cross(directions[0], directions[1])
+        directions = np.vstack([directions, normal / np.linalg.norm(normal)])
+        data = data[np.newaxis]
+    flip = np.array(_NRRD_SPACES[space], dtype=float)
+    matrix = np.eye(4)
+    matrix[:3, :3] = (directions * flip).T   # columns: LPS vectors of i, j, k
+    matrix[:3, 3] = origin * flip
+    try:
+        geometry = Geometry.from_matrix(matrix, tuple(reversed(data.shape)), space="LPS")
+        return Volume(data, geometry, {"source": str(path)})
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
 
