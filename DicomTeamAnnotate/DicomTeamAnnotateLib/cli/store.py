@@ -17,9 +17,10 @@ from DicomTeamAnnotateLib.cli.common import (
 )
 from DicomTeamAnnotateLib.cli.pacs import add_import_dicomweb, quiet_pacs_libraries
 from DicomTeamAnnotateLib.io.segmentations import is_seg_nrrd
+from DicomTeamAnnotateLib.store import server as project_server  # its names load on first use (no FastAPI yet)
 from DicomTeamAnnotateLib.store.admin import add_case, add_member, assign, init_project, verify_project
 from DicomTeamAnnotateLib.store.model import KINDS, ROLES, StoreError, StoreUnavailable
-from DicomTeamAnnotateLib.store.server import serve
+from DicomTeamAnnotateLib.store.server.plugins import add_plugin_arguments
 from DicomTeamAnnotateLib.worklist.cases import as_seg_nrrd
 from DicomTeamAnnotateLib.worklist.offline import OfflineQueue, push_or_queue
 from DicomTeamAnnotateLib.worklist.rows import flush_queue, worklist_rows
@@ -76,6 +77,7 @@ def register(subparsers) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--workers", type=int, default=1, help="server processes sharing the port")
+    add_plugin_arguments(p)  # options of the installed server plugins (entry points dicomteam.server_plugins)
     p.set_defaults(func=cmd_serve)
 
     p = subparsers.add_parser("push", help="push a segmentation as a new version; prints its id")
@@ -149,7 +151,7 @@ def cmd_verify(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    store_call(lambda: serve(args.dir, args.host, args.port, args.db, workers=args.workers))
+    store_call(lambda: project_server.serve(args.dir, args.host, args.port, args.db, workers=args.workers, options=args))
     return 0
 
 

@@ -45,7 +45,11 @@ def is_staff(role: str) -> bool:
 
 
 def check_case_access(role: str, user: str, case_id: str, assigned: list[str]) -> None:
-    """Annotators reach only the cases assigned to them."""
+    """Annotators reach only the cases assigned to them.
+
+    The same answer whether the case exists or not: an annotator must not learn which case ids
+    exist by comparing 403 with 404 (the message names only what they asked for).
+    """
     if not is_staff(role) and user not in assigned:
         raise Forbidden(f"case {case_id!r} is not assigned to {user!r}")
 
@@ -57,9 +61,55 @@ def version_visible(role: str, user: str, blind: bool, version: dict) -> bool:
     return version["author"] == user or version["kind"] == "adjudicated"
 
 
-def check_version_access(role: str, user: str, blind: bool, version: dict) -> None:
-    if not version_visible(role, user, blind, version):
-        raise Forbidden(f"version {version['id']} belongs to another annotator and the project is blind")
+def check_version_access(role: str, user: str, blind: bool, version: dict, assigned: bool = True) -> None:
+    """Forbidden unless ``user`` may read ``version`` (``assigned``: its case is one of theirs).
+
+    The message names the version asked for, never its case or author.
+    """
+    if not (is_staff(role) or assigned) or not version_visible(role, user, blind, version):
+        raise Forbidden(f"version {version['id']} is not visible to {user!r} (another annotator's work in a blind "
+                        "project, or a case not assigned to them)")
+
+
+HIDDEN = "(hidden)"
+
+
+def redact_versions(role: str, user: str, blind: bool, visible: list[dict], every: list[dict]) -> list[dict]:
+    """``visible`` with what they reveal of versions ``user`` may not read taken out.
+
+    An adjudicated version is visible to every annotator of a blind case, but its parent and
+    its metadata (a consensus audit lists its inputs' ids and sha256s) name other annotators'
+    versions: those ids and hashes are replaced by "(hidden)" wherever they appear, so a
+    content address can never be learnt from a record the member may read.
+    """
+    if is_staff(role) or not blind:
+        return visible
+    secrets_ = {v["id"] for v in every if not version_visible(role, user, blind, v)}
+    secrets_ |= {v["sha256"] for v in every if not version_visible(role, user, blind, v)}
+    secrets_.discard(None)
+    if not secrets_:
+        return visible
+    out = []
+    for v in visible:
+        if v["author"] != user:
+            v = {**v, "parent": None if v.get("parent") in secrets_ else v.get("parent"),
+                 "meta": _scrub(v.get("meta"), secrets_), "message": _scrub(v.get("message"), secrets_)}
+        out.append(v)
+    return out
+
+
+def _scrub(value, secrets_: set):
+    """``value`` (JSON) with every occurrence of a secret string replaced by HIDDEN."""
+    if isinstance(value, str):
+        for secret in secrets_:
+            if secret in value:
+                value = value.replace(secret, HIDDEN)
+        return value
+    if isinstance(value, dict):
+        return {k: _scrub(v, secrets_) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, secrets_) for v in value]
+    return value
 
 
 def check_author_listing(role: str, user: str, blind: bool, author: str | None) -> None:

@@ -7,12 +7,15 @@ project's ``tmp/`` folder, on the same file system as the blobs, so the final st
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
 from DicomTeamAnnotateLib.core.atomic import atomic_path, fsync_dir
 from DicomTeamAnnotateLib.core.hashing import CHUNK, copy_hashing, crc32c_hex, crc32c_module, sha256_file
 from DicomTeamAnnotateLib.store.model import InvalidInput, NotFound, check_sha256
+
+log = logging.getLogger(__name__)
 
 
 def hash_checking_chunks(path, chunks: list[dict]) -> str:
@@ -68,34 +71,48 @@ class BlobStore:
         self.tmp.mkdir(parents=True, exist_ok=True)
         return self.tmp / f"{prefix}-{os.getpid()}-{os.urandom(8).hex()}{suffix}"
 
-    def _publish(self, tmp: Path, sha256: str) -> Path:
-        """Link a complete, verified temporary file into place (a no-op if the blob exists); ``tmp`` is removed."""
+    def _publish(self, tmp: Path, sha256: str, *, keep: bool = False) -> Path:
+        """Link a complete, verified file into place as blob ``sha256``; ``tmp`` is removed unless ``keep``.
+
+        An existing blob of that name is reused only when its bytes still hash to its name (a
+        blob corrupted on disk, or planted by a bug, is replaced by the verified file).
+        """
         final = self.path(sha256)
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(tmp, final)  # atomic; fails if another writer published the same content first
-            tmp.unlink()
+            if not keep:
+                tmp.unlink()
             os.chmod(final, 0o444)  # blobs are immutable; discourage editing in place
         except FileExistsError:
-            tmp.unlink(missing_ok=True)
+            if not os.path.samefile(tmp, final) and not self.verify(sha256):
+                log.error("blob %s does not hash to its name; replacing it with verified bytes", sha256)
+                if keep:
+                    spare = self.temp_path()
+                    os.link(tmp, spare)
+                    os.replace(spare, final)
+                else:
+                    os.replace(tmp, final)
+            if not keep:
+                tmp.unlink(missing_ok=True)
         except OSError:  # file systems without hard links: rename is atomic too
+            if keep:
+                raise
             os.replace(tmp, final)
         fsync_dir(final.parent)
         return final
 
-    def put_file(self, src, *, move: bool = False, expected_sha256: str | None = None,
+    def put_file(self, src, *, move: bool = False, keep_source: bool = False, expected_sha256: str | None = None,
                  expected_size: int | None = None, verified: bool = False, progress=None) -> tuple[str, int]:
         """Store a file's bytes; (sha256, size).  ``move`` consumes ``src`` (same file system).
 
+        ``keep_source`` (same file system): the blob becomes a hard link to ``src``, which stays
+        (the server's upload file stays until its version is recorded, so a retry can finish).
         With ``expected_sha256``/``expected_size`` a mismatch raises InvalidInput and stores nothing.
-        ``verified`` (with ``move`` and ``expected_sha256``): the caller hashed ``src`` already.
+        ``verified`` (with ``move``/``keep_source`` and ``expected_sha256``): the caller hashed ``src`` already.
         """
         src = Path(src)
-        if expected_sha256 and src.resolve() == self.path(expected_sha256).resolve():
-            size = src.stat().st_size  # already this very blob (a retry, or identical content)
-            self._check(src, expected_sha256, size, expected_sha256, expected_size)
-            return expected_sha256, size
-        if move:
+        if move or keep_source:
             if verified and expected_sha256:
                 sha, size = expected_sha256, src.stat().st_size
             else:
@@ -103,7 +120,7 @@ class BlobStore:
             self._check(src, sha, size, expected_sha256, expected_size)
             with open(src, "rb+") as fh:
                 os.fsync(fh.fileno())
-            self._publish(src, sha)
+            self._publish(src, sha, keep=keep_source)
             return sha, size
         tmp = self.temp_path()
         try:

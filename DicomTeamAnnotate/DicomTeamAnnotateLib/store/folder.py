@@ -48,10 +48,11 @@ class FolderCatalog:
             data, kind = r.get("data") or {}, r.get("type")
             if kind == "case":
                 self._cases.setdefault(data["case_id"], {**data, "added": r["time"], "added_by": r["actor"]})
-            elif kind == "member":
-                self._members[data["user"]] = {**data, "added": r["time"]}  # the latest record wins
-            elif kind == "assign":
-                self._assign.setdefault((data["case_id"], data["user"]), {**data, "time": r["time"]})
+            elif kind == "member":  # the latest record wins (a removal, a new token, a new role)
+                self._members[data["user"]] = {**data, "added": r["time"]}
+            elif kind in ("assign", "unassign"):  # the latest of assign/unassign wins
+                self._assign[(data["case_id"], data["user"])] = {"case_id": data["case_id"], "user": data["user"],
+                                                                 "time": r["time"], "active": kind == "assign"}
             elif kind == "version":
                 self._versions.setdefault(data["id"], data)  # a reused id never replaces the first version
             elif kind == "state":
@@ -62,13 +63,14 @@ class FolderCatalog:
         return self._project
 
     def member(self, user):
-        return self._members.get(user)
+        m = self._members.get(user)
+        return None if m is None or m.get("removed") else m
 
     def member_by_token(self, token_sha256):
-        return next((m for m in self._members.values() if m.get("token_sha256") == token_sha256), None)
+        return next((m for m in self.members() if m.get("token_sha256") == token_sha256), None)
 
     def members(self) -> list[dict]:
-        return list(self._members.values())
+        return [m for m in self._members.values() if not m.get("removed")]
 
     def case(self, case_id):
         return self._cases.get(case_id)
@@ -77,8 +79,8 @@ class FolderCatalog:
         return list(self._cases.values())
 
     def assignments(self, case_id=None, user=None) -> list[dict]:
-        return [a for a in self._assign.values()
-                if (case_id is None or a["case_id"] == case_id) and (user is None or a["user"] == user)]
+        return [a for a in self._assign.values() if a["active"]
+                and (case_id is None or a["case_id"] == case_id) and (user is None or a["user"] == user)]
 
     def versions(self, case_id=None) -> list[dict]:
         return [v for v in self._versions.values() if case_id is None or v["case_id"] == case_id]
@@ -89,8 +91,14 @@ class FolderCatalog:
     def state_events(self, case_id=None) -> list[dict]:
         return [e for e in self._states if case_id is None or e["case_id"] == case_id]
 
-    def audit(self, case_id=None) -> list[dict]:
-        return [r for r in self._audit if case_id is None or r.get("case_id") == case_id]
+    def audit(self, case_id=None, actor=None, after=None, limit=None) -> list[dict]:
+        """Events oldest first, optionally of one case and one actor, after event ``after``, at most ``limit``."""
+        rows = [r for r in self._audit if (case_id is None or r.get("case_id") == case_id)
+                and (actor is None or r["actor"] == actor)]
+        if after is not None:
+            ids = [r["id"] for r in rows]
+            rows = rows[ids.index(after) + 1:] if after in ids else []
+        return rows[:limit] if limit is not None else rows
 
     def add_event(self, type, actor, data, case_id=None) -> dict:
         record = self.events.append(type, actor, data, case_id=case_id)

@@ -25,6 +25,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ +-]{0,199}$")
 MAX_MESSAGE = 4000
 MAX_META_BYTES = 64 * 1024
+MAX_META_DEPTH = 32
 
 
 # ----- errors (each maps to one HTTP status; the client maps them back) ----------------------
@@ -70,6 +71,12 @@ class Conflict(StoreError):
     status = 409
 
 
+class TooManyRequests(StoreError):
+    """A member's quota is used up for now (open uploads, chunks in flight); retry later."""
+
+    status = 429
+
+
 class StoreUnavailable(StoreError, ConnectionError):
     """The store cannot be reached (server down, network share gone); the push may be queued."""
 
@@ -77,7 +84,7 @@ class StoreUnavailable(StoreError, ConnectionError):
 
 
 ERRORS_BY_STATUS = {400: InvalidInput, 422: GeometryMismatch, 401: Unauthorized, 403: Forbidden,
-                    404: NotFound, 409: Conflict, 503: StoreUnavailable}
+                    404: NotFound, 409: Conflict, 429: TooManyRequests, 503: StoreUnavailable}
 
 
 # ----- checks -------------------------------------------------------------------------------------
@@ -122,18 +129,33 @@ def check_message(value) -> str:
 
 
 def check_meta(value) -> dict:
+    """A version's ``meta``: a JSON object of at most MAX_META_BYTES, strict JSON (no NaN/Infinity,
+    which no standard reader accepts), nested at most MAX_META_DEPTH deep."""
     import json
 
     value = {} if value is None else value
     if not isinstance(value, dict):
         raise InvalidInput("field 'meta' must be a JSON object")
+    if json_depth(value) > MAX_META_DEPTH:
+        raise InvalidInput(f"field 'meta' is nested deeper than {MAX_META_DEPTH} levels")
     try:
-        size = len(json.dumps(value))
+        size = len(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"field 'meta' is not JSON serialisable ({exc})") from None
+        raise InvalidInput(f"field 'meta' is not strict JSON ({exc})") from None
     if size > MAX_META_BYTES:
         raise InvalidInput(f"field 'meta' is {size} bytes; at most {MAX_META_BYTES}")
     return value
+
+
+def json_depth(value) -> int:
+    """How deeply lists and objects nest in ``value`` (iterative: a deep value must not exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((c, depth + 1) for c in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 # ----- ids and times ------------------------------------------------------------------------------

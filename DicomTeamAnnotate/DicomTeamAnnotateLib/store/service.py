@@ -55,6 +55,8 @@ def fresh(method):
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
+        if self.request_scoped:  # the server resolved the member for this very request
+            return method(self, *args, **kwargs)
         self.catalog.refresh()
         member = self.catalog.member(self.user)
         if member is None:
@@ -102,9 +104,15 @@ def fetch_reference_case_image(case: dict, dest_dir, *, cache_dir=None, progress
 class ProjectService:
     """Every Store operation for one member of one project."""
 
-    def __init__(self, catalog, user: str):
+    def __init__(self, catalog, user: str, role: str | None = None):
+        """``role``: the member's role as the caller resolved it just now (the server, per request);
+        then the catalog is not asked again during this service's short life."""
         self.catalog = catalog
         self.user = check_id(user, "user name")
+        self.request_scoped = role is not None
+        if role is not None:
+            self.role = role
+            return
         catalog.refresh()
         member = catalog.member(user)
         if member is None:
@@ -140,16 +148,35 @@ class ProjectService:
 
     # ----- cases ------------------------------------------------------------------------------
     def _case(self, case_id) -> dict:
-        """A case the user may reach (NotFound / Forbidden otherwise)."""
+        """A case the user may reach: Forbidden for an annotator's unassigned OR nonexistent case (the
+        same answer: no existence leak), NotFound for staff asking for a nonexistent one."""
         check_id(case_id, "case id")
+        staff = auth.is_staff(self.role)
         case = self.catalog.case(case_id)
-        if case is None or not (auth.is_staff(self.role) or self.user in self._assigned(case_id)):
+        if case is None or not (staff or self.user in self._assigned(case_id)):
             self.catalog.refresh(force=True)  # added or assigned a moment ago, maybe on the folder
             case = self.catalog.case(case_id)
+        if not staff:
+            auth.check_case_access(self.role, self.user, case_id, self._assigned(case_id) if case else [])
         if case is None:
             raise NotFound(f"no case {case_id!r} in this project")
-        auth.check_case_access(self.role, self.user, case_id, self._assigned(case_id))
         return case
+
+    def _readable_version(self, version_id, what: str = "version") -> dict:
+        """A version record the user may read (NotFound when no such id; Forbidden naming nothing else)."""
+        check_version_id(version_id, f"{what} id")
+        version = self.catalog.version(version_id)
+        if version is None:
+            raise NotFound(f"no {what} {version_id!r}")
+        assigned = auth.is_staff(self.role) or self.user in self._assigned(version["case_id"])
+        auth.check_version_access(self.role, self.user, self.blind, version, assigned)
+        return version
+
+    def _redacted(self, case_id, rows: list[dict]) -> list[dict]:
+        """``rows`` (visible to the user) without the ids and hashes of versions they may not read."""
+        if auth.is_staff(self.role) or not self.blind:
+            return rows
+        return auth.redact_versions(self.role, self.user, True, rows, self.catalog.versions(case_id=case_id))
 
     def _assigned(self, case_id) -> list[str]:
         return sorted(a["user"] for a in self.catalog.assignments(case_id=case_id))
@@ -198,31 +225,37 @@ class ProjectService:
         return flag_conflicts(self.catalog.versions(case_id=case_id))
 
     @fresh
-    def list_versions(self, case_id, author=None) -> list[dict]:
-        """Versions of a case in push order, with ``conflict``; blinding applied."""
+    def list_versions(self, case_id, author=None, after=None) -> list[dict]:
+        """Versions of a case in push order, with ``conflict``; blinding applied.
+
+        ``after``: a version id; only the versions listed after it (the next page of a listing).
+        """
         self._case(case_id)
         if author is not None:
             check_id(author, "author")
+        if after is not None:
+            check_version_id(after, "'after' version id")
         blind = self.blind
         auth.check_author_listing(self.role, self.user, blind, author)
-        return [v for v in self._flagged(case_id)
+        rows = [v for v in self._flagged(case_id)
                 if auth.version_visible(self.role, self.user, blind, v) and (author is None or v["author"] == author)]
+        if after is not None:
+            ids = [v["id"] for v in rows]
+            rows = rows[ids.index(after) + 1:] if after in ids else []
+        return self._redacted(case_id, rows)
 
     @fresh
     def get_version(self, version_id) -> dict:
-        """One version's record (Forbidden for another annotator's version of a blind project)."""
-        check_version_id(version_id)
-        version = self.catalog.version(version_id)
-        if version is None:
-            raise NotFound(f"no version {version_id!r}")
-        self._case(version["case_id"])
-        auth.check_version_access(self.role, self.user, self.blind, version)
-        return next(v for v in self._flagged(version["case_id"]) if v["id"] == version_id)
+        """One version's record (Forbidden for a version the user may not read, naming nothing else)."""
+        version = self._readable_version(version_id)
+        flagged = next(v for v in self._flagged(version["case_id"]) if v["id"] == version_id)
+        return self._redacted(version["case_id"], [flagged])[0]
 
     @fresh
     def latest_version(self, case_id, author=None, kind=None) -> dict | None:
-        """The latest version by ``author`` (default: me), optionally of one kind; None if none."""
-        author = author or self.user
+        """The latest version by ``author`` (default: me; for ``kind="adjudicated"``: anyone), or None."""
+        if author is None and kind != "adjudicated":
+            author = self.user
         rows = [v for v in self.list_versions(case_id, author=author) if kind is None or v["kind"] == kind]
         return rows[-1] if rows else None
 
@@ -247,11 +280,9 @@ class ProjectService:
                 raise Conflict(f"case {case_id!r} is {override.replace('_', ' ')}; a reviewer must reopen it "
                                "before annotators push again")
         if parent is not None:
-            check_version_id(parent, "parent version id")
-            p = self.catalog.version(parent)
-            if p is None or p["case_id"] != case["case_id"]:
+            p = self._readable_version(parent, "parent version")
+            if p["case_id"] != case["case_id"]:
                 raise NotFound(f"parent version {parent!r} is not a version of case {case_id!r}")
-            auth.check_version_access(self.role, self.user, self.blind, p)
         if version_id is not None:
             check_version_id(version_id)
             existing = self.catalog.version(version_id)
@@ -261,8 +292,8 @@ class ProjectService:
 
     @fresh
     def push_version(self, case_id, seg_path, parent=None, message="", kind="annotation", meta=None, *,
-                     version_id=None, filename=None, sha256=None, size=None, move=False, verified=False,
-                     progress=None) -> dict:
+                     version_id=None, filename=None, sha256=None, size=None, move=False, keep_source=False,
+                     verified=False, progress=None) -> dict:
         """Check and keep a new immutable version; returns its record (with ``conflict``).
 
         ``version_id`` chosen by the client makes a retry idempotent: the same id with the same
@@ -279,13 +310,23 @@ class ProjectService:
         check_segmentation_fits(seg_path, case, filename)
         bar = Progress(progress, seg_path.stat().st_size, filename)
         try:
-            sha, nbytes = self.catalog.blobs.put_file(seg_path, move=move, expected_sha256=sha256,
+            sha, nbytes = self.catalog.blobs.put_file(seg_path, move=move, keep_source=keep_source,
+                                                      expected_sha256=sha256,
                                                       expected_size=size, verified=verified, progress=bar.add)
         finally:
             bar.close()
         record = version_record(version_id=version_id or new_version_id(), case_id=case_id, author=self.user,
                                 parent=parent, created=now_iso(), message=check_message(message), sha256=sha,
                                 size=nbytes, kind=kind, meta=check_meta(meta), filename=filename)
+        # The version id is claimed atomically before the event is written: of two pushes with one
+        # id (two users at once), one wins and the other gets a Conflict, on a folder as on a server.
+        held = self.catalog.events.claim_version(record)
+        if held != record:
+            if held["author"] != self.user or held["case_id"] != case_id or held["sha256"] != sha:
+                raise Conflict(f"version id {record['id']!r} is already used for other content")
+            record = held  # this push again, after an attempt that stopped before its event
+            if self.catalog.version(record["id"]) is not None:
+                return next(v for v in self._flagged(case_id) if v["id"] == record["id"])
         stored = self.catalog.add_version(self.user, record)
         log.info("%s pushed version %s of case %s (%d bytes)", self.user, stored["id"], case_id, nbytes)
         return next(v for v in self._flagged(case_id) if v["id"] == stored["id"])
@@ -302,12 +343,16 @@ class ProjectService:
 
     @fresh
     def states(self, case_id) -> dict:
-        """{'case_id', 'state', 'annotators': {user: state}} (an annotator sees only their own)."""
+        """{'case_id', 'state', 'override', 'annotators': {user: state}} (an annotator sees only their own;
+        in a blind project the case's state is theirs too: the others' progress is not theirs to see)."""
         self._case(case_id)
         out = case_state(self.catalog.state_events(case_id=case_id), self.catalog.versions(case_id=case_id),
                          self._assigned(case_id))
         if not auth.is_staff(self.role):
-            out["annotators"] = {u: s for u, s in out["annotators"].items() if u == self.user}
+            mine = out["annotators"].get(self.user, "todo")
+            out["annotators"] = {self.user: mine} if self.user in out["annotators"] else {}
+            if self.blind:
+                out["state"] = later_state(mine, out["override"]) if out["override"] else mine
         return {"case_id": case_id, **out}
 
     @fresh
@@ -369,13 +414,21 @@ class ProjectService:
             else:
                 row["state"] = later_state(row["my_state"], summary["override"]) if summary["override"] \
                     else row["my_state"]
+                if blind:  # the case's aggregate state would tell a co-annotator's progress
+                    row["case_state"] = row["state"]
             rows.append(row)
         return rows
 
     @fresh
-    def audit(self, case_id=None) -> list[dict]:
-        """The append-only log of who did what when (an annotator sees only their own actions)."""
-        rows = self._own_rows(case_id, self.catalog.audit, "actor")
+    def audit(self, case_id=None, limit=None, after=None) -> list[dict]:
+        """The append-only log of who did what when (an annotator sees only their own actions), oldest first.
+
+        ``limit``/``after`` (an event id): one page; the catalog filters and pages in its query.
+        """
+        if case_id is not None:
+            self._case(case_id)
+        actor = None if auth.is_staff(self.role) else self.user
+        rows = self.catalog.audit(case_id=case_id, actor=actor, after=after, limit=limit)
         return [{"id": r["id"], "time": r["time"], "actor": r["actor"], "type": r["type"],
                  "case_id": r.get("case_id"), "data": _public_event_data(r)} for r in rows]
 

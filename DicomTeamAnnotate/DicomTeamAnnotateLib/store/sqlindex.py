@@ -18,16 +18,21 @@ import time
 from pathlib import Path
 
 from DicomTeamAnnotateLib.store.blobs import BlobStore
-from DicomTeamAnnotateLib.store.events import EventLog, event_id_of
+from DicomTeamAnnotateLib.store.events import EventLog, event_id_of, loads_lenient
 from DicomTeamAnnotateLib.store.model import now_iso
 from DicomTeamAnnotateLib.store.service import read_project_file
 
 log = logging.getLogger(__name__)
 
+REMOVED = "removed"  # the role column of a member who was removed (their token no longer works)
 UPLOAD_SUFFIX = ".part.seg.nrrd"  # an upload's bytes (keeps the .nrrd suffix the segmentation reader expects)
 CHUNKS_SUFFIX = ".chunks.jsonl"   # an upload's completed chunks (start, end, CRC32C): its offset
 
 REFRESH_INTERVAL_S = 0.5   # admin edits made on the folder show up within this delay (or on a miss)
+# The tables derived from the event files are rebuilt from them when this changes (2: members
+# can expire or be removed, assignments can be withdrawn, events are found by actor).
+SCHEMA_VERSION = "2"
+DERIVED = ("events", "cases", "members", "assignments", "versions", "states")
 
 
 def database_url(project_dir, url: str | None = None) -> str:
@@ -40,22 +45,23 @@ def database_url(project_dir, url: str | None = None) -> str:
 
 
 def _tables(metadata):
-    from sqlalchemy import BigInteger, Column, Index, String, Table, Text
+    from sqlalchemy import BigInteger, Boolean, Column, Index, String, Table, Text
 
     t = {}
     t["events"] = Table("events", metadata, Column("id", String(32), primary_key=True),
                         Column("time", String(32), nullable=False), Column("type", String(16), nullable=False),
                         Column("actor", String(128), nullable=False), Column("case_id", String(128)),
                         Column("data", Text, nullable=False), Index("ix_events_case", "case_id"),
-                        Index("ix_events_time", "time"))
+                        Index("ix_events_time", "time", "id"), Index("ix_events_actor", "actor", "time"))
     t["cases"] = Table("cases", metadata, Column("case_id", String(128), primary_key=True),
                        Column("added", String(32), nullable=False), Column("data", Text, nullable=False))
     t["members"] = Table("members", metadata, Column("user", String(128), primary_key=True),
                          Column("role", String(16), nullable=False), Column("token_sha256", String(64)),
-                         Column("added", String(32), nullable=False), Index("ix_members_token", "token_sha256"))
+                         Column("added", String(32), nullable=False), Column("expires", String(32)),
+                         Index("ix_members_token", "token_sha256"))
     t["assignments"] = Table("assignments", metadata, Column("case_id", String(128), primary_key=True),
                              Column("user", String(128), primary_key=True), Column("time", String(32), nullable=False),
-                             Index("ix_assign_user", "user"))
+                             Column("active", Boolean, nullable=False), Index("ix_assign_user", "user"))
     t["versions"] = Table("versions", metadata, Column("id", String(64), primary_key=True),
                           Column("case_id", String(128), nullable=False), Column("author", String(128), nullable=False),
                           Column("created", String(32), nullable=False), Column("sha256", String(64), nullable=False),
@@ -69,6 +75,8 @@ def _tables(metadata):
                          Column("case_id", String(128), nullable=False), Column("user", String(128), nullable=False),
                          Column("sha256", String(64), nullable=False), Column("size", BigInteger, nullable=False),
                          Column("created", String(32), nullable=False), Column("data", Text, nullable=False))
+    t["index_meta"] = Table("index_meta", metadata, Column("key", String(32), primary_key=True),
+                            Column("value", String(64), nullable=False))
     return t
 
 
@@ -105,9 +113,12 @@ class SqlIndex:
         self.engine = make_engine(self.url)
         self.metadata = MetaData()
         self.t = _tables(self.metadata)
+        self._migrate()
         self.metadata.create_all(self.engine)
         self._lock = threading.Lock()
         self._known: set[str] = set()
+        self._bad: set[str] = set()
+        self.generation = 0  # bumped whenever new event files appear (caches keyed on it go stale)
         self._checked_at = 0.0
         self._mtime = None
         if sync:
@@ -115,6 +126,34 @@ class SqlIndex:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def _migrate(self) -> None:
+        """Drop the derived tables of an index built by another schema version (they are re-imported
+        from the event files on the first refresh); upload sessions are kept."""
+        from sqlalchemy import inspect, select
+
+        names = set(inspect(self.engine).get_table_names())
+        version = None
+        if "index_meta" in names:
+            with self.engine.connect() as conn:
+                m = self.t["index_meta"]
+                version = conn.execute(select(m.c.value).where(m.c.key == "schema")).scalar()
+        if version != SCHEMA_VERSION and names & set(DERIVED):
+            log.warning("index: schema %s -> %s, rebuilding it from the event files", version, SCHEMA_VERSION)
+            for name in DERIVED:
+                if name in names:
+                    self.t[name].drop(self.engine)
+        if version != SCHEMA_VERSION:
+            self.metadata.create_all(self.engine)
+            with self.engine.begin() as conn:
+                self._upsert(conn, self.t["index_meta"], {"key": "schema", "value": SCHEMA_VERSION}, ("key",))
+
+    def _upsert(self, conn, table, row: dict, keys: tuple) -> None:
+        """INSERT, or UPDATE the row with the same ``keys``."""
+        from sqlalchemy import and_, update
+
+        if not self._insert_ignore(conn, table, row):
+            conn.execute(update(table).where(and_(*(table.c[k] == row[k] for k in keys))).values(**row))
 
     # ----- import of the folder's event files ---------------------------------------------------
     def refresh(self, force: bool = False) -> int:
@@ -129,11 +168,19 @@ class SqlIndex:
                 self._checked_at = now
                 return 0
             names = self.events.names()
-            unknown = {event_id_of(n): n for n in names if event_id_of(n) not in self._known}
+            unknown = {event_id_of(n): n for n in names if event_id_of(n) not in self._known and n not in self._bad}
             if unknown:
+                self.generation += 1
                 self._known |= self._ids_in_index(list(unknown))
-            todo = [self.events.read(n) for i, n in unknown.items() if i not in self._known]
-            todo = sorted((r for r in todo if r is not None), key=lambda r: (r["time"], r["id"]))
+            todo = []
+            for event_id, name in unknown.items():
+                if event_id not in self._known:
+                    record = self.events.read(name)
+                    if record is None:
+                        self._bad.add(name)  # malformed: skipped (and named by `verify`), not re-read
+                    else:
+                        todo.append(record)
+            todo.sort(key=lambda r: (r["time"], r["id"]))
             for record in todo:
                 self.apply(record)
             self._mtime, self._checked_at = mtime, now
@@ -179,16 +226,24 @@ class SqlIndex:
                                                         "data": json.dumps({**data, "added": record["time"],
                                                                             "added_by": record["actor"]})})
             elif kind == "member":
-                row = {"user": data["user"], "role": data["role"], "token_sha256": data.get("token_sha256"),
-                       "added": record["time"]}
+                removed = bool(data.get("removed"))
+                row = {"user": data["user"], "role": REMOVED if removed else data.get("role") or REMOVED,
+                       "token_sha256": None if removed else data.get("token_sha256"),
+                       "expires": data.get("expires"), "added": record["time"]}
                 if not self._insert_ignore(conn, t["members"], row):
                     m = t["members"]
                     current = conn.execute(select(m.c.added).where(m.c.user == data["user"])).scalar()
                     if current is None or current <= record["time"]:  # the latest record wins
                         conn.execute(update(m).where(m.c.user == data["user"]).values(**row))
-            elif kind == "assign":
-                self._insert_ignore(conn, t["assignments"], {"case_id": data["case_id"], "user": data["user"],
-                                                              "time": record["time"]})
+            elif kind in ("assign", "unassign"):
+                row = {"case_id": data["case_id"], "user": data["user"], "time": record["time"],
+                       "active": kind == "assign"}
+                if not self._insert_ignore(conn, t["assignments"], row):
+                    a = t["assignments"]
+                    key = (a.c.case_id == data["case_id"]) & (a.c.user == data["user"])
+                    current = conn.execute(select(a.c.time).where(key)).scalar()
+                    if current is None or current <= record["time"]:  # the latest record wins
+                        conn.execute(update(a).where(key).values(**row))
             elif kind == "version":
                 self._insert_ignore(conn, t["versions"], {
                     "id": data["id"], "case_id": data["case_id"], "author": data["author"],
@@ -224,38 +279,39 @@ class SqlIndex:
         from sqlalchemy import select
 
         m = self.t["members"]
-        rows = self._rows(select(m).where(m.c.user == user))
+        rows = self._rows(select(m).where(m.c.user == user, m.c.role != REMOVED))
         return dict(rows[0]._mapping) if rows else None
 
     def member_by_token(self, token_sha256):
         from sqlalchemy import select
 
         m = self.t["members"]
-        rows = self._rows(select(m).where(m.c.token_sha256 == token_sha256))
+        rows = self._rows(select(m).where(m.c.token_sha256 == token_sha256, m.c.role != REMOVED))
         return dict(rows[0]._mapping) if rows else None
 
     def members(self) -> list[dict]:
         from sqlalchemy import select
 
-        return [dict(r._mapping) for r in self._rows(select(self.t["members"]))]
+        m = self.t["members"]
+        return [dict(r._mapping) for r in self._rows(select(m).where(m.c.role != REMOVED))]
 
     def case(self, case_id):
         from sqlalchemy import select
 
         c = self.t["cases"]
         rows = self._rows(select(c.c.data).where(c.c.case_id == case_id))
-        return json.loads(rows[0][0]) if rows else None
+        return loads_lenient(rows[0][0]) if rows else None
 
     def cases(self) -> list[dict]:
         from sqlalchemy import select
 
-        return [json.loads(r[0]) for r in self._rows(select(self.t["cases"].c.data))]
+        return [loads_lenient(r[0]) for r in self._rows(select(self.t["cases"].c.data))]
 
     def assignments(self, case_id=None, user=None) -> list[dict]:
         from sqlalchemy import select
 
         a = self.t["assignments"]
-        q = select(a)
+        q = select(a.c.case_id, a.c.user, a.c.time).where(a.c.active.is_(True))
         if case_id is not None:
             q = q.where(a.c.case_id == case_id)
         if user is not None:
@@ -269,14 +325,14 @@ class SqlIndex:
         q = select(v.c.data)
         if case_id is not None:
             q = q.where(v.c.case_id == case_id)
-        return [json.loads(r[0]) for r in self._rows(q)]
+        return [loads_lenient(r[0]) for r in self._rows(q)]
 
     def version(self, version_id):
         from sqlalchemy import select
 
         v = self.t["versions"]
         rows = self._rows(select(v.c.data).where(v.c.id == version_id))
-        return json.loads(rows[0][0]) if rows else None
+        return loads_lenient(rows[0][0]) if rows else None
 
     def state_events(self, case_id=None) -> list[dict]:
         from sqlalchemy import select
@@ -287,14 +343,23 @@ class SqlIndex:
             q = q.where(s.c.case_id == case_id)
         return [dict(r._mapping) for r in self._rows(q)]
 
-    def audit(self, case_id=None) -> list[dict]:
-        from sqlalchemy import select
+    def audit(self, case_id=None, actor=None, after=None, limit=None) -> list[dict]:
+        """Events oldest first, optionally of one case and one actor, after event ``after``, at most ``limit``
+        (filtered and paged in the query: an annotator's few rows never cost a load of the whole log)."""
+        from sqlalchemy import and_, or_, select
 
         e = self.t["events"]
         q = select(e).order_by(e.c.time, e.c.id)
         if case_id is not None:
             q = q.where(e.c.case_id == case_id)
-        return [{**dict(r._mapping), "data": json.loads(r.data)} for r in self._rows(q)]
+        if actor is not None:
+            q = q.where(e.c.actor == actor)
+        if after is not None:
+            at = select(e.c.time).where(e.c.id == after).scalar_subquery()
+            q = q.where(or_(e.c.time > at, and_(e.c.time == at, e.c.id > after)))
+        if limit is not None:
+            q = q.limit(limit)
+        return [{**dict(r._mapping), "data": loads_lenient(r.data)} for r in self._rows(q)]
 
     # ----- upload sessions (server only) ---------------------------------------------------------
     def uploads_dir(self) -> Path:
@@ -309,6 +374,13 @@ class SqlIndex:
             conn.execute(self.t["uploads"].insert().values(**row))
         return {**row, "data": data}
 
+    def count_uploads(self, user: str) -> int:
+        """How many unfinished upload sessions ``user`` holds."""
+        from sqlalchemy import func, select
+
+        u = self.t["uploads"]
+        return self._rows(select(func.count()).select_from(u).where(u.c.user == user))[0][0]
+
     def upload(self, upload_id):
         from sqlalchemy import select
 
@@ -317,7 +389,7 @@ class SqlIndex:
         if not rows:
             return None
         row = dict(rows[0]._mapping)
-        row["data"] = json.loads(row["data"])
+        row["data"] = loads_lenient(row["data"])
         return row
 
     def purge_uploads(self, max_age_s: float = 7 * 24 * 3600) -> int:

@@ -1,0 +1,49 @@
+"""Routes: a case's versions (paged), its latest, one version, a version's content (GET and HEAD)."""
+# No `from __future__ import annotations`: FastAPI reads the handlers' parameter types.
+
+from DicomTeamAnnotateLib.store.server.errors import responses
+from DicomTeamAnnotateLib.store.server.routes.cases import CASE_ID, blob_response
+from DicomTeamAnnotateLib.store.server.routes.common import json_answer, page
+from DicomTeamAnnotateLib.store.server.schemas import VERSION_ID_PATTERN, LatestOut, VersionOut, pattern
+
+VERSION_ID = pattern(VERSION_ID_PATTERN, 64)
+
+
+def router(context, deps):
+    from fastapi import APIRouter, Depends, Path, Query
+
+    api = APIRouter(tags=["versions"])
+    Service = Depends(deps.service)
+    CaseId = Path(description="a case id", **CASE_ID)
+    VersionId = Path(description="a version id", **VERSION_ID)
+    limits = context.limits
+
+    @api.get("/cases/{case_id}/versions", response_model=list[VersionOut], responses=responses(400, 401, 403, 404),
+             summary="versions of a case in push order, with `conflict`; blinding applied; paged")
+    def versions(case_id: str = CaseId, author: str | None = Query(None, **CASE_ID),
+                 limit: int = Query(limits.page_size, ge=1, le=limits.max_page_size),
+                 after: str | None = Query(None, description="the X-Next-After of the previous page", **VERSION_ID),
+                 svc=Service):
+        rows = svc.list_versions(case_id, author=author, after=after)
+        rows, headers = page(rows, limit, lambda v: v["id"])
+        return json_answer(rows, headers=headers)
+
+    @api.get("/cases/{case_id}/latest", response_model=LatestOut, responses=responses(400, 401, 403, 404),
+             summary="the latest version by an author (default: me; for kind=adjudicated: anyone)")
+    def latest(case_id: str = CaseId, author: str | None = Query(None, **CASE_ID),
+               kind: str | None = Query(None, pattern="^(annotation|adjudicated)$"), svc=Service):
+        return json_answer({"version": svc.latest_version(case_id, author=author, kind=kind)})
+
+    @api.get("/versions/{version_id}", response_model=VersionOut, responses=responses(400, 401, 403, 404),
+             summary="one version's record")
+    def version(version_id: str = VersionId, svc=Service):
+        return json_answer(svc.get_version(version_id))
+
+    @api.api_route("/versions/{version_id}/content", methods=["GET", "HEAD"],
+                   responses={200: {"content": {"application/octet-stream": {}},
+                                    "description": "the version's .seg.nrrd"}, **responses(400, 401, 403, 404)},
+                   summary="a version's .seg.nrrd; Range requests resume a download")
+    def content(version_id: str = VersionId, svc=Service):
+        return blob_response(svc.version_blob(version_id))
+
+    return api
