@@ -1,7 +1,10 @@
 """Bring N annotators' segmentations of one case onto the case's reference grid.
 
-Segments are matched across annotators by terminology code, else by name (``find_segment``),
-never by label value: one annotator's liver may be value 3, another's value 1.  Annotations on a
+Segments are matched across annotators by the core's one matcher (``match_segments``): by
+terminology entry (category, type, type modifier, region, region modifier: "right lung" and
+"left lung" share a type code and stay two labels), else by name, never by label value (one
+annotator's liver may be value 3, another's value 1).  Two inputs that cannot be matched
+unambiguously stop the consensus with a message naming the file and the segments.  Annotations on a
 different grid of the same physical space are resampled (nearest neighbour) onto the reference;
 an annotation that cannot be placed on it (drawn voxels outside the reference image, or no
 physical overlap at all) is refused with a message naming the file and the mismatch.
@@ -14,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from DicomTeamAnnotateLib.core.geometry import Geometry, check_drawn_inside
-from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation, terminology_code
+from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation, match_segments, union_of_segments
 from DicomTeamAnnotateLib.dicom.ingest import load_image
 from DicomTeamAnnotateLib.io.segmentations import read_segmentation
 
@@ -43,19 +46,14 @@ class ConsensusInputs:
                 "notes": list(self.notes)}
 
 
-def _code(segment: Segment) -> str | None:
-    return terminology_code(segment.terminology)
-
-
 def find_segment(seg: Segmentation, label: Segment) -> Segment | None:
-    """The segment of ``seg`` that is ``label`` (terminology code first, else name; see ``Segmentation.find``)."""
+    """The segment of ``seg`` that is ``label`` (terminology entry, else name; see ``match_segments``)."""
     return seg.find(label)
 
 
 def same_label(a: Segment, b: Segment) -> bool:
-    """Whether two segments are the same structure (terminology code or name)."""
-    code_a, code_b = _code(a), _code(b)
-    return bool(code_a and code_a == code_b) or a.name.strip().lower() == b.name.strip().lower()
+    """Whether two segments are the same structure (``Segment.matches``)."""
+    return a.matches(b)
 
 
 def check_placeable(seg: Segmentation, reference: Geometry, source: str) -> None:
@@ -87,23 +85,20 @@ def align_segmentations(segmentations: list[Segmentation], annotators: list[str]
             seg = seg.resampled(reference)
         aligned.append(seg)
     if labels is None:
-        labels = []
-        for seg in aligned:
-            for s in seg.segments:
-                if not any(same_label(s, known) for known in labels):
-                    labels.append(s)
+        labels = union_of_segments([seg.segments for seg in aligned], sources)
     if not labels:
         raise ValueError("none of the annotations has any segment")
-    masks = {}
-    for label in labels:
-        stack = np.zeros((len(aligned),) + reference.shape, dtype=bool)
-        for n, (seg, source) in enumerate(zip(aligned, sources)):
-            match = find_segment(seg, label)
+    masks = {label.name: np.zeros((len(aligned),) + reference.shape, dtype=bool) for label in labels}
+    for n, (seg, source) in enumerate(zip(aligned, sources)):
+        matches = match_segments(list(labels), seg.segments, what=source)
+        for label, match in zip(labels, matches):
             if match is None:
                 notes.append(f"{source}: has no segment '{label.name}'; counted as empty")
             else:
-                stack[n] = seg.mask(match.name)
-        masks[label.name] = stack
+                masks[label.name][n] = seg.mask(match.name)
+        left_out = [s.name for s in seg.segments if not any(s is m for m in matches)]
+        if left_out:
+            notes.append(f"{source}: segment(s) {', '.join(left_out)} are not among the labels compared; left out")
     return ConsensusInputs(reference, list(annotators), sources, list(labels), masks, notes)
 
 

@@ -129,7 +129,11 @@ def register(subparsers) -> None:
     p.add_argument("--stow", metavar="URL", help="STOW-RS the SEG to this DICOMweb root")
     p.add_argument("--user", help="HTTP basic-auth user for --stow")
     p.add_argument("--password", help=PASSWORD_HELP)
-    p.add_argument("--fractional", action="store_true", help="FRACTIONAL (8-bit) instead of BINARY (1-bit) frames")
+    p.add_argument("--type", dest="seg_type", choices=("binary", "fractional", "labelmap"), default=None,
+                   help="binary: 1-bit frames per segment (default); fractional: 8-bit; labelmap: one DICOM Label Map "
+                        "Segmentation (SOP class 1.2.840.10008.5.1.4.1.1.66.7) whose values are the label values "
+                        "(needs highdicom 0.24 or newer; segments must not overlap)")
+    p.add_argument("--fractional", action="store_true", help="the same as --type fractional")
     p.add_argument("--algorithm", choices=("MANUAL", "SEMIAUTOMATIC", "AUTOMATIC"), default="MANUAL",
                    help="Segment Algorithm Type (default MANUAL)")
     p.add_argument("--series-description", default="DicomTeamAnnotate segmentation")
@@ -172,7 +176,10 @@ def run_export_seg(args) -> int:
     if args.segmentation and not args.source:
         raise _command_error("--segmentation needs --source (the DICOM series it was drawn on)")
     quiet_pacs_libraries(args)
-    options = {"fractional": args.fractional, "algorithm_type": args.algorithm,
+    if args.fractional and args.seg_type not in (None, "fractional"):
+        raise _command_error(f"--fractional and --type {args.seg_type} contradict each other")
+    seg_type = "fractional" if args.fractional else (args.seg_type or "binary")
+    options = {"fractional": seg_type == "fractional", "labelmap": seg_type == "labelmap", "algorithm_type": args.algorithm,
                "series_description": args.series_description, "content_creator": args.creator}
     try:
         if args.store:

@@ -9,7 +9,11 @@ lie on the source grid (``Segmentation.resampled(volume.geometry)`` puts it ther
 slice is matched to its source instance by physical position, never by file order.
 
 BINARY stores 1-bit masks; FRACTIONAL stores 8-bit fractions (a binary segmentation gives 0 or
-1; ``probabilities`` gives real soft maps, e.g. a STAPLE consensus).
+1; ``probabilities`` gives real soft maps, e.g. a STAPLE consensus); LABELMAP (DICOM Label Map
+Segmentation, SOP class 1.2.840.10008.5.1.4.1.1.66.7, highdicom >= 0.24) stores one 8/16-bit label
+map whose values are the segment numbers: the segmentation's own label values where each segment
+has its own (FreeSurfer's 2035 stays 2035), else 1..N.  The anatomic region and its modifier of
+a segment's terminology go into the Anatomic Region Sequence.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import numpy as np
 
 from DicomTeamAnnotateLib.core.atomic import atomic_path
 from DicomTeamAnnotateLib.core.geometry import Geometry
-from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation
+from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation, TerminologyEntry
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,7 @@ log = logging.getLogger(__name__)
 TISSUE = ("85756007", "SCT", "Tissue")
 ANATOMICAL_STRUCTURE = ("91723000", "SCT", "Anatomical structure")
 SEG_SERIES_DESCRIPTION = "DicomTeamAnnotate segmentation"
+LABEL_MAP_SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"  # pydicom 3.0 has no name for it
 _POSITION_TOL_VOXELS = 1e-2
 _DIRECTION_TOL = 1e-4
 
@@ -125,38 +130,38 @@ def slice_indices(datasets, geometry: Geometry) -> list[int]:
 
 
 # ----- segment descriptions ----------------------------------------------------------------------
-def _code(triple: str | None):
-    fields = (triple or "").split("^")
-    if len(fields) >= 3 and fields[0].strip() and fields[1].strip():
-        return fields[1].strip(), fields[0].strip(), (fields[2].strip() or fields[1].strip())[:64]
-    return None
+def _triple(code) -> tuple:
+    return code.value, code.scheme, (code.meaning or code.value)[:64]
 
 
 def segment_codes(terminology: str | None) -> tuple:
-    """((code, scheme, meaning) of the category, of the type) for a segment's terminology string."""
-    if not terminology:
+    """((code, scheme, meaning) of the category, of the type) for a segment's terminology string
+    (Slicer's entry read field by field, or a bare 'SCHEME^CODE^Meaning' type)."""
+    entry = TerminologyEntry.parse(terminology)
+    if entry is None:
         return TISSUE, TISSUE
-    parts = terminology.split("~")
-    if len(parts) > 2:  # Slicer: context~category~type~modifier~anatomic context~region~modifier
-        category, prop_type = _code(parts[1]), _code(parts[2])
-    else:
-        category, prop_type = None, _code(parts[0])
-    if prop_type is None:
-        return TISSUE, TISSUE
-    return category or ANATOMICAL_STRUCTURE, prop_type
+    return (_triple(entry.category) if entry.category else ANATOMICAL_STRUCTURE), _triple(entry.type)
 
 
 def segment_type_modifier(terminology: str | None) -> tuple | None:
     """(code, scheme, meaning) of the type modifier of a Slicer terminology string (e.g. Right), or None."""
-    parts = (terminology or "").split("~")
-    return _code(parts[3]) if len(parts) > 3 else None
+    entry = TerminologyEntry.parse(terminology)
+    return _triple(entry.type_modifier) if entry is not None and entry.type_modifier else None
 
 
-def segment_description(number: int, segment: Segment, algorithm_type: str = "MANUAL"):
-    """The highdicom SegmentDescription of one segment (label, codes with the type modifier, CIELab colour)."""
+def _coded(code):
+    import highdicom as hd
+
+    return hd.sr.CodedConcept(code.value, code.scheme, (code.meaning or code.value)[:64])
+
+
+def segment_description(number: int, segment: Segment, algorithm_type: str = "MANUAL", *, color: bool = True):
+    """The highdicom SegmentDescription of one segment (label, codes with the type modifier, anatomic
+    region with its modifier, CIELab colour unless ``color`` is False)."""
     import highdicom as hd
 
     category, prop_type = segment_codes(segment.terminology)
+    entry = TerminologyEntry.parse(segment.terminology) if prop_type != TISSUE else None
     rgb = [min(255.0, max(0.0, c * 255.0)) for c in segment.color]
     description = hd.seg.SegmentDescription(
         segment_number=number, segment_label=segment.name[:64],
@@ -165,11 +170,13 @@ def segment_description(number: int, segment: Segment, algorithm_type: str = "MA
         algorithm_type=algorithm_type,
         algorithm_identification=None if algorithm_type == "MANUAL" else _algorithm(),
         tracking_id=segment.name[:64], tracking_uid=hd.UID(),
-        display_color=hd.color.CIELabColor.from_rgb(*rgb))
-    modifier = segment_type_modifier(segment.terminology) if prop_type != TISSUE else None
-    if modifier is not None:  # left/right kidney share a type code: the modifier tells them apart
+        anatomic_regions=[_coded(entry.region)] if entry is not None and entry.region is not None else None,
+        display_color=hd.color.CIELabColor.from_rgb(*rgb) if color else None)
+    if entry is not None and entry.type_modifier is not None:  # left/right kidney share a type code
         description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
-            hd.sr.CodedConcept(*modifier)]
+            _coded(entry.type_modifier)]
+    if entry is not None and entry.region is not None and entry.region_modifier is not None:
+        description.AnatomicRegionSequence[0].AnatomicRegionModifierSequence = [_coded(entry.region_modifier)]
     return description
 
 
@@ -193,26 +200,35 @@ def _version() -> str:
 
 # ----- the SEG -------------------------------------------------------------------------------
 def build_seg(seg: Segmentation, source_datasets, *, fractional: bool = False, probabilities: dict | None = None,
-              algorithm_type: str = "MANUAL", series_description: str = SEG_SERIES_DESCRIPTION,
+              labelmap: bool = False, algorithm_type: str = "MANUAL", series_description: str = SEG_SERIES_DESCRIPTION,
               series_number: int = 300, content_creator: str | None = None, series_uid: str | None = None,
               sop_uid: str | None = None):
     """A highdicom Segmentation of ``seg`` referencing ``source_datasets`` (one series on seg's grid).
 
     ``probabilities`` {segment name: float array (K, J, I) in 0..1} implies FRACTIONAL and
-    replaces those segments' binary masks.
+    replaces those segments' binary masks; ``labelmap`` makes a Label Map Segmentation.
     """
     import highdicom as hd
 
     if not seg.segments:
         raise ValueError("the segmentation has no segments; nothing to export")
+    fractional = fractional or bool(probabilities)
+    if labelmap and fractional:
+        raise ValueError("a label-map SEG holds no fractions: choose labelmap or fractional")
+    if labelmap and not hasattr(hd.seg.SegmentationTypeValues, "LABELMAP"):
+        raise ValueError(f"highdicom {hd.__version__} cannot write a label-map SEG (it needs highdicom 0.24 or newer)")
     datasets = list(source_datasets)
     for ds in datasets:
         _fill_sop_class(ds)
     ks = slice_indices(datasets, seg.geometry)
-    fractional = fractional or bool(probabilities)
-    descriptions = [segment_description(n, s, algorithm_type) for n, s in enumerate(seg.segments, start=1)]
-    pixels = _pixel_array(seg, ks, probabilities or {})
-    kwargs = {"transfer_syntax_uid": _transfer_syntax(fractional)}
+    if labelmap:
+        numbers = labelmap_numbers(seg)
+        descriptions = [segment_description(numbers[s.name], s, algorithm_type) for s in seg.segments]
+        pixels = _labelmap_array(seg, ks, numbers)
+    else:
+        descriptions = [segment_description(n, s, algorithm_type) for n, s in enumerate(seg.segments, start=1)]
+        pixels = _pixel_array(seg, ks, probabilities or {})
+    kwargs = {"transfer_syntax_uid": _transfer_syntax(fractional or labelmap)}
     if fractional:
         kwargs.update(fractional_type="PROBABILITY", max_fractional_value=255)
     if content_creator:
@@ -221,13 +237,39 @@ def build_seg(seg: Segmentation, source_datasets, *, fractional: bool = False, p
         # highdicom warns when the source's PatientName has one component ("PHANTOM-0001"); nothing to act on
         warnings.filterwarnings("ignore", message=".*person name", category=UserWarning)
         return hd.seg.Segmentation(
-            source_images=datasets, pixel_array=pixels, segmentation_type="FRACTIONAL" if fractional else "BINARY",
+            source_images=datasets, pixel_array=pixels,
+            segmentation_type="LABELMAP" if labelmap else "FRACTIONAL" if fractional else "BINARY",
             segment_descriptions=descriptions, series_instance_uid=series_uid or hd.UID(), series_number=series_number,
             sop_instance_uid=sop_uid or hd.UID(), instance_number=1, manufacturer="DicomTeamAnnotate",
             manufacturer_model_name="dicomteam", software_versions=_version(), device_serial_number="0",
             content_label="SEGMENTATION", content_description=series_description[:64],
             series_description=series_description,
             omit_empty_frames=True, **kwargs)
+
+
+def labelmap_numbers(seg: Segmentation) -> dict:
+    """{segment name: segment number} of a label-map SEG: the own label values when each segment has its
+    own and all fit 16 bits (the file's values are what a user sees), else 1..N."""
+    values = seg.own_values()
+    if values is None or max(values.values()) > 65535:
+        values = {s.name: n for n, s in enumerate(seg.segments, start=1)}
+    return values
+
+
+def _labelmap_array(seg: Segmentation, ks: list[int], numbers: dict) -> np.ndarray:
+    """Frames of segment numbers in source-image order; overlapping segments cannot share one label map."""
+    out = np.zeros(seg.geometry.shape, dtype=np.uint8 if max(numbers.values()) <= 255 else np.uint16)
+    covered = np.zeros(seg.geometry.shape, dtype=bool)
+    for s in seg.segments:
+        m = seg.mask(s.name)
+        both = covered & m
+        if np.any(both):
+            other = [t.name for t in seg.segments if t.name != s.name and np.any(seg.mask(t.name) & both)]
+            raise ValueError(f"segments '{s.name}' and '{other[0]}' overlap: a label-map SEG cannot hold them "
+                             "(export BINARY instead)")
+        out[m] = numbers[s.name]
+        covered |= m
+    return out[np.asarray(ks)]
 
 
 def _pixel_array(seg: Segmentation, ks: list[int], probabilities: dict) -> np.ndarray:
@@ -265,12 +307,12 @@ def _pixel_array(seg: Segmentation, ks: list[int], probabilities: dict) -> np.nd
     return stacked
 
 
-def _transfer_syntax(fractional: bool) -> str:
-    """RLE Lossless for 8-bit fractional frames (widely read, ~30x smaller), else uncompressed."""
+def _transfer_syntax(bytes_per_pixel: bool) -> str:
+    """RLE Lossless for 8/16-bit frames (fractional, label map: widely read, ~30x smaller), else uncompressed."""
     from pydicom.pixels import get_encoder
     from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
-    if fractional and get_encoder(RLELossless).is_available:
+    if bytes_per_pixel and get_encoder(RLELossless).is_available:
         return RLELossless
     return ExplicitVRLittleEndian  # BINARY frames are 1 bit a pixel already
 
@@ -287,13 +329,15 @@ def export_seg(seg: Segmentation, source, *, out=None, stow_url: str | None = No
                password: str | None = None, fractional: bool = False, **options) -> dict:
     """Build the SEG of ``seg`` against the source series (folder, files or datasets); write and/or STOW it.
 
-    Returns {sop_instance_uid, series_instance_uid, study_instance_uid, frames, segments, path, stowed}.
+    ``options`` go to ``build_seg`` (``labelmap=True``: a Label Map Segmentation).  Returns
+    {sop_instance_uid, sop_class_uid, series_instance_uid, study_instance_uid, frames, segments, path, stowed}.
     """
     if out is None and stow_url is None:
         raise ValueError("export_seg: give out=PATH and/or stow_url=URL")
     datasets = source if _are_datasets(source) else read_source_series(source)
     seg_ds = build_seg(seg, datasets, fractional=fractional, **options)
-    result = {"sop_instance_uid": str(seg_ds.SOPInstanceUID), "series_instance_uid": str(seg_ds.SeriesInstanceUID),
+    result = {"sop_instance_uid": str(seg_ds.SOPInstanceUID), "sop_class_uid": str(seg_ds.SOPClassUID),
+              "series_instance_uid": str(seg_ds.SeriesInstanceUID),
               "study_instance_uid": str(seg_ds.StudyInstanceUID), "frames": int(seg_ds.NumberOfFrames),
               "segments": [s.name for s in seg.segments], "path": None, "stowed": False}
     if out is not None:

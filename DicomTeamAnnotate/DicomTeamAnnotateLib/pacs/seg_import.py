@@ -22,12 +22,21 @@ from pathlib import Path
 import numpy as np
 
 from DicomTeamAnnotateLib.core.geometry import Geometry
-from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation, default_color, terminology_code
-from DicomTeamAnnotateLib.pacs.seg_export import TISSUE
+from DicomTeamAnnotateLib.core.segmentation import (
+    Code,
+    Segment,
+    Segmentation,
+    TerminologyEntry,
+    default_color,
+    layer_dtype,
+    match_segments,
+)
 
 log = logging.getLogger(__name__)
 
 SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+LABEL_MAP_SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"  # DICOM 2024 (dcmqi, highdicom); pydicom 3.0 has no name
+SEG_SOP_CLASSES = (SEGMENTATION_STORAGE, LABEL_MAP_SEGMENTATION_STORAGE)
 _TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
 _ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
 
@@ -56,36 +65,47 @@ def _open(path):
         ds = pydicom.dcmread(path)
     except pydicom.errors.InvalidDicomError as exc:
         raise ValueError(f"{path}: not a DICOM file ({exc})") from None
-    if str(ds.get("SOPClassUID", "")) != SEGMENTATION_STORAGE:
+    if str(ds.get("SOPClassUID", "")) not in SEG_SOP_CLASSES:
         raise ValueError(f"{path}: not a DICOM Segmentation (SOP class {ds.get('SOPClassUID', 'missing')})")
     return ds
 
 
 # ----- segment metadata (shared by both readers) --------------------------------------------------
-def _triple(seq) -> str | None:
+def _code(seq) -> Code | None:
     if not seq:
         return None
     item = seq[0]
-    return f"{item.get('CodingSchemeDesignator', '')}^{item.get('CodeValue', '')}^{item.get('CodeMeaning', '')}"
+    return Code.parse(f"{item.get('CodingSchemeDesignator', '')}^{item.get('CodeValue', '')}^"
+                      f"{item.get('CodeMeaning', '')}")
+
+
+def segment_terminology(item) -> str | None:
+    """Slicer's terminology entry of a Segment Sequence item: category, type and its modifier, anatomic
+    region and its modifier (None for the 'Tissue' default, which names no structure)."""
+    type_seq = item.get("SegmentedPropertyTypeCodeSequence")
+    region_seq = item.get("AnatomicRegionSequence")
+    entry = TerminologyEntry(
+        category=_code(item.get("SegmentedPropertyCategoryCodeSequence")), type=_code(type_seq),
+        type_modifier=_code(type_seq[0].get("SegmentedPropertyTypeModifierCodeSequence")) if type_seq else None,
+        region=_code(region_seq),
+        region_modifier=_code(region_seq[0].get("AnatomicRegionModifierSequence")) if region_seq else None)
+    if entry.type is None or entry.is_default():
+        return None
+    return entry.to_slicer(_TERMINOLOGY_CONTEXT, _ANATOMIC_CONTEXT)
 
 
 def segment_metadata(ds) -> dict:
-    """{segment number: Segment (name, colour, terminology)} from the SEG's Segment Sequence."""
+    """{segment number: Segment (name, colour, terminology)} from the SEG's Segment Sequence.
+
+    A label-map SEG's segment 0 (its background, designated by the Pixel Padding Value) is left out.
+    """
     out = {}
     for n, item in enumerate(ds.SegmentSequence):
         number = int(item.SegmentNumber)
+        if number == 0:
+            continue
         name = str(item.get("SegmentLabel", "") or f"Segment_{number}")
-        category = _triple(item.get("SegmentedPropertyCategoryCodeSequence"))
-        type_seq = item.get("SegmentedPropertyTypeCodeSequence")
-        prop_type = _triple(type_seq)
-        modifier = _triple(type_seq[0].get("SegmentedPropertyTypeModifierCodeSequence")) if type_seq else None
-        tissue = f"{TISSUE[1]}^{TISSUE[0]}^{TISSUE[2]}"
-        terminology = None
-        if prop_type and not (prop_type.split("^")[:2] == tissue.split("^")[:2] and category
-                              and category.split("^")[:2] == tissue.split("^")[:2]):
-            terminology = (f"{_TERMINOLOGY_CONTEXT}~{category or '^^'}~{prop_type}~{modifier or '^^'}"
-                           f"~{_ANATOMIC_CONTEXT}~^^~^^")
-        out[number] = Segment(name=name, label_value=number, color=_rgb(item, n), terminology=terminology,
+        out[number] = Segment(name=name, label_value=number, color=_rgb(item, n), terminology=segment_terminology(item),
                               extra={"segment_number": number})
     names = [s.name for s in out.values()]
     for number, s in out.items():  # two segments with one label: keep both, distinct names
@@ -107,38 +127,35 @@ def _rgb(item, index: int) -> tuple:
     return (r / 255.0, g / 255.0, b / 255.0)
 
 
-def assign_label_values(segments: list[Segment], labels=None) -> list[Segment]:
-    """Segments with the project's label values (by name, then by code); others after the largest."""
+def assign_label_values(segments: list[Segment], labels=None, *, what: str = "") -> list[Segment]:
+    """Segments with the project's label values (``match_segments``: terminology entry, else name); others
+    after the largest.  Two SEG segments that one label could be (or the reverse) raise, naming them."""
     if not labels:
         return segments
     if isinstance(labels, dict):
         labels = [{"name": k, "value": v} for k, v in labels.items()]
-    by_name = {str(lab["name"]).strip().lower(): lab for lab in labels}
-    by_code = {terminology_code(lab.get("terminology")): lab for lab in labels
-               if terminology_code(lab.get("terminology"))}
-    taken = {int(lab["value"]) for lab in labels}
-    next_value = max(taken, default=0) + 1
-    out, used = [], set()
-    for s in segments:
-        lab = by_name.get(s.name.strip().lower()) or by_code.get(terminology_code(s.terminology))
-        if lab is not None and str(lab["name"]) not in used:
-            used.add(str(lab["name"]))
-            s.label_value = int(lab["value"])
-            s.name = s.id = str(lab["name"])
+    label_segments = [Segment(str(lab["name"]), int(lab["value"]), terminology=lab.get("terminology"))
+                      for lab in labels]
+    matches = match_segments(segments, label_segments, what=what)
+    next_value = max((s.label_value for s in label_segments), default=0) + 1
+    for s, lab in zip(segments, matches):
+        if lab is not None:
+            s.label_value = lab.label_value
+            s.name = s.id = lab.name
         else:
             s.label_value = next_value
             next_value += 1
-        out.append(s)
-    return out
+    return segments
 
 
 def build_segmentation(geometry: Geometry, segments: list[Segment], *, numbers: np.ndarray | None = None,
                        masks: dict | None = None) -> Segmentation:
-    """From a map of segment numbers (no overlaps: one layer, a lookup table) or from masks by name."""
+    """From a map of segment numbers (no overlaps: one layer, a lookup table) or from masks by name;
+    the segments' label values are kept either way."""
     values = [s.label_value for s in segments]
-    if numbers is not None and len(set(values)) == len(values) and max(values, default=0) <= 255:
+    if numbers is not None and len(set(values)) == len(values):
         top = max([int(numbers.max(initial=0))] + [s.extra["segment_number"] for s in segments])
-        lut = np.zeros(top + 1, dtype=np.uint8)
+        lut = np.zeros(top + 1, dtype=layer_dtype(max(values, default=0)))
         for s in segments:
             lut[s.extra["segment_number"]] = s.label_value
             s.layer = 0
@@ -147,7 +164,8 @@ def build_segmentation(geometry: Geometry, segments: list[Segment], *, numbers: 
         masks = {s.name: numbers == s.extra["segment_number"] for s in segments}
     return Segmentation.from_masks({s.name: masks[s.name] for s in segments}, geometry,
                                    colors={s.name: s.color for s in segments},
-                                   terminology={s.name: s.terminology for s in segments})
+                                   terminology={s.name: s.terminology for s in segments},
+                                   values={s.name: s.label_value for s in segments})
 
 
 # ----- highdicom ----------------------------------------------------------------------------------
@@ -169,7 +187,7 @@ def read_seg_highdicom(path, reference: Geometry | None = None, *, labels=None, 
     seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
     meta = segment_metadata(ds)
     seg_numbers = list(seg.get_segment_numbers())
-    segments = assign_label_values([meta[n] for n in seg_numbers], labels)
+    segments = assign_label_values([meta[n] for n in seg_numbers], labels, what=str(path))
     fractional = str(ds.SegmentationType).upper() == "FRACTIONAL"
     out = None
     if not fractional and str(ds.get("SegmentsOverlap", "")).upper() != "YES":
@@ -204,14 +222,21 @@ def read_seg_pydicom(path, reference: Geometry | None = None, *, labels=None, th
     row_spacing, col_spacing = (float(v) for v in measures.PixelSpacing)
     own = _seg_grid(ds, orientation, (col_spacing, row_spacing), positions, measures, path)
     grid = reference.to_lps() if reference is not None and _frames_fit(reference, own, positions) else own
-    for n in set(numbers) - set(meta):
+    for n in set(numbers) - set(meta) - {None}:
         raise ValueError(f"{path}: a frame refers to segment {n}, which the Segment Sequence lacks")
+    if None in numbers:
+        stored = {int(v) for f in frames for v in np.unique(f) if v != 0}
+        for n in sorted(stored - set(meta))[:1]:
+            raise ValueError(f"{path}: the label map holds value {n}, which the Segment Sequence lacks")
     ks = [int(round(grid.world_to_index(p)[2])) for p in positions]
-    segments = assign_label_values(list(meta.values()), labels)
+    segments = assign_label_values(list(meta.values()), labels, what=str(path))
     seg_map = np.zeros(grid.shape, dtype=np.uint16)
     overlap = False
     for frame, k, n in zip(frames, ks, numbers):
         plane = seg_map[k]
+        if n is None:  # a label-map frame: its values are the segment numbers
+            plane[frame != 0] = frame[frame != 0]
+            continue
         there = plane[frame]
         if np.any((there != 0) & (there != n)):
             overlap = True
@@ -247,19 +272,26 @@ def _frames(ds, path, threshold):
     per_frame = ds.PerFrameFunctionalGroupsSequence
     if len(per_frame) != count:
         raise ValueError(f"{path}: {count} frames but {len(per_frame)} per-frame functional group items")
+    # pydicom unpacks 1-bit frames that are not byte aligned, and leaves a palette's indices as stored
     pixels = ds.pixel_array.reshape(count, int(ds.Rows), int(ds.Columns))
-    if str(ds.SegmentationType).upper() == "FRACTIONAL":
+    seg_type = str(ds.SegmentationType).upper()
+    if seg_type == "FRACTIONAL":
         frames = pixels.astype(np.float32) / float(ds.get("MaximumFractionalValue", 255) or 255) >= threshold
+    elif seg_type == "LABELMAP":  # stored values are segment numbers; the padding value is background
+        frames = pixels.astype(np.uint16)
+        padding = ds.get("PixelPaddingValue")
+        if padding is not None and int(padding) != 0:
+            frames[pixels == int(padding)] = 0
     else:
         frames = pixels > 0
     positions, numbers = [], []
     for f, item in enumerate(per_frame):
         position = _first(item, "PlanePositionSequence")
         ident = _first(item, "SegmentIdentificationSequence")
-        if position is None or ident is None:
+        if position is None or (ident is None and seg_type != "LABELMAP"):
             raise ValueError(f"{path}: frame {f + 1} lacks its Plane Position or Segment Identification")
         positions.append(np.array([float(v) for v in position.ImagePositionPatient]))
-        numbers.append(int(ident.ReferencedSegmentNumber))
+        numbers.append(None if seg_type == "LABELMAP" else int(ident.ReferencedSegmentNumber))
     return frames, positions, numbers
 
 

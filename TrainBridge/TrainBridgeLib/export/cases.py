@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from DicomTeamAnnotateLib.core.geometry import check_drawn_inside, resample_like
-from DicomTeamAnnotateLib.core.segmentation import Segmentation, terminology_code
+from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation, match_segments
 from DicomTeamAnnotateLib.core.volume import Volume
 from DicomTeamAnnotateLib.dicom.ingest import load_image as load
+from DicomTeamAnnotateLib.io.segmentations import read_segmentation
 from DicomTeamAnnotateLib.io.volumes import read_volume
 
 
@@ -127,16 +128,10 @@ def label_source_values(source, what: str) -> set:
     return {int(v) for v in np.unique(arr) if v != 0}
 
 
-def _segment_for(seg: Segmentation, label: LabelDef):
-    """The segment of ``seg`` that is ``label``: same terminology code, else same name (any case)."""
-    code = terminology_code(label.terminology)
-    for s in seg.segments:
-        if code and terminology_code(s.terminology) == code:
-            return s
-    for s in seg.segments:
-        if s.name.strip().lower() == label.name.strip().lower():
-            return s
-    return None
+def segments_for_labels(seg: Segmentation, labels: list[LabelDef], what: str) -> list:
+    """The segment of ``seg`` that is each label (``match_segments``: terminology entry, else name), or None."""
+    wanted = [Segment(d.name, 1, terminology=d.terminology) for d in labels]
+    return match_segments(wanted, seg.segments, what=what)
 
 
 def label_array(source, labels: list[LabelDef], reference, case_id: str, *, drop_unknown: bool = False) -> tuple:
@@ -147,8 +142,6 @@ def label_array(source, labels: list[LabelDef], reference, case_id: str, *, drop
     notes = []
     dtype = np.uint8 if len(labels) < 255 else np.uint16  # 255 stays free as the sentinel below
     if isinstance(source, (str, Path)) and str(source).lower().endswith(".seg.nrrd"):
-        from DicomTeamAnnotateLib.io.segmentations import read_segmentation
-
         source = read_segmentation(source)
     if isinstance(source, Segmentation):
         seg = source
@@ -159,8 +152,8 @@ def label_array(source, labels: list[LabelDef], reference, case_id: str, *, drop
             seg = seg.resampled(reference)
         out = np.zeros(reference.shape, dtype=dtype)
         used = set()
-        for value, label in enumerate(labels, start=1):
-            s = _segment_for(seg, label)
+        matches = segments_for_labels(seg, labels, f"case '{case_id}': field 'label'")
+        for value, s in enumerate(matches, start=1):
             if s is not None:
                 out[seg.layers[s.layer] == s.label_value] = value
                 used.add(s.name)

@@ -29,8 +29,8 @@ import numpy as np
 
 from DicomTeamAnnotateLib.core.atomic import write_json_atomic
 from DicomTeamAnnotateLib.core.geometry import to_sitk
-from DicomTeamAnnotateLib.core.segmentation import Segmentation
-from DicomTeamAnnotateLib.io.seg_nrrd import read_seg_nrrd_segment_names
+from DicomTeamAnnotateLib.core.segmentation import Segmentation, union_of_segments
+from DicomTeamAnnotateLib.io.seg_nrrd import read_seg_nrrd_segments
 from DicomTeamAnnotateLib.io.segmentations import read_segmentation, read_sidecar
 from TrainBridgeLib.export.cases import (
     CaseInput,
@@ -123,20 +123,22 @@ def _resolve_labels(cases: list, labels) -> list[LabelDef]:
         if isinstance(labels, list) and labels and isinstance(labels[0], LabelDef):
             return list(labels)
         return parse_label_names(labels)
-    values, names = {}, []  # label maps: value -> (name, terminology); segmentations: names
+    values, segment_lists, where = {}, [], []  # label maps: value -> (name, terminology); segmentations: segments
     for c in cases:
         if c.label is None:
             continue
         src = c.label
         if isinstance(src, (str, Path)) and str(src).lower().endswith(".seg.nrrd"):
-            # the names are in the header: the voxels are read once, when the case is written
-            header_names = read_seg_nrrd_segment_names(src)
-            if header_names is not None:
-                names += [n for n in header_names if n not in names]
+            # the segments are in the header: the voxels are read once, when the case is written
+            header_segments = read_seg_nrrd_segments(src)
+            if header_segments is not None:
+                segment_lists.append(header_segments)
+                where.append(f"case '{c.case_id}': field 'label'")
                 continue
             src = read_segmentation(src)
         if isinstance(src, Segmentation):
-            names += [n for n in src.names if n not in names]
+            segment_lists.append(src.segments)
+            where.append(f"case '{c.case_id}': field 'label'")
             continue
         # a label map's names come from its sidecar JSON (organs.nii.gz -> organs.json), else label_<v>
         named, _, terms = read_sidecar(src) if isinstance(src, (str, Path)) else ({}, {}, {})
@@ -145,10 +147,11 @@ def _resolve_labels(cases: list, labels) -> list[LabelDef]:
             if values.setdefault(v, entry)[0] != entry[0]:
                 raise ValueError(f"case '{c.case_id}': label value {v} is '{entry[0]}' here but "
                                  f"'{values[v][0]}' in an earlier case: give the label names")
-    if names and values:
+    if segment_lists and values:
         raise ValueError("labels mix named segmentations and bare label maps: give the label names")
-    if names:
-        return [LabelDef(n) for n in names]
+    if segment_lists:
+        # one label per structure (terminology entry, else name): left and right lung stay two labels
+        return [LabelDef(s.name, None, s.terminology, s.color) for s in union_of_segments(segment_lists, where)]
     return [LabelDef(name, v, term) for v, (name, term) in sorted(values.items())]
 
 
