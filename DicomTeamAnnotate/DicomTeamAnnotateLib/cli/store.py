@@ -18,7 +18,16 @@ from DicomTeamAnnotateLib.cli.common import (
 from DicomTeamAnnotateLib.cli.pacs import add_import_dicomweb, quiet_pacs_libraries
 from DicomTeamAnnotateLib.io.segmentations import is_seg_nrrd
 from DicomTeamAnnotateLib.store import server as project_server  # its names load on first use (no FastAPI yet)
-from DicomTeamAnnotateLib.store.admin import add_case, add_member, assign, init_project, verify_project
+from DicomTeamAnnotateLib.store.admin import (
+    add_case,
+    add_member,
+    assign,
+    init_project,
+    remove_member,
+    rotate_token,
+    unassign,
+    verify_project,
+)
 from DicomTeamAnnotateLib.store.model import KINDS, ROLES, StoreError, StoreUnavailable
 from DicomTeamAnnotateLib.store.server.plugins import add_plugin_arguments
 from DicomTeamAnnotateLib.worklist.cases import as_seg_nrrd
@@ -55,13 +64,32 @@ def register(subparsers) -> None:
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--user", required=True, metavar="U")
     p.add_argument("--role", required=True, choices=ROLES)
+    p.add_argument("--expires-days", type=float, default=None, metavar="N",
+                   help="the token stops working after N days (default: never; rotate with rotate-token)")
     p.set_defaults(func=cmd_add_member)
+
+    p = psub.add_parser("remove-member", help="remove a member: their token stops working at once")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--user", required=True, metavar="U")
+    p.set_defaults(func=cmd_remove_member)
+
+    p = psub.add_parser("rotate-token", help="a new token for a member (same role); the old one stops working")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--user", required=True, metavar="U")
+    p.add_argument("--expires-days", type=float, default=None, metavar="N")
+    p.set_defaults(func=cmd_rotate_token)
 
     p = psub.add_parser("assign", help="assign a case to a member")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--case", required=True, metavar="ID")
     p.add_argument("--user", required=True, metavar="U")
     p.set_defaults(func=cmd_assign)
+
+    p = psub.add_parser("unassign", help="withdraw a case from a member (they lose access at once)")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--case", required=True, metavar="ID")
+    p.add_argument("--user", required=True, metavar="U")
+    p.set_defaults(func=cmd_unassign)
 
     p = psub.add_parser("verify", help="check blobs and (server) index against the event log")
     p.add_argument("dir", metavar="DIR")
@@ -130,9 +158,29 @@ def cmd_add_case(args) -> int:
 
 
 def cmd_add_member(args) -> int:
-    token = store_call(lambda: add_member(args.dir, args.user, args.role))
-    print(f"{args.user} is {args.role}; token (shown once, keep it secret):", file=sys.stderr)
+    token = store_call(lambda: add_member(args.dir, args.user, args.role, expires_days=args.expires_days))
+    expiry = f", expires in {args.expires_days:g} days" if args.expires_days else ""
+    print(f"{args.user} is {args.role}{expiry}; token (shown once, keep it secret):", file=sys.stderr)
     print(token)
+    return 0
+
+
+def cmd_remove_member(args) -> int:
+    store_call(lambda: remove_member(args.dir, args.user))
+    print(f"{args.user} removed; their token no longer works", file=sys.stderr)
+    return 0
+
+
+def cmd_rotate_token(args) -> int:
+    token = store_call(lambda: rotate_token(args.dir, args.user, expires_days=args.expires_days))
+    print(f"new token for {args.user} (the old one no longer works; shown once):", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def cmd_unassign(args) -> int:
+    removed = store_call(lambda: unassign(args.dir, args.case, args.user))
+    print(f"case {args.case} {'withdrawn from' if removed else 'was not assigned to'} {args.user}")
     return 0
 
 

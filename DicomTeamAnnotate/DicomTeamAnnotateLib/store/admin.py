@@ -1,10 +1,12 @@
-"""Project administration on the project folder: init, add a case, add a member, assign, verify.
+"""Project administration on the project folder: init, add a case, members (add, remove, rotate a
+token, expiry), assign and unassign, verify.
 
 These work on the folder directly (an admin with access to it), for the folder store and the
 server alike: a running server imports the new event records on its next refresh.
 """
 from __future__ import annotations
 
+import datetime
 import getpass
 import json
 import logging
@@ -252,14 +254,64 @@ def check_reference(reference) -> dict:
         raise InvalidInput(f"reference: {exc}") from None
 
 
-def add_member(project_dir, user: str, role: str) -> str:
-    """Add a member (or change their role); returns a NEW token, shown once and stored hashed."""
+def add_member(project_dir, user: str, role: str, *, expires_days: float | None = None) -> str:
+    """Add a member (or change their role); returns a NEW token, shown once and stored hashed.
+
+    The member's previous token stops working (the latest member record wins): adding a member
+    again is how a token is rotated.  ``expires_days``: the token is refused after that many days.
+    """
     check_id(user, "user name")
     check_choice(role, ROLES, "role")
     FolderCatalog(project_dir)  # NotFound when the folder is no project
     token = new_token()
-    EventLog(project_dir).append("member", _actor(), {"user": user, "role": role, "token_sha256": hash_token(token)})
+    data = {"user": user, "role": role, "token_sha256": hash_token(token)}
+    if expires_days is not None:
+        if not 0 < float(expires_days) <= 3650:
+            raise InvalidInput(f"expiry must be in (0, 3650] days, got {expires_days}")
+        expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=float(expires_days))
+        data["expires"] = expires.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    EventLog(project_dir).append("member", _actor(), data)
     return token
+
+
+def rotate_token(project_dir, user: str, *, expires_days: float | None = None) -> str:
+    """A new token for an existing member (same role); the old one stops working at once."""
+    catalog = FolderCatalog(project_dir)
+    catalog.refresh()
+    member = catalog.member(check_id(user, "user name"))
+    if member is None:
+        raise NotFound(f"{user!r} is not a member of {project_dir}")
+    return add_member(project_dir, user, member["role"], expires_days=expires_days)
+
+
+def remove_member(project_dir, user: str) -> None:
+    """Remove a member: their token stops working on the server's next refresh (within a second).
+
+    Their versions, states and audit entries stay (the record is append-only); their
+    assignments are withdrawn so that worklists and case states no longer count them.
+    """
+    catalog = FolderCatalog(project_dir)
+    catalog.refresh()
+    if catalog.member(check_id(user, "user name")) is None:
+        raise NotFound(f"{user!r} is not a member of {project_dir}")
+    log_ = EventLog(project_dir)
+    log_.append("member", _actor(), {"user": user, "removed": True})
+    for a in catalog.assignments(user=user):
+        log_.append("unassign", _actor(), {"case_id": a["case_id"], "user": user}, case_id=a["case_id"])
+
+
+def unassign(project_dir, case_id: str, user: str) -> bool:
+    """Withdraw a case from a member (they lose access at once); False when it was not assigned."""
+    check_id(case_id, "case id")
+    check_id(user, "user name")
+    catalog = FolderCatalog(project_dir)
+    catalog.refresh()
+    if catalog.case(case_id) is None:
+        raise NotFound(f"no case {case_id!r} in {project_dir}")
+    if not catalog.assignments(case_id=case_id, user=user):
+        return False
+    EventLog(project_dir).append("unassign", _actor(), {"case_id": case_id, "user": user}, case_id=case_id)
+    return True
 
 
 def assign(project_dir, case_id: str, user: str) -> bool:
@@ -279,13 +331,17 @@ def assign(project_dir, case_id: str, user: str) -> bool:
 
 
 def verify_project(project_dir, db_url: str | None = None) -> list[str]:
-    """Consistency problems (empty list when sound): blobs present and intact, index == events.
+    """Consistency problems (empty list when sound): event files readable, blobs present and intact,
+    version ids claimed by their own records, no blob that nothing references, index == events.
 
+    Run it on a quiet project: a push in flight has a claim and a blob before its event.
     Events not yet in the server's index are reported; the server imports them when it starts.
     """
     catalog = FolderCatalog(project_dir)
     catalog.refresh()
-    problems = []
+    problems = [f"events/{name}: {problem} (the record is skipped by every reader)"
+                for name in catalog.events.names() if (problem := catalog.events.problem(name))]
+    referenced = set()
     for case in catalog.cases():
         if case.get("reference") is not None:  # reference mode: the pixels live in the PACS, not here
             try:
@@ -294,21 +350,41 @@ def verify_project(project_dir, db_url: str | None = None) -> list[str]:
                 problems.append(f"case {case['case_id']}: {exc}")
         elif not catalog.blobs.verify(case["image_sha256"]):
             problems.append(f"case {case['case_id']}: image blob {case['image_sha256']} missing or corrupt")
-    for v in catalog.versions():
+        referenced.add(case.get("image_sha256"))
+    versions = {v["id"]: v for v in catalog.versions()}
+    for v in versions.values():
+        referenced.add(v["sha256"])
         if not catalog.blobs.verify(v["sha256"]):
             problems.append(f"version {v['id']}: blob {v['sha256']} missing or corrupt")
+    for vid, claimed in catalog.events.claims().items():
+        if vid not in versions:
+            problems.append(f"version {vid}: its id was claimed but no readable event records it (an interrupted "
+                            "push, or a damaged event file)")
+        elif claimed != versions[vid]:
+            problems.append(f"version {vid}: the event's record differs from the one that claimed the id")
+    root = catalog.blobs.root
+    for path in sorted(root.glob("*/*")) if root.is_dir() else []:
+        if path.name not in referenced:
+            problems.append(f"blob {path.name}: referenced by no case or version (left by an interrupted push)")
     index_file = Path(project_dir) / "index.sqlite"
     if db_url or index_file.exists():
-        from DicomTeamAnnotateLib.store.sqlindex import SqlIndex
+        problems += _index_problems(project_dir, db_url, versions)
+    return problems
 
-        index = SqlIndex(project_dir, db_url, sync=False)  # the index as it is, before any import
-        try:
-            folder_ids = {v["id"] for v in catalog.versions()}
-            index_ids = {v["id"] for v in index.versions()}
-            for vid in sorted(index_ids - folder_ids):
-                problems.append(f"version {vid}: in the index but not in the event files")
-            for vid in sorted(folder_ids - index_ids):
-                problems.append(f"version {vid}: in the event files but not in the index")
-        finally:
-            index.close()
+
+def _index_problems(project_dir, db_url, versions: dict) -> list[str]:
+    """Where the server's index differs from the event files (versions compared field by field)."""
+    from DicomTeamAnnotateLib.store.sqlindex import SqlIndex
+
+    index = SqlIndex(project_dir, db_url, sync=False)  # the index as it is, before any import
+    try:
+        indexed = {v["id"]: v for v in index.versions()}
+    finally:
+        index.close()
+    problems = [f"version {vid}: in the index but not in the event files" for vid in sorted(set(indexed) - set(versions))]
+    problems += [f"version {vid}: in the event files but not in the index" for vid in sorted(set(versions) - set(indexed))]
+    for vid in sorted(set(indexed) & set(versions)):
+        fields = sorted(k for k in set(indexed[vid]) | set(versions[vid]) if indexed[vid].get(k) != versions[vid].get(k))
+        if fields:
+            problems.append(f"version {vid}: the index and the event files disagree on {', '.join(fields)}")
     return problems

@@ -171,7 +171,9 @@ class HttpStore:
                 detail = body.get("detail", r.text)
             except ValueError:
                 body, detail = {}, r.text.strip() or r.reason
-            cls = ERRORS_BY_STATUS.get(r.status_code, StoreUnavailable if r.status_code >= 502 else StoreError)
+            # Any 5xx is the server's trouble (a crash, a full disk, a restart): retryable, and a push that
+            # meets one is kept in the offline queue rather than lost.
+            cls = ERRORS_BY_STATUS.get(r.status_code, StoreUnavailable if r.status_code >= 500 else StoreError)
             exc = cls(f"{method} {path}: {detail}")
             exc.status = r.status_code
             exc.extra = body if isinstance(body, dict) else {}
@@ -181,6 +183,18 @@ class HttpStore:
 
     def _json(self, method, path, **kw):
         return self._request(method, path, **kw).json()
+
+    def _pages(self, path: str, params: dict | None = None) -> list:
+        """Every row of a paged listing: follows the server's ``X-Next-After`` until the last page."""
+        params = dict(params or {})
+        rows = []
+        while True:
+            r = self._request("GET", path, params=params)
+            rows.extend(r.json())
+            after = r.headers.get("X-Next-After")
+            if not after:
+                return rows
+            params["after"] = after
 
     def _retrying(self, fn, window: float):
         """Call ``fn`` until it stops failing with StoreUnavailable, for up to ``window`` seconds."""
@@ -216,8 +230,8 @@ class HttpStore:
         return self._json("GET", "/assignments", params={"case_id": case_id} if case_id else None)
 
     def list_versions(self, case_id, author=None) -> list[dict]:
-        return self._json("GET", f"/cases/{check_id(case_id, 'case id')}/versions",
-                          params={"author": author} if author else None)
+        return self._pages(f"/cases/{check_id(case_id, 'case id')}/versions",
+                           params={"author": author} if author else None)
 
     def get_version(self, version_id) -> dict:
         return self._json("GET", f"/versions/{check_version_id(version_id)}")
@@ -237,7 +251,7 @@ class HttpStore:
         return self._json("GET", "/worklist")
 
     def audit(self, case_id=None) -> list[dict]:
-        return self._json("GET", "/audit", params={"case_id": case_id} if case_id else None)
+        return self._pages("/audit", params={"case_id": case_id} if case_id else None)
 
     # ----- downloads ------------------------------------------------------------------------------
     def _stream(self, path: str):

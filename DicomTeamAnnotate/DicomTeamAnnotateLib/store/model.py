@@ -71,16 +71,16 @@ class Conflict(StoreError):
     status = 409
 
 
-class TooManyRequests(StoreError):
-    """A member's quota is used up for now (open uploads, chunks in flight); retry later."""
-
-    status = 429
-
-
 class StoreUnavailable(StoreError, ConnectionError):
     """The store cannot be reached (server down, network share gone); the push may be queued."""
 
     status = 503
+
+
+class TooManyRequests(StoreUnavailable):
+    """A member's quota is used up for now (open uploads, chunks in flight): retry later (a push is queued)."""
+
+    status = 429
 
 
 ERRORS_BY_STATUS = {400: InvalidInput, 422: GeometryMismatch, 401: Unauthorized, 403: Forbidden,

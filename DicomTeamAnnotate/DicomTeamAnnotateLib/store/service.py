@@ -440,6 +440,19 @@ def _public_event_data(record: dict) -> dict:
 
 
 # ----- geometry check of a pushed segmentation --------------------------------------------------
+MAX_HEADER_BYTES = 1 << 20  # a .seg.nrrd header is a few kB; its readers would take any length line by line
+
+
+def _check_header_bounded(path: Path) -> None:
+    """ValueError unless the NRRD header ends (a blank line) within MAX_HEADER_BYTES: the readers
+    that follow read the header whole, so an endless one (a 32 GiB "line") must be refused unread."""
+    with open(path, "rb") as fh:
+        head = fh.read(MAX_HEADER_BYTES)
+    if b"\n\n" not in head and b"\n\r\n" not in head:
+        raise ValueError(f"no end of the NRRD header within its first {MAX_HEADER_BYTES} bytes (only attached "
+                         "data is accepted: the header, a blank line, then the voxels)")
+
+
 def check_segmentation_fits(path: Path, case: dict, name: str) -> None:
     """InvalidInput unless ``path`` is a .seg.nrrd on the case image's voxel grid (header only).
 
@@ -461,6 +474,7 @@ def check_segmentation_fits(path: Path, case: dict, name: str) -> None:
                 shutil.copyfile(path, link)
             return check_segmentation_fits(link, case, name)
     try:
+        _check_header_bounded(path)
         if not is_seg_nrrd(path):
             raise ValueError("not a Slicer .seg.nrrd segmentation (no Segment*/Segmentation_* fields)")
         geometry = read_segmentation_geometry(path)
