@@ -76,7 +76,9 @@ def run_ingest(args) -> int:
     for e in entries:
         size = "x".join(str(v) for v in e["size"])
         spacing = ", ".join(f"{v:.4g}" for v in e["spacing"])
+        told = "; ".join(f"{k} {v}" for k, v in (e.get("distinguished_by") or {}).items())
         print(f"{e['output_file']}: {e['modality'] or '?'} {size}, spacing {spacing} mm"
+              + (f" [{told}]" if told else "")
               + (f", {len(e['warnings'])} warning(s)" if e["warnings"] else ""))
         for w in e["warnings"]:
             print(f"  warning: {w}")

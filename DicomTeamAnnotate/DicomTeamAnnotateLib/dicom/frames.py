@@ -1,6 +1,12 @@
 """One record per 2D image ("frame"), whether it is a single-frame file or one frame of an
 enhanced multi-frame file (per-frame / shared functional groups), so that grouping and sorting
 treat both the same way.
+
+Besides its place in space, a frame carries what tells images at one position apart: the
+frame type (the ``FrameType`` of the frame's ``*FrameTypeSequence``, or ``ImageType``: a Philips
+field map holds "M" and "B0 MAP" frames at the same positions), the complex image component
+(MAGNITUDE, PHASE...), the echo time, and the values of the Dimension Index Sequence that are
+not spatial.
 """
 from __future__ import annotations
 
@@ -32,6 +38,10 @@ class Frame:
     echo: str = ""
     stack: str = ""
     window: tuple | None = None  # (center, width) from the header
+    frame_type: str = ""         # FrameType (enhanced) or ImageType, values joined by '\\'
+    complex_component: str = ""  # ComplexImageComponent: MAGNITUDE, PHASE, REAL, IMAGINARY, MIXED
+    echo_time: str = ""          # EffectiveEchoTime (enhanced) or EchoTime, ms
+    dimension: str = ""          # the non-spatial Dimension Index Values, e.g. "ComplexImageComponent=2"
 
     @property
     def label(self) -> str:
@@ -96,6 +106,54 @@ def _text(value) -> str:
     return "" if value is None else str(value).strip()
 
 
+def _multi(value) -> str:
+    """A multi-valued string attribute as 'A\\B\\C'."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    return "\\".join(str(v).strip() for v in value)
+
+
+def _number(value) -> str:
+    """A number as text that compares equal for equal values ('4.60' and '4.6')."""
+    try:
+        return f"{float(_first(value)):g}"
+    except (TypeError, ValueError):
+        return ""
+
+
+# Dimension index pointers that place a frame in space or that other Frame fields already carry.
+_PLACED = {0x00209057: "InStackPositionNumber", 0x00200032: "ImagePositionPatient", 0x00209056: "StackID",
+           0x00209128: "TemporalPositionIndex", 0x0020930D: "TemporalPositionTimeOffset"}
+
+
+def _dimension_pointers(ds) -> list:
+    """[(index in DimensionIndexValues, name)] of the Dimension Index Sequence items that are not spatial."""
+    out = []
+    for n, item in enumerate(ds.get("DimensionIndexSequence") or []):
+        pointer = item.get("DimensionIndexPointer")
+        if pointer is None:
+            continue
+        tag = int(pointer.value if hasattr(pointer, "value") else pointer)
+        if tag in _PLACED:
+            continue
+        from pydicom.datadict import keyword_for_tag
+
+        out.append((n, keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"))
+    return out
+
+
+def _frame_type_item(fg_item):
+    """The frame's ``<modality>FrameTypeSequence`` item (MR, CT, PET, XA/XRF...), or None."""
+    if fg_item is None:
+        return None
+    for elem in fg_item:
+        if elem.keyword.endswith("FrameTypeSequence") and elem.VR == "SQ" and elem.value:
+            return elem.value[0]
+    return None
+
+
 def frames_of(header: FileHeader) -> list[Frame]:
     """The frames of one file (one for a classic single-frame image)."""
     ds = header.ds
@@ -132,7 +190,9 @@ def _single_frame(header: FileHeader) -> Frame:
     return _base(header, None, position, orientation, _spacing(ds, ds), rescale,
                  thickness=float(thickness[0]) if thickness is not None else None,
                  instance=int_value(ds.get("InstanceNumber"), 0) or 0,
-                 temporal=_text(ds.get("TemporalPositionIdentifier")), window=_window(ds))
+                 temporal=_text(ds.get("TemporalPositionIdentifier")), window=_window(ds),
+                 frame_type=_multi(ds.get("ImageType")), complex_component=_text(ds.get("ComplexImageComponent")),
+                 echo_time=_number(ds.get("EchoTime")))
 
 
 def _group(fg_item, keyword):
@@ -155,6 +215,7 @@ def _enhanced_frames(header: FileHeader) -> list[Frame]:
     def lookup(item, keyword):  # per-frame value first, then shared
         return _group(item, keyword) or _group(shared, keyword)
 
+    pointers = _dimension_pointers(ds)
     frames = []
     for f in range(n):
         item = per_frame[f] if per_frame else None
@@ -171,6 +232,11 @@ def _enhanced_frames(header: FileHeader) -> list[Frame]:
         transform = lookup(item, "PixelValueTransformationSequence")
         content = _group(item, "FrameContentSequence")
         voi = lookup(item, "FrameVOILUTSequence")
+        kind = _frame_type_item(item) or _frame_type_item(shared)
+        echo = lookup(item, "MREchoSequence")
+        raw_index = content.get("DimensionIndexValues") if content is not None else None
+        index_values = [] if raw_index in (None, "") else [raw_index] if isinstance(raw_index, int) else list(raw_index)
+        dimension = ", ".join(f"{name}={index_values[k]}" for k, name in pointers if k < len(index_values))
         thickness = float_list(measures.get("SliceThickness"), 1)
         frames.append(_base(
             header, f, position, orientation, _spacing(measures, ds),
@@ -179,7 +245,11 @@ def _enhanced_frames(header: FileHeader) -> list[Frame]:
             instance=int_value(content.get("InStackPositionNumber"), f + 1) if content is not None else f + 1,
             temporal=_text(content.get("TemporalPositionIndex")) if content is not None else "",
             stack=_text(content.get("StackID")) if content is not None else "",
-            window=_window(voi) if voi is not None else _window(ds)))
+            window=_window(voi) if voi is not None else _window(ds),
+            frame_type=_multi(kind.get("FrameType")) if kind is not None else _multi(ds.get("ImageType")),
+            complex_component=_text(kind.get("ComplexImageComponent")) if kind is not None else "",
+            echo_time=_number(echo.get("EffectiveEchoTime")) if echo is not None else "",
+            dimension=dimension))
     return frames
 
 

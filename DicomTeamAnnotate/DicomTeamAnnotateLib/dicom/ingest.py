@@ -51,8 +51,10 @@ class IngestResult:
         lines = [f"{len(self.series)} volume(s), {len(self.rejected)} file(s) rejected"]
         for s in self.series:
             g = s.volume.geometry
+            told = "; ".join(f"{k} {v}" for k, v in (s.metadata.get("distinguished_by") or {}).items())
             lines.append(f"  {s.series_id}: {s.metadata.get('modality', '?')} {g.size[0]}x{g.size[1]}x{g.size[2]} "
                          f"spacing {', '.join(f'{v:.4g}' for v in g.spacing)} mm"
+                         + (f" [{told}]" if told else "")
                          + (f" ({len(s.warnings)} warning(s))" if s.warnings else ""))
         return "\n".join(lines)
 
@@ -93,6 +95,8 @@ def _metadata(plan: SeriesPlan, frames: list[Frame], volume_dtype) -> dict:
         "transfer_syntax": ", ".join(UID(ts).name for ts in transfer_syntaxes),
         "dtype": str(np.dtype(volume_dtype)),
         "source": frames[0].file.source.label,
+        # what tells this volume apart from the others of its series (frame type, echo time...), if split
+        "distinguished_by": dict(plan.distinguished_by),
     }
 
 
@@ -225,5 +229,6 @@ def series_report(series: IngestedSeries, output_file: str | None = None) -> dic
         "window_center": m.get("window_center"),
         "window_width": m.get("window_width"),
         "output_file": output_file,
+        "distinguished_by": dict(m.get("distinguished_by") or {}),
         "warnings": list(series.warnings),
     }

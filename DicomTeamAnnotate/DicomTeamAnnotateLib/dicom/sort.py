@@ -8,9 +8,13 @@ Rules (README "DICOM ingestion" documents them):
   id ``derived-<hash of those fields>``.  Frames of a multi-frame file stay among themselves.
 * A series splits into separate volumes when its frames disagree on orientation, rows/columns
   or pixel spacing; and when acquisitions (AcquisitionNumber, TemporalPosition, EchoNumbers,
-  StackID, in that order) overlap in space.  Acquisitions at disjoint positions (sequential CT
-  writes one AcquisitionNumber per table position) stay one volume.  Positions that still repeat
-  split in InstanceNumber order.  Every split is a warning on the volumes it makes.
+  frame type, ComplexImageComponent, echo time, StackID, non-spatial Dimension Index Values,
+  in that order) overlap in space.  Acquisitions at disjoint positions (sequential CT writes
+  one AcquisitionNumber per table position) stay one volume.  Positions that still repeat
+  split in InstanceNumber order (then frame number).  Every split is a warning on the volumes
+  it makes, and each volume records what tells it apart (``SeriesPlan.distinguished_by``); a
+  series split by frame type, complex component, echo time or dimension index names its
+  volumes by that value (``<uid>-B0_MAP``, ``<uid>-M``), others number them.
 * Within a volume frames are sorted by the projection of ImagePositionPatient on the slice
   normal, never by file name or InstanceNumber.
 """
@@ -26,8 +30,12 @@ from DicomTeamAnnotateLib.dicom.frames import Frame
 
 POSITION_TOL_MM = 1e-3   # two frames closer than this along the normal are at the same position
 ORIENTATION_TOL = 1e-3   # direction cosines closer than this are the same orientation
-SPLIT_KEYS = (("acquisition", "AcquisitionNumber"), ("temporal", "temporal position"),
-              ("echo", "EchoNumbers"), ("stack", "StackID"))
+# (Frame attribute, name shown, whether a volume split by it is named by its value)
+SPLIT_KEYS = (("acquisition", "AcquisitionNumber", False), ("temporal", "temporal position", False),
+              ("echo", "EchoNumbers", False), ("frame_type", "frame type", True),
+              ("complex_component", "ComplexImageComponent", True), ("echo_time", "echo time", True),
+              ("stack", "StackID", False), ("dimension", "dimension index", True))
+NAMED_KEYS = {name for _, name, named in SPLIT_KEYS if named}
 
 
 @dataclass
@@ -39,6 +47,7 @@ class SeriesPlan:
     derived_id: bool = False
     warnings: list[str] = field(default_factory=list)
     series_id: str = ""
+    distinguished_by: dict = field(default_factory=dict)  # {key name: value} of each split that made it
 
     @property
     def normal(self) -> np.ndarray:
@@ -100,12 +109,16 @@ def _ranges_overlap(parts: list[np.ndarray]) -> bool:
     return any(b[0] <= a[1] + POSITION_TOL_MM for a, b in zip(spans, spans[1:]))
 
 
-def _split_stacks(frames: list[Frame], base: str) -> tuple[list[list[Frame]], list[str]]:
-    """Split frames whose acquisitions overlap in space, then frames at repeated positions."""
+def _split_stacks(frames: list[Frame], base: str, labels: dict | None = None) -> tuple[list, list[str]]:
+    """Split frames whose acquisitions overlap in space, then frames at repeated positions.
+
+    Returns ([(frames, {key name: value})], warnings).
+    """
+    labels = dict(labels or {})
     normal = frames[0].normal
     d = np.array([f.position @ normal for f in frames])
     notes: list[str] = []
-    for attr, name in SPLIT_KEYS:
+    for attr, name, _named in SPLIT_KEYS:
         values = sorted({getattr(f, attr) for f in frames}, key=_natural)
         if len(values) < 2:
             continue
@@ -114,15 +127,15 @@ def _split_stacks(frames: list[Frame], base: str) -> tuple[list[list[Frame]], li
             shown = ", ".join(repr(v) for v in values[:6]) + (", ..." if len(values) > 6 else "")
             out, warnings = [], notes + [f"series {base}: {len(values)} different {name} values ({shown}) "
                                          "overlap in space: split into one volume each"]
-            for p in parts:
-                sub, sub_warnings = _split_stacks(p, base)
+            for v, p in zip(values, parts):
+                sub, sub_warnings = _split_stacks(p, base, {**labels, name: v})
                 out.extend(sub)
                 warnings.extend(w for w in sub_warnings if w not in warnings)
             return out, warnings
         notes.append(f"series {base}: {len(values)} different {name} values at disjoint positions: "
                      "kept as one volume")
     out, warnings = _split_repeats(frames, d, base)
-    return out, notes + warnings
+    return [(part, dict(labels)) for part in out], notes + warnings
 
 
 def _natural(value: str):
@@ -136,8 +149,10 @@ def _natural(value: str):
 def _split_repeats(frames: list[Frame], d: np.ndarray, base: str) -> tuple[list[list[Frame]], list[str]]:
     if not _has_repeats(d):
         return [frames], []
-    # nothing tells the repeats apart: the n-th frame (in InstanceNumber order) at each position goes to volume n
-    order = sorted(range(len(frames)), key=lambda i: (frames[i].instance, frames[i].label))
+    # nothing tells the repeats apart: the n-th frame (in InstanceNumber order, then file and frame number,
+    # never the label text: "[frame 35]" sorts before "[frame 3]") at each position goes to volume n
+    order = sorted(range(len(frames)), key=lambda i: (frames[i].instance, frames[i].file.source.label,
+                                                      -1 if frames[i].index is None else frames[i].index))
     seen: list[float] = []
     counts: list[int] = []
     parts: dict[int, list[Frame]] = defaultdict(list)
@@ -188,7 +203,7 @@ def plan_series(frames: list[Frame]) -> tuple[list[SeriesPlan], list[str], list[
                          f"{len(grids)} groups"] if len(grids) > 1 else [])
         for grid in grids:
             stacks, warnings = _split_stacks(grid, base)
-            for stack in stacks:
+            for stack, labels in stacks:
                 normal = stack[0].normal
                 stack = sorted(stack, key=lambda f: (float(f.position @ normal), f.instance))
                 w = list(grid_warning) + warnings
@@ -196,7 +211,7 @@ def plan_series(frames: list[Frame]) -> tuple[list[SeriesPlan], list[str], list[
                     w.insert(0, f"SeriesInstanceUID is blank: volume id {base} derived from the fields its files "
                                 "share (FrameOfReferenceUID, orientation, size, SeriesNumber, SeriesDescription, "
                                 "Modality)")
-                plans.append(SeriesPlan(base, stack, derived, w))
+                plans.append(SeriesPlan(base, stack, derived, w, distinguished_by=labels))
     _assign_ids(plans)
     return plans, notes, rejected
 
@@ -212,6 +227,28 @@ def _assign_ids(plans: list[SeriesPlan]) -> None:
             continue
         group.sort(key=lambda p: (min(f.instance for f in p.frames), p.frames[0].file.source.label,
                                   tuple(np.round(p.frames[0].position, 3)), len(p.frames)))
+        names = _volume_names(group)
         for n, p in enumerate(group, start=1):
-            p.series_id = f"{base}-{n}"
+            p.series_id = f"{base}-{names[n - 1] if names else n}"
     plans.sort(key=lambda p: p.series_id)
+
+
+def _volume_names(group: list[SeriesPlan]) -> list[str] | None:
+    """Names of the volumes of one series from what tells them apart (frame type, complex component,
+    echo time, dimension index), or None when they are not told apart that way or names would repeat."""
+    keys = [k for k in group[0].distinguished_by if k in NAMED_KEYS]
+    if not keys or any([k for k in p.distinguished_by if k in NAMED_KEYS] != keys for p in group):
+        return None
+    parts = []
+    for key in keys:
+        values = [str(p.distinguished_by[key]).split("\\") for p in group]
+        width = max(len(v) for v in values)
+        padded = [v + [""] * (width - len(v)) for v in values]
+        differ = [i for i in range(width) if len({v[i] for v in padded}) > 1]  # 'ORIGINAL\\PRIMARY\\M' -> 'M'
+        parts.append(["_".join(v[i] for i in differ) for v in padded])
+    names = ["-".join(_slug(part[n]) for part in parts) for n in range(len(group))]
+    return names if len(set(names)) == len(names) and all(names) else None
+
+
+def _slug(text: str) -> str:
+    return "_".join("".join(c if c.isalnum() or c in ".=" else " " for c in text).split())
