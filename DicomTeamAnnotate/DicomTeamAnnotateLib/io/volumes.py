@@ -4,10 +4,13 @@ SimpleITK's NRRD and NIfTI IO convert between the file's frame and LPS correctly
 RAS; ITK converts on read and write).  A NRRD header is checked first (``nrrd_payload``: sizes
 without overflow and within bounds, so a hostile header cannot make ITK allocate what it
 declares), and NRRD encodings ITK's NrrdIO lacks (bzip2) are read by ``nrrd_payload`` instead.
+A NIfTI file is checked to hold the voxels its header declares: ITK fills a truncated .nii or
+.nii.gz with zeros and says nothing.
 """
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +38,10 @@ def read_volume(path) -> Volume:
     nf = open_nrrd(path) if file_suffix(path) in (".nrrd", ".nhdr") else None
     if nf is not None and nf.encoding == "bzip2":  # NrrdIO (ITK, Slicer) is built without bzip2
         return nrrd_volume(nf)
+    if file_suffix(path) in (".nii", ".nii.gz"):
+        problem = nifti_payload_problem(path)
+        if problem:
+            raise ValueError(f"{path}: {problem}")
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -45,6 +52,44 @@ def read_volume(path) -> Volume:
         return Volume.from_sitk(image, {"source": str(path)})
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
+
+
+def nifti_payload_problem(path) -> str | None:
+    """Why a single-file NIfTI cannot hold the voxels its header declares (None when it can).
+
+    The header is read by nibabel; a .nii.gz is decompressed as a stream (nothing kept) up to the
+    declared length: a gzip stream that ends before it is a cut file.
+    """
+    import nibabel as nib
+
+    try:
+        header = nib.load(str(path)).header
+        # a single-file NIfTI's voxels start at vox_offset, never before the 352-byte header (some writers
+        # leave the field 0)
+        offset = max(int(header["vox_offset"]), header.single_vox_offset)
+        need = offset + int(np.prod(header.get_data_shape(), dtype=np.int64)) * np.dtype(header.get_data_dtype()).itemsize
+    except Exception as exc:  # nibabel raises ImageFileError, ValueError, EOFError... on a damaged header
+        return f"not a readable NIfTI header ({exc})"
+    if file_suffix(path) == ".nii":
+        have = os.path.getsize(path)
+    else:
+        have, d = 0, zlib.decompressobj(zlib.MAX_WBITS | 32)
+        with open(path, "rb") as fh:
+            while have < need:
+                chunk = d.unconsumed_tail or fh.read(1 << 22)
+                if not chunk:
+                    break
+                try:
+                    have += len(d.decompress(chunk, min(need - have, 1 << 26)))
+                except zlib.error as exc:
+                    return f"the gzip data is damaged ({exc})"
+                if d.eof:  # a file of several gzip members goes on with the next one
+                    rest, d = d.unused_data, zlib.decompressobj(zlib.MAX_WBITS | 32)
+                    if rest:
+                        have += len(d.decompress(rest, max(0, need - have)))
+    if have < need:
+        return f"the file is cut short: it holds {have} of the {need} bytes its header declares"
+    return None
 
 
 _NRRD_SPACES = {"left-posterior-superior": (1, 1, 1), "lps": (1, 1, 1), "right-anterior-superior": (-1, -1, 1),
