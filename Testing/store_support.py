@@ -237,3 +237,71 @@ def backend_for(kind: str, root: Path, request, *, blind: bool = True):
         yield b
     finally:
         b.close()
+
+
+# ----- raw HTTP as an attacker would send it ---------------------------------------------------------
+class Api:
+    """Raw requests to a served team project as one member: ``api("GET", "/cases", user="bob")``."""
+
+    def __init__(self, url: str, tokens: dict):
+        self.url, self.tokens = url.rstrip("/") + "/api/v1", tokens
+
+    def headers(self, user: str | None = "alice", **extra) -> dict:
+        return ({"Authorization": f"Bearer {self.tokens[user]}"} if user else {}) | extra
+
+    def __call__(self, method: str, path: str, user: str | None = "alice", headers: dict | None = None, **kw):
+        import requests
+
+        kw.setdefault("timeout", 30)
+        return requests.request(method, self.url + path, headers=self.headers(user, **(headers or {})), **kw)
+
+    def push(self, case: str, data: bytes, user: str = "alice", **fields):
+        """Create an upload, send ``data`` in one chunk, finalize; returns the finalize response."""
+        import hashlib
+
+        r = self("POST", f"/cases/{case}/uploads", user, json={"size": len(data), **fields})
+        assert r.status_code == 200, r.text
+        uid = r.json()["upload_id"]
+        r = self("PUT", f"/uploads/{uid}", user, params={"offset": 0}, data=data,
+                 headers={"Content-Type": "application/octet-stream"})
+        assert r.status_code == 200, r.text
+        return self("POST", f"/uploads/{uid}/finalize", user, json={"sha256": hashlib.sha256(data).hexdigest()})
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size_mb: int = 16):
+    """``path`` on a tmpfs of ``size_mb`` MiB (a disk that can really fill up); skipped where mount is refused."""
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = f"cannot mount a tmpfs to fill up ({done.stderr.strip() or 'mount failed'})"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def fill_disk(folder: Path, leave: int = 0) -> Path:
+    """Write a file into ``folder`` until its file system is full, then give back ``leave`` bytes; returns
+    the file (delete it to free the space)."""
+    filler = folder / "filler.bin"
+    block = b"\0" * (1 << 16)
+    with open(filler, "wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(block)
+        except OSError:
+            pass
+    with open(filler, "ab", buffering=0) as fh:  # the last few bytes a 64 KiB block did not fit
+        try:
+            while True:
+                fh.write(b"\0")
+        except OSError:
+            pass
+    if leave:
+        os.truncate(filler, filler.stat().st_size - leave)
+    return filler

@@ -102,17 +102,17 @@ class BlobStore:
         fsync_dir(final.parent)
         return final
 
-    def put_file(self, src, *, move: bool = False, keep_source: bool = False, expected_sha256: str | None = None,
-                 expected_size: int | None = None, verified: bool = False, progress=None) -> tuple[str, int]:
-        """Store a file's bytes; (sha256, size).  ``move`` consumes ``src`` (same file system).
+    def stage(self, src, *, in_place: bool = False, expected_sha256: str | None = None,
+              expected_size: int | None = None, verified: bool = False, progress=None) -> tuple[Path, str, int]:
+        """Bytes made ready to become a blob: (path, sha256, size), fsynced and checked, not yet visible.
 
-        ``keep_source`` (same file system): the blob becomes a hard link to ``src``, which stays
-        (the server's upload file stays until its version is recorded, so a retry can finish).
-        With ``expected_sha256``/``expected_size`` a mismatch raises InvalidInput and stores nothing.
-        ``verified`` (with ``move``/``keep_source`` and ``expected_sha256``): the caller hashed ``src`` already.
+        ``in_place``: ``src`` itself (on the blobs' file system) is what ``publish`` will link;
+        otherwise a copy in the project's tmp/ (the caller removes it after publishing).
+        With ``expected_sha256``/``expected_size`` a mismatch raises InvalidInput (nothing staged).
+        ``verified`` (with ``in_place`` and ``expected_sha256``): the caller hashed ``src`` already.
         """
         src = Path(src)
-        if move or keep_source:
+        if in_place:
             if verified and expected_sha256:
                 sha, size = expected_sha256, src.stat().st_size
             else:
@@ -120,8 +120,7 @@ class BlobStore:
             self._check(src, sha, size, expected_sha256, expected_size)
             with open(src, "rb+") as fh:
                 os.fsync(fh.fileno())
-            self._publish(src, sha, keep=keep_source)
-            return sha, size
+            return src, sha, size
         tmp = self.temp_path()
         try:
             with open(tmp, "xb") as out:
@@ -129,9 +128,30 @@ class BlobStore:
                 out.flush()
                 os.fsync(out.fileno())
             self._check(src, sha, size, expected_sha256, expected_size)
-            self._publish(tmp, sha)
-        finally:
+        except BaseException:
             tmp.unlink(missing_ok=True)
+            raise
+        return tmp, sha, size
+
+    def publish(self, path, sha256: str, *, keep: bool = False) -> Path:
+        """Make staged bytes visible as blob ``sha256`` (``keep``: ``path`` stays, as a second link)."""
+        return self._publish(Path(path), sha256, keep=keep)
+
+    def put_file(self, src, *, move: bool = False, keep_source: bool = False, expected_sha256: str | None = None,
+                 expected_size: int | None = None, verified: bool = False, progress=None) -> tuple[str, int]:
+        """Store a file's bytes; (sha256, size).  ``move`` consumes ``src`` (same file system).
+
+        ``keep_source`` (same file system): the blob becomes a hard link to ``src``, which stays.
+        See ``stage`` for the checks; this is ``stage`` then ``publish``.
+        """
+        in_place = move or keep_source
+        path, sha, size = self.stage(src, in_place=in_place, expected_sha256=expected_sha256,
+                                     expected_size=expected_size, verified=verified, progress=progress)
+        try:
+            self.publish(path, sha, keep=keep_source)
+        finally:
+            if not in_place:
+                path.unlink(missing_ok=True)
         return sha, size
 
     def put_bytes(self, data: bytes) -> tuple[str, int]:

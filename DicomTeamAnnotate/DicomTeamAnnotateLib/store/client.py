@@ -23,6 +23,7 @@ from DicomTeamAnnotateLib.store.model import (
     StoreError,
     StoreUnavailable,
     check_id,
+    check_meta,
     check_version_id,
     new_version_id,
 )
@@ -317,6 +318,7 @@ class HttpStore:
         if not seg_path.is_file():
             raise FileNotFoundError(f"{seg_path}: no such file")
         check_id(case_id, "case id")
+        check_meta(meta)  # strict JSON, bounded: refused here with the same message the server would give
         before = seg_path.stat()
         size = before.st_size
         body = {"size": size, "filename": seg_path.name, "parent": parent, "kind": kind, "message": message or "",

@@ -309,24 +309,29 @@ class ProjectService:
         case = self.catalog.case(case_id)
         check_segmentation_fits(seg_path, case, filename)
         bar = Progress(progress, seg_path.stat().st_size, filename)
+        blobs, in_place = self.catalog.blobs, move or keep_source
         try:
-            sha, nbytes = self.catalog.blobs.put_file(seg_path, move=move, keep_source=keep_source,
-                                                      expected_sha256=sha256,
-                                                      expected_size=size, verified=verified, progress=bar.add)
+            staged, sha, nbytes = blobs.stage(seg_path, in_place=in_place, expected_sha256=sha256, expected_size=size,
+                                              verified=verified, progress=bar.add)
         finally:
             bar.close()
-        record = version_record(version_id=version_id or new_version_id(), case_id=case_id, author=self.user,
-                                parent=parent, created=now_iso(), message=check_message(message), sha256=sha,
-                                size=nbytes, kind=kind, meta=check_meta(meta), filename=filename)
-        # The version id is claimed atomically before the event is written: of two pushes with one
-        # id (two users at once), one wins and the other gets a Conflict, on a folder as on a server.
-        held = self.catalog.events.claim_version(record)
-        if held != record:
-            if held["author"] != self.user or held["case_id"] != case_id or held["sha256"] != sha:
-                raise Conflict(f"version id {record['id']!r} is already used for other content")
-            record = held  # this push again, after an attempt that stopped before its event
-            if self.catalog.version(record["id"]) is not None:
-                return next(v for v in self._flagged(case_id) if v["id"] == record["id"])
+        try:
+            record = version_record(version_id=version_id or new_version_id(), case_id=case_id, author=self.user,
+                                    parent=parent, created=now_iso(), message=check_message(message), sha256=sha,
+                                    size=nbytes, kind=kind, meta=check_meta(meta), filename=filename)
+            # The version id is claimed atomically before the blob and the event appear: of two pushes
+            # with one id (two users at once), one wins and the other gets a Conflict and leaves nothing.
+            held = self.catalog.events.claim_version(record)
+            if held != record:
+                if held["author"] != self.user or held["case_id"] != case_id or held["sha256"] != sha:
+                    raise Conflict(f"version id {record['id']!r} is already used for other content")
+                record = held  # this push again, after an attempt that stopped before its event
+            blobs.publish(staged, sha, keep=keep_source)
+        finally:
+            if not in_place:
+                staged.unlink(missing_ok=True)
+        if self.catalog.version(record["id"]) is not None:  # (the retry of a push that was recorded)
+            return next(v for v in self._flagged(case_id) if v["id"] == record["id"])
         stored = self.catalog.add_version(self.user, record)
         log.info("%s pushed version %s of case %s (%d bytes)", self.user, stored["id"], case_id, nbytes)
         return next(v for v in self._flagged(case_id) if v["id"] == stored["id"])

@@ -205,8 +205,11 @@ class SqlIndex:
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
-        result = conn.execute(insert(table).values(**row).on_conflict_do_nothing())
-        return bool(result.rowcount)
+        # RETURNING, not rowcount: with psycopg 3 the rowcount of this statement reads -1 (so a
+        # member's new token or a withdrawn assignment was taken for an insert and never applied).
+        key = list(table.primary_key.columns)[0]
+        result = conn.execute(insert(table).values(**row).on_conflict_do_nothing().returning(key))
+        return result.first() is not None
 
     def apply(self, record: dict) -> bool:
         """Put one event into the index (once: a known event id is a no-op)."""
