@@ -35,7 +35,9 @@ What the plugin provides
     reference-mode case, whose pixels stay in the PACS;
     ``project() -> dict``: name, labels, blind, window_preset.
     These block (database, files): call them from a sync ``def`` route (FastAPI runs it in its
-    thread pool) or through ``starlette.concurrency.run_in_threadpool``.
+    thread pool) or through ``starlette.concurrency.run_in_threadpool``.  A router module must not
+    use ``from __future__ import annotations`` when its handlers take models defined in a function
+    (FastAPI then cannot resolve them).
 
 Errors
     Raise the store's errors (``store.model``: InvalidInput 400, Unauthorized 401, Forbidden

@@ -41,10 +41,13 @@ def router(context, deps):
     def assignments(case_id: str | None = Query(None, **CASE_ID), svc=Service):
         return json_answer(svc.assignments(case_id))
 
-    @api.api_route("/cases/{case_id}/image", methods=["GET", "HEAD"], response_class=_octets(),
-                   responses={200: {"content": {"application/octet-stream": {}}, "description": "the image (.nrrd)"},
-                              **responses(400, 401, 403, 404)},
-                   summary="the case image (.nrrd); Range requests resume a download")
+    image_responses = {200: {"content": {"application/octet-stream": {}}, "description": "the image (.nrrd)"},
+                       **responses(400, 401, 403, 404)}
+
+    @api.get("/cases/{case_id}/image", response_class=_octets(), responses=image_responses, operation_id="case_image",
+             summary="the case image (.nrrd); Range requests resume a download")
+    @api.head("/cases/{case_id}/image", response_class=_octets(), responses=image_responses,
+              operation_id="case_image_head", summary="size and sha256 of the case image, without the bytes")
     def image(case_id: str = CaseId, svc=Service):
         return blob_response(svc.image_blob(case_id))
 

@@ -39,10 +39,13 @@ def router(context, deps):
     def version(version_id: str = VersionId, svc=Service):
         return json_answer(svc.get_version(version_id))
 
-    @api.api_route("/versions/{version_id}/content", methods=["GET", "HEAD"],
-                   responses={200: {"content": {"application/octet-stream": {}},
-                                    "description": "the version's .seg.nrrd"}, **responses(400, 401, 403, 404)},
-                   summary="a version's .seg.nrrd; Range requests resume a download")
+    content_responses = {200: {"content": {"application/octet-stream": {}}, "description": "the version's .seg.nrrd"},
+                         **responses(400, 401, 403, 404)}
+
+    @api.get("/versions/{version_id}/content", responses=content_responses, operation_id="version_content",
+             summary="a version's .seg.nrrd; Range requests resume a download")
+    @api.head("/versions/{version_id}/content", responses=content_responses, operation_id="version_content_head",
+              summary="size and sha256 of a version's .seg.nrrd, without the bytes")
     def content(version_id: str = VersionId, svc=Service):
         return blob_response(svc.version_blob(version_id))
 
