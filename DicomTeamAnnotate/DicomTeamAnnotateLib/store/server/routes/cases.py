@@ -44,20 +44,12 @@ def router(context, deps):
     image_responses = {200: {"content": {"application/octet-stream": {}}, "description": "the image (.nrrd)"},
                        **responses(400, 401, 403, 404)}
 
-    @api.get("/cases/{case_id}/image", response_class=_octets(), responses=image_responses, operation_id="case_image",
+    @api.get("/cases/{case_id}/image", responses=image_responses, operation_id="case_image",
              summary="the case image (.nrrd); Range requests resume a download")
-    @api.head("/cases/{case_id}/image", response_class=_octets(), responses=image_responses,
+    @api.head("/cases/{case_id}/image", responses=image_responses,
               operation_id="case_image_head", summary="size and sha256 of the case image, without the bytes")
     def image(case_id: str = CaseId, svc=Service):
         return blob_response(svc.image_blob(case_id))
 
     return api
 
-
-def _octets():
-    from fastapi.responses import Response
-
-    class Octets(Response):
-        media_type = "application/octet-stream"
-
-    return Octets
