@@ -103,14 +103,17 @@ def encode_series(paths, syntax_uid: str, out_folder) -> list[Path]:
     uid = UID(syntax_uid)
     for path in paths:
         ds = pydicom.dcmread(path)
+        target = out_folder / Path(path).name
         if uid.is_compressed:
             ds.compress(uid)
-        elif uid != ds.file_meta.TransferSyntaxUID:
+            ds.save_as(target, enforce_file_format=True)
+        else:
+            little = uid != "1.2.840.10008.1.2.2"
+            if not little:  # pydicom writes the pixel bytes as they are: big-endian words are swapped here
+                ds.PixelData = np.frombuffer(ds.PixelData, dtype="<u2").astype(">u2").tobytes()
             ds.file_meta.TransferSyntaxUID = uid
-            ds.is_little_endian = uid != "1.2.840.10008.1.2.2"  # pydicom writes what the meta names
-            ds.is_implicit_VR = uid == "1.2.840.10008.1.2"
-        target = out_folder / Path(path).name
-        ds.save_as(target, enforce_file_format=uid.is_compressed or None)
+            pydicom.dcmwrite(target, ds, implicit_vr=uid == "1.2.840.10008.1.2", little_endian=little,
+                             force_encoding=True)
         out.append(target)
     return out
 
