@@ -186,7 +186,8 @@ def read_seg_highdicom(path, reference: Geometry | None = None, *, labels=None, 
     ds = _open(path)
     seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
     meta = segment_metadata(ds)
-    seg_numbers = list(seg.get_segment_numbers())
+    # a label map's background (segment 0, dcmqi lists it) is no segment of ours
+    seg_numbers = [n for n in seg.get_segment_numbers() if n in meta]
     segments = assign_label_values([meta[n] for n in seg_numbers], labels, what=str(path))
     fractional = str(ds.SegmentationType).upper() == "FRACTIONAL"
     out = None
