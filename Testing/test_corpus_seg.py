@@ -51,6 +51,27 @@ def _check_codes(seg: Segmentation):
     assert mass.type.value == "4147007" and mass.region.value == "10200004"
 
 
+def test_dcmqi_overlapping_segments(tmp_path, ct):
+    """Two input images: the mass (second image) lies inside the liver (first): SegmentsOverlap."""
+    folder, _, grid = ct
+    first = np.where(LABELS == 3, 1, LABELS)  # liver covers the mass's voxels too
+    second = np.where(LABELS == 3, 1, 0).astype(np.uint16)
+    seg_path = sfx.dcmqi_seg(tmp_path / "ov.dcm", folder, [np.where(first == 2, 2, first), second])
+    files, meta = sfx.dcmqi_read(seg_path, tmp_path / "dcmqi")
+    theirs = {}
+    for path, attributes in zip(files, meta["segmentAttributes"]):
+        values = _onto_ct(path, folder)
+        for a in attributes:
+            theirs[a["SegmentLabel"]] = values == a["labelID"]
+    assert np.array_equal(theirs["Liver"], first == 1) and np.array_equal(theirs["Mass"], LABELS == 3)
+    for reader in READERS:
+        ours = read_seg(seg_path, grid, reader=reader)
+        assert ours.layers.shape[0] == 2, reader  # the mass overlaps the liver: two layers
+        for name, mask in theirs.items():
+            assert np.array_equal(ours.mask(name), mask), (reader, name)
+        _check_codes(ours)
+
+
 @pytest.mark.parametrize("labelmap", [False, True], ids=["binary", "labelmap"])
 def test_dcmqi_seg_reads_as_dcmqi_reads_it(tmp_path, ct, labelmap):
     folder, _, grid = ct

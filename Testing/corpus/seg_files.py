@@ -34,10 +34,22 @@ def _code(triple):
     return {"CodeValue": triple[0], "CodingSchemeDesignator": triple[1], "CodeMeaning": triple[2]}
 
 
-def dcmqi_metadata(values=(1, 2, 3)) -> dict:
-    """dcmqi's segmentation JSON (one input image; ``values``: the label values of SEGMENTS in it)."""
+def dcmqi_metadata(values=(1, 2, 3), files=None) -> dict:
+    """dcmqi's segmentation JSON: ``files`` [[label value of each SEGMENTS entry in that input image]...]
+    (default: one image holding ``values``)."""
+    files = files or [list(values)]
     attributes = []
-    for value, (_, label, category, prop_type, modifier, region) in zip(values, SEGMENTS):
+    segments = iter(SEGMENTS)
+    for file_values in files:
+        attributes.append(_attributes(file_values, segments))
+    return {"ContentCreatorName": "Reader1", "ClinicalTrialSeriesID": "S1", "ClinicalTrialTimePointID": "1",
+            "SeriesDescription": "dcmqi corpus", "SeriesNumber": "300", "InstanceNumber": "1",
+            "segmentAttributes": attributes}
+
+
+def _attributes(values, segments) -> list:
+    attributes = []
+    for value, (_, label, category, prop_type, modifier, region) in zip(values, segments):
         item = {"labelID": int(value), "SegmentLabel": label, "SegmentAlgorithmType": "MANUAL",
                 "SegmentedPropertyCategoryCodeSequence": _code(category),
                 "SegmentedPropertyTypeCodeSequence": _code(prop_type), "recommendedDisplayRGBValue": [200, 100, 50]}
@@ -46,9 +58,7 @@ def dcmqi_metadata(values=(1, 2, 3)) -> dict:
         if region:
             item["AnatomicRegionSequence"] = _code(region)
         attributes.append(item)
-    return {"ContentCreatorName": "Reader1", "ClinicalTrialSeriesID": "S1", "ClinicalTrialTimePointID": "1",
-            "SeriesDescription": "dcmqi corpus", "SeriesNumber": "300", "InstanceNumber": "1",
-            "segmentAttributes": [attributes]}
+    return attributes
 
 
 def label_image_on(source_folder, labels_kji: np.ndarray, path) -> Path:
@@ -71,13 +81,16 @@ def _run(args: list, what: str) -> str:
     return result.stdout
 
 
-def dcmqi_seg(out, source_folder, labels_kji: np.ndarray, *, labelmap: bool = False, skip_empty: bool = True) -> Path:
-    """itkimage2segimage: a SEG of ``labels_kji`` (values 1, 2, 3 = SEGMENTS) made on ``source_folder``."""
+def dcmqi_seg(out, source_folder, labels_kji, *, labelmap: bool = False, skip_empty: bool = True) -> Path:
+    """itkimage2segimage: a SEG of ``labels_kji`` (values 1, 2, 3 = SEGMENTS) made on ``source_folder``; a list
+    of label arrays gives one input image each (segments of different images may overlap)."""
     out = Path(out)
-    image = label_image_on(source_folder, labels_kji, out.with_suffix(".labels.nrrd"))
+    arrays = labels_kji if isinstance(labels_kji, list) else [labels_kji]
+    images = [label_image_on(source_folder, a, out.with_suffix(f".labels{n}.nrrd")) for n, a in enumerate(arrays)]
     meta = out.with_suffix(".json")
-    meta.write_text(json.dumps(dcmqi_metadata()))
-    args = [need_tool("itkimage2segimage"), "--inputImageList", str(image), "--inputDICOMDirectory",
+    meta.write_text(json.dumps(dcmqi_metadata(files=[sorted(int(v) for v in np.unique(a) if v) for a in arrays])))
+    image = ",".join(str(p) for p in images)
+    args = [need_tool("itkimage2segimage"), "--inputImageList", image, "--inputDICOMDirectory",
             str(source_folder), "--inputMetadata", str(meta), "--outputDICOM", str(out),
             "--skip", "1" if skip_empty else "0"]
     if labelmap:
