@@ -91,6 +91,7 @@ def read_seg_nrrd(path) -> Segmentation:
         legacy_geometry(path, header)  # refuse a malformed frame before decoding anything
         return read_legacy_4d(path, header, read_payload(nf))
     _refuse_unknown_layouts(path, header)
+    _check_layer_count(path, header, nf.sizes)
     geometry, layers = _layers_and_geometry(path, read_payload(nf), header)
     segments, warnings = segments_from_header(path, header, layers.shape[0])
     if not segments:  # a plain NRRD label map that carries only Segmentation_* fields
@@ -115,6 +116,18 @@ def _refuse_unknown_layouts(path: Path, header: dict) -> None:
                          "2016): where its voxels lie is ambiguous; open it in that Slicer version and save it again")
 
 
+def _check_layer_count(path: Path, header: dict, sizes: list) -> None:
+    """Slicer writes one frame per layer and every layer holds a segment: more frames than segments are
+    voxels nobody can see (and a way to make a reader decode gigabytes)."""
+    n_segments = len(segment_names(header, []))
+    if len(sizes) == 4 and n_segments:
+        _, _, spatial = _header_frame(path, header, 4)
+        n_layers = sizes[[a for a in range(4) if a not in spatial][0]]
+        if n_layers > n_segments:
+            raise ValueError(f"{path}: field 'sizes' gives {n_layers} layers for {n_segments} segment(s); "
+                             "every layer of a segmentation holds a segment")
+
+
 def read_seg_nrrd_geometry(path) -> Geometry:
     """The voxel grid (LPS) of a ``.seg.nrrd`` from its header alone: no voxel data is read."""
     path = Path(path)
@@ -123,6 +136,7 @@ def read_seg_nrrd_geometry(path) -> Geometry:
     if is_legacy_4d(header):
         return legacy_geometry(path, header)
     _refuse_unknown_layouts(path, header)
+    _check_layer_count(path, header, nf.sizes)
     matrix, space, spatial = _header_frame(path, header, len(nf.sizes))
     return _grid(path, matrix, [nf.sizes[a] for a in spatial], space)
 
@@ -364,8 +378,8 @@ def write_seg_nrrd(seg: Segmentation, path, *, compression_level: int = 6) -> Pa
 def nrrd_payload_problem(path) -> str | None:
     """Why a ``.seg.nrrd`` cannot be accepted as an upload, told from its header and a few bytes (None if it can).
 
-    Only attached data; ``sizes`` within bounds (computed without overflow); every segment's
-    layer inside the file and its label value inside the voxel type; raw data exactly the
+    Only attached data; ``sizes`` within bounds (computed without overflow), no more layers than
+    segments; every segment's layer inside the file and its label value inside the voxel type; raw data exactly the
     declared bytes; gzip data that records them and could expand to them (no bomb); no bzip2
     (Slicer cannot read it).  See ``nrrd_payload.payload_problem``.
     """
@@ -374,6 +388,7 @@ def nrrd_payload_problem(path) -> str | None:
         nf = open_nrrd(path, data_files="attached")
         if not is_legacy_4d(nf.header):
             _refuse_unknown_layouts(path, nf.header)
+            _check_layer_count(path, nf.header, nf.sizes)
         segments = read_seg_nrrd_segments(path) or []
     except (ValueError, OSError) as exc:
         return str(exc).replace(f"{path}: ", "")
