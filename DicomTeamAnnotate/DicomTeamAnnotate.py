@@ -1,15 +1,17 @@
-"""DicomTeamAnnotate: the hub module.
+"""DicomTeamAnnotate: the hub module, and the core library (DicomTeamAnnotateLib) of all four modules.
 
-Connect to a team project (a shared folder or the project server), see my worklist, open a
-case (download, volume, three-plane layout, window preset, a segmentation with the project's
-label ontology), autosave drafts locally, submit or reopen; a reviewer sees every annotator's
-versions. Also: load a DICOM folder or ZIP through the project's own ingestion.
-The work is done by DicomTeamAnnotateLib (Qt-free); this file only wires it to Slicer. The panel's
-sections are mixins in DicomTeamAnnotateLib/panel_*.py; the Qt-free steps on an open case are in
-DicomTeamAnnotateLib/case_session.py.
+Connect to a team project (a shared folder or the project server), see my worklist, open a case
+(download, volume, three-plane layout, window preset, a segmentation with the project's label
+ontology), autosave drafts locally, submit or reopen; a reviewer sees every annotator's versions.
+Also: load a DICOM folder or ZIP through the project's own ingestion, add cases from DICOMweb.
+
+What the panel does lives in Qt-free panel models (DicomTeamAnnotateLib/slicer/hub_panel.py and
+its sections); this file's widget only binds Qt widgets to them. The logic below is what the
+models (and Slicer's Python console) call.
 """
 import logging
 import os
+from typing import Annotated
 
 import qt
 import slicer
@@ -17,7 +19,7 @@ import vtk
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
 from slicer.util import VTKObservationMixin
 
@@ -27,6 +29,8 @@ from DicomTeamAnnotateLib.demo.phantom import make_phantom, write_phantom_dicom
 from DicomTeamAnnotateLib.dicom.ingest import ingest
 from DicomTeamAnnotateLib.pacs import PacsError
 from DicomTeamAnnotateLib.pacs.dicomweb import check_url, remember_password
+from DicomTeamAnnotateLib.slicer.connection import set_current_store
+from DicomTeamAnnotateLib.slicer.hub_panel import HubPanel
 from DicomTeamAnnotateLib.slicer.mrml import (
     apply_window_to_display_node,
     node_to_segmentation,
@@ -34,29 +38,18 @@ from DicomTeamAnnotateLib.slicer.mrml import (
     segmentation_to_node,
     volume_to_node,
 )
-from DicomTeamAnnotateLib.slicer.packages import ensure_requirements
-from DicomTeamAnnotateLib.slicer.panel_case import CaseSection
-from DicomTeamAnnotateLib.slicer.panel_dicom import DicomLoadSection
-from DicomTeamAnnotateLib.slicer.panel_dicomweb import DicomWebSection
-from DicomTeamAnnotateLib.slicer.panel_project import ProjectSection, TokenStore
-from DicomTeamAnnotateLib.slicer.panel_view import CUSTOM_PRESET, ViewSection
-from DicomTeamAnnotateLib.slicer.panel_worklist import WorklistSection
-from DicomTeamAnnotateLib.slicer.task_runner import TaskRunner
+from DicomTeamAnnotateLib.slicer.packages import Installer, slicer_version_problem
+from DicomTeamAnnotateLib.slicer.qt_binding import bind_path, fill_combo, fill_table, selected_row_id, set_text
+from DicomTeamAnnotateLib.slicer.ui import SlicerUi
+from DicomTeamAnnotateLib.slicer.view_panel import CUSTOM_PRESET
 from DicomTeamAnnotateLib.store import admin
 from DicomTeamAnnotateLib.store.dicomweb_import import import_dicomweb
 from DicomTeamAnnotateLib.store.interface import is_url
-
-# The panel's sections and helpers. Keep these names importable from this file: ConsensusReview,
-# TrainBridge and SamPrompt import TaskRunner from here, the tests TokenStore and CUSTOM_PRESET.
 from DicomTeamAnnotateLib.worklist import session as case_session
-from DicomTeamAnnotateLib.worklist.offline import OfflineQueue, is_offline_error
+from DicomTeamAnnotateLib.worklist.offline import OfflineQueue
 from DicomTeamAnnotateLib.worklist.rows import connect, flush_queue, offline_status, reopen_case, worklist_rows
 from DicomTeamAnnotateLib.worklist.session import CaseSession
 
-MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
-REQUIREMENTS_PATH = os.path.join(MODULE_DIR, "Resources", "requirements.txt")
-SYNC_RETRY_MS = 30000  # while pushes wait offline, try to send them this often
-FILTER_DELAY_MS = 300  # the worklist is re-read this long after the last keystroke in the filter
 CASE_ATTRIBUTE = "DicomTeamAnnotate.CaseId"
 VERSION_ATTRIBUTE = "DicomTeamAnnotate.VersionId"
 
@@ -73,20 +66,21 @@ class DicomTeamAnnotate(ScriptedLoadableModule):
         """Called when Slicer discovers the module at startup."""
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("DICOM Team Annotate")
-        self.parent.categories = [translate("DicomTeamAnnotate", "DICOM Team Annotate")]
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "DICOM Team Annotate")]
         self.parent.dependencies = []
         self.parent.contributors = ["DicomTeamAnnotate contributors"]
         self.parent.helpText = _("""
-Team annotation of DICOM volumes. <b>Project</b>: connect to a project folder (local or on a shared
-drive) or to a project server (URL, user and token; the token is kept in the OS keyring or in Slicer's
-settings, never in the scene). <b>Worklist</b>: my cases and their state; <b>Open</b> downloads the
-case, shows it in three linked planes with the project's window preset and creates a segmentation
-with the project's labels. Drafts are autosaved locally; <b>Submit</b> pushes a version to the project;
-pushes made offline are queued and sent when the store is back. A reviewer sees every annotator's
-versions. <b>Load DICOM</b>: read a folder or ZIP through the project's ingestion (rejected files are
-listed with the reason). <b>Add cases from DICOMweb</b> (administrators): query a PACS, retrieve the
-matching series and add each as a case of a project folder, copied or by reference (the password stays in
-the OS keyring, never in the scene or the settings). Headless twin: <code>dicomteam status|pull|push|versions</code>.
+Team annotation of DICOM volumes (needs 3D Slicer 5.12 or newer). <b>Project</b>: connect to a project
+folder (local or on a shared drive) or to a project server (URL, user and token; the token is kept in the OS
+keyring or in Slicer's settings, never in the scene). <b>Worklist</b>: my cases and their state; <b>Open</b>
+downloads the case, shows it in three linked planes with the project's window preset and creates a
+segmentation with the project's labels. Drafts are autosaved locally; <b>Submit</b> pushes a version to the
+project; pushes made offline are queued and sent when the store is back. A reviewer sees every annotator's
+versions. <b>Load DICOM</b>: read a folder or ZIP through the project's ingestion (rejected files are listed
+with the reason). <b>Add cases from DICOMweb</b> (administrators): query a PACS, retrieve the matching series
+and add each as a case of a project folder, copied or by reference (the password stays in the OS keyring).
+Python packages a feature needs (pynrrd, DICOM decoders) are installed at its first use, after you confirm.
+Headless twin: <code>dicomteam status|pull|push|versions</code>.
 """)
         self.parent.acknowledgementText = _("""
 Built on 3D Slicer's scripted module template (Jean-Christophe Fillion-Robin, Kitware Inc.; Andras Lasso,
@@ -114,10 +108,11 @@ class DicomTeamAnnotateParameterNode:
 
     volume: vtkMRMLScalarVolumeNode
     windowPreset: str = "soft tissue"
-    customLevel: float = 40.0
-    customWidth: float = 400.0
+    # the ranges of the .ui file: without them Slicer's GUI connector resets the spin boxes to -inf..inf
+    customLevel: Annotated[float, WithinRange(-5000.0, 50000.0)] = 40.0
+    customWidth: Annotated[float, WithinRange(1.0, 100000.0)] = 400.0
     autosave: bool = True
-    autosaveSeconds: int = 60
+    autosaveSeconds: Annotated[int, WithinRange(5, 3600)] = 60
 
 
 #
@@ -125,138 +120,128 @@ class DicomTeamAnnotateParameterNode:
 #
 
 
-class DicomTeamAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ProjectSection, WorklistSection,
-                              CaseSection, DicomLoadSection, DicomWebSection, ViewSection):
-    """The module panel: project, worklist, current case, versions, DICOM loading, view.
-
-    Each section of the panel is a mixin in DicomTeamAnnotateLib/panel_*.py, without __init__ (the
-    state its methods use, self.ui, self.logic, timers, is made here) and importing Qt and Slicer
-    inside its methods (Lib files import in plain Python). This class owns the panel's state, its
-    life cycle, the parameter node, the background tasks and the buttons' states.
-    """
+class DicomTeamAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The module panel: binds the .ui widgets to the Qt-free HubPanel (DicomTeamAnnotateLib/slicer/hub_panel.py)."""
 
     def __init__(self, parent=None) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)  # needed for parameter node observation
         self.logic = None
+        self.panel = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._tasks = None
-        self._draftTask = None
-        self._autosaveTimer = None
-        self._syncTimer = None
-        self._filterTimer = None
-        self._versions = []
-        self._offline = False
 
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
         ScriptedLoadableModuleWidget.setup(self)
-
+        problem = slicer_version_problem(slicer.app.majorVersion, slicer.app.minorVersion)
+        if problem:  # one clear message instead of a failure inside a click
+            self.layout.addWidget(qt.QLabel(problem))
+            return
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/DicomTeamAnnotate.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
 
         self.logic = DicomTeamAnnotateLogic()
-        self.tokens = TokenStore(qt.QSettings())
-        self._tasks = TaskRunner(self._updateButtonStates)
-        self._autosaveTimer = qt.QTimer()
-        self._autosaveTimer.connect("timeout()", self._autosaveTick)
-        self._syncTimer = qt.QTimer()
-        self._syncTimer.setInterval(SYNC_RETRY_MS)
-        self._syncTimer.connect("timeout()", self._syncTick)
-        self._filterTimer = qt.QTimer()
-        self._filterTimer.setSingleShot(True)
-        self._filterTimer.setInterval(FILTER_DELAY_MS)
-        self._filterTimer.connect("timeout()", self.onRefreshWorklist)
-
+        ui = SlicerUi()
+        self.panel = HubPanel(self.logic, ui, Installer(_("DICOM Team Annotate"), ui))
+        p = self.panel
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
         # Project
-        self._restoreConnectionSettings()
-        self.ui.offlineBannerFrame.hide()
-        self.ui.browseStoreButton.connect("clicked(bool)", self.onBrowseStore)
-        self.ui.storeLocationLineEdit.connect("textChanged(QString)", self._updateButtonStates)
-        self.ui.userLineEdit.connect("textChanged(QString)", self._updateButtonStates)
-        self.ui.connectButton.connect("clicked(bool)", self.onConnect)
-        self.ui.forgetTokenButton.connect("clicked(bool)", self.onForgetToken)
-        self.ui.syncNowButton.connect("clicked(bool)", self.onSyncNow)
-        # Worklist
-        self._fillStateFilter()
-        self.ui.stateFilterComboBox.connect("currentIndexChanged(int)", self.onRefreshWorklist)
-        self.ui.textFilterLineEdit.connect("textChanged(QString)", self._onFilterTextChanged)
-        self.ui.refreshWorklistButton.connect("clicked(bool)", self.onRefreshWorklist)
-        self.ui.worklistTableWidget.connect("itemSelectionChanged()", self._updateButtonStates)
-        self.ui.worklistTableWidget.connect("cellDoubleClicked(int,int)", lambda row, column: self.onOpenCase())
-        self.ui.openCaseButton.connect("clicked(bool)", self.onOpenCase)
+        self.ui.storeLocationLineEdit.connect("textChanged(QString)", p.project.set_location)
+        self.ui.userLineEdit.connect("textChanged(QString)", p.project.set_user)
+        self.ui.tokenLineEdit.connect("textChanged(QString)", p.project.set_token)
+        self.ui.rememberTokenCheckBox.connect("toggled(bool)", p.project.set_remember_token)
+        bind_path(self.ui.workFolderLineEdit, p.project.set_work_folder)
+        self.ui.browseStoreButton.connect("clicked(bool)", lambda: p.project.browse_store())
+        self.ui.connectButton.connect("clicked(bool)", lambda: p.project.connect())
+        self.ui.forgetTokenButton.connect("clicked(bool)", lambda: p.project.forget_token())
+        self.ui.syncNowButton.connect("clicked(bool)", lambda: p.project.sync_now())
+        # Worklist and versions
+        fill_combo(self.ui.stateFilterComboBox, p.worklist.state_choices(), "all")
+        self.ui.stateFilterComboBox.connect("currentIndexChanged(int)",
+                                            lambda i: p.worklist.set_state_filter(self.ui.stateFilterComboBox.itemData(i)))
+        self.ui.textFilterLineEdit.connect("textChanged(QString)", p.worklist.set_text_filter)
+        self.ui.refreshWorklistButton.connect("clicked(bool)", lambda: p.worklist.refresh())
+        self.ui.worklistTableWidget.connect("itemSelectionChanged()",
+                                            lambda: p.worklist.select_case(selected_row_id(self.ui.worklistTableWidget)))
+        self.ui.worklistTableWidget.connect("cellDoubleClicked(int,int)", lambda row, column: p.case.open_selected())
+        self.ui.openCaseButton.connect("clicked(bool)", lambda: p.case.open_selected())
+        self.ui.refreshVersionsButton.connect("clicked(bool)", lambda: p.worklist.refresh_versions())
+        self.ui.versionsTableWidget.connect("itemSelectionChanged()",
+                                            lambda: p.worklist.select_version(selected_row_id(self.ui.versionsTableWidget)))
+        self.ui.loadVersionButton.connect("clicked(bool)", lambda: p.worklist.load_version())
         # Current case
-        self.ui.editSegmentationButton.connect("clicked(bool)", self.onEditSegmentation)
-        self.ui.saveVersionButton.connect("clicked(bool)", lambda: self.onPush(submit=False))
-        self.ui.submitButton.connect("clicked(bool)", lambda: self.onPush(submit=True))
-        self.ui.reopenButton.connect("clicked(bool)", self.onReopen)
-        self.ui.autosaveCheckBox.connect("toggled(bool)", self._restartAutosave)
-        self.ui.autosaveSecondsSpinBox.connect("valueChanged(int)", self._restartAutosave)
-        # Versions
-        self.ui.refreshVersionsButton.connect("clicked(bool)", self.onRefreshVersions)
-        self.ui.versionsTableWidget.connect("itemSelectionChanged()", self._updateButtonStates)
-        self.ui.loadVersionButton.connect("clicked(bool)", self.onLoadVersion)
+        self.ui.messageLineEdit.connect("textChanged(QString)", p.case.set_message)
+        self.ui.editSegmentationButton.connect("clicked(bool)", lambda: p.case.edit_segmentation())
+        self.ui.saveVersionButton.connect("clicked(bool)", lambda: p.case.push(submit=False))
+        self.ui.submitButton.connect("clicked(bool)", lambda: p.case.push(submit=True))
+        self.ui.reopenButton.connect("clicked(bool)", lambda: p.case.reopen())
+        self.ui.autosaveCheckBox.connect("toggled(bool)", self._autosaveChanged)
+        self.ui.autosaveSecondsSpinBox.connect("valueChanged(int)", self._autosaveChanged)
         # Load DICOM
-        self.ui.issuesTableWidget.hide()
-        self.ui.inputPathLineEdit.connect("currentPathChanged(QString)", self._updateButtonStates)
-        self.ui.browseZipButton.connect("clicked(bool)", self.onBrowseZip)
-        self.ui.loadButton.connect("clicked(bool)", self.onLoadButton)
-        # Add cases from DICOMweb (admin)
-        self._restoreDicomwebSettings()
-        self.ui.dicomwebResultsTableWidget.hide()
-        self.ui.dicomwebProjectPathLineEdit.connect("currentPathChanged(QString)", self._updateButtonStates)
-        self.ui.dicomwebUrlLineEdit.connect("textChanged(QString)", self._updateButtonStates)
-        self.ui.dicomwebImportButton.connect("clicked(bool)", self.onDicomwebImport)
+        bind_path(self.ui.inputPathLineEdit, p.dicom.set_path)
+        self.ui.browseZipButton.connect("clicked(bool)", lambda: p.dicom.browse_zip())
+        self.ui.loadButton.connect("clicked(bool)", lambda: p.dicom.load())
+        # Add cases from DICOMweb (administrators)
+        bind_path(self.ui.dicomwebProjectPathLineEdit, lambda path: p.dicomweb.set(project_dir=path))
+        for name, field in (("dicomwebUrlLineEdit", "url"), ("dicomwebUserLineEdit", "user"),
+                            ("dicomwebPasswordLineEdit", "password"), ("dicomwebPatientLineEdit", "patient"),
+                            ("dicomwebStudyLineEdit", "study"), ("dicomwebSeriesLineEdit", "series")):
+            getattr(self.ui, name).connect("textChanged(QString)", lambda text, f=field: p.dicomweb.set(**{f: text}))
+        self.ui.dicomwebReferenceCheckBox.connect("toggled(bool)", lambda on: p.dicomweb.set(reference=on))
+        self.ui.dicomwebRememberPasswordCheckBox.connect("toggled(bool)",
+                                                         lambda on: p.dicomweb.set(remember_password=on))
+        self.ui.dicomwebImportButton.connect("clicked(bool)", lambda: p.dicomweb.run_import())
         # View
-        self.ui.windowPresetComboBox.connect("activated(int)", self.onWindowPresetActivated)
-        self.ui.customLevelSpinBox.connect("valueChanged(double)", self.onCustomWindowChanged)
-        self.ui.customWidthSpinBox.connect("valueChanged(double)", self.onCustomWindowChanged)
-        self.ui.threePlaneLayoutButton.connect("clicked(bool)", self.onThreePlaneLayout)
-        self._fillPresetComboBox()
+        self.ui.windowPresetComboBox.clear()
+        for name, tip in p.view.presets:
+            self.ui.windowPresetComboBox.addItem(name)
+            self.ui.windowPresetComboBox.setItemData(self.ui.windowPresetComboBox.count - 1, tip, qt.Qt.ToolTipRole)
+        self.ui.windowPresetComboBox.connect("activated(int)",
+                                             lambda i: p.view.choose_preset(self.ui.windowPresetComboBox.itemText(i)))
+        self.ui.customLevelSpinBox.connect("valueChanged(double)", lambda v: p.view.set_custom_window(level=v))
+        self.ui.customWidthSpinBox.connect("valueChanged(double)", lambda v: p.view.set_custom_window(width=v))
+        self.ui.threePlaneLayoutButton.connect("clicked(bool)", lambda: p.view.three_planes())
 
+        p.on_change(self.refresh)
         self.initializeParameterNode()
-        self._restartAutosave()
-        self._updateButtonStates()
+        p.restore()
+        self._autosaveChanged()
+        self.refresh()
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
-        self._saveDraftNow()
-        for timer in (self._autosaveTimer, self._syncTimer, self._filterTimer):
-            if timer is not None:
-                timer.stop()
-        if self._tasks is not None:
-            self._tasks.stop()
+        if self.panel is not None:
+            self.panel.stop()
         self.removeObservers()
 
     def enter(self) -> None:
         """Called each time the user opens this module."""
-        self.initializeParameterNode()
+        if self.panel is not None:
+            self.initializeParameterNode()
 
     def exit(self) -> None:
         """Called each time the user opens a different module (autosave keeps running meanwhile)."""
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtonStates)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.refresh)
 
     def onSceneStartClose(self, caller, event) -> None:
         """Called just before the scene is closed: keep the open case's work as a draft first."""
-        self._saveDraftNow()
-        self.logic.session = None
+        self.panel.case.scene_closing()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
         """Called just after the scene is closed."""
-        self._showCaseStatus()
         if self.parent.isEntered:
             self.initializeParameterNode()
+        self.refresh()
 
     def initializeParameterNode(self) -> None:
         """Called from setup() and enter(): make sure the parameter node exists and is observed."""
@@ -270,77 +255,85 @@ class DicomTeamAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin,
         """Called by initializeParameterNode() and on scene close: connect the GUI to a parameter node."""
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtonStates)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.refresh)
         self._parameterNode = inputParameterNode
+        self.panel.set_parameters(inputParameterNode)
         if self._parameterNode:
             # Widgets with the "SlicerParameterName" property in the .ui file are connected here.
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtonStates)
-            index = self.ui.windowPresetComboBox.findText(self._parameterNode.windowPreset)
-            if index >= 0:
-                self.ui.windowPresetComboBox.setCurrentIndex(index)
-        self._updateButtonStates()
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.refresh)
+        self.refresh()
 
-    # ----- background tasks: one at a time (TaskRunner) -----------------------------------------
+    def _autosaveChanged(self, *args) -> None:
+        """Called when the autosave check box or interval change."""
+        self.panel.case.set_autosave(self.ui.autosaveCheckBox.checked, self.ui.autosaveSecondsSpinBox.value)
 
-    def _startTask(self, work, onDone, name, dialogTitle=None, dialogText=""):
-        """Run ``work(task)`` on a worker thread; ``onDone(task)`` runs on the main thread when it ends."""
-        return self._tasks.start(work, onDone, name, dialogTitle, dialogText)
+    def refresh(self, caller=None, event=None) -> None:
+        """Called when the panel model or the parameter node changes: copy its outputs to the widgets."""
+        p = self.panel
+        if p is None:
+            return
+        project, worklist, case, dicom, dicomweb, view = p.project, p.worklist, p.case, p.dicom, p.dicomweb, p.view
+        set_text(self.ui.storeLocationLineEdit, project.location)
+        set_text(self.ui.userLineEdit, project.user)
+        set_text(self.ui.tokenLineEdit, project.token)
+        self.ui.rememberTokenCheckBox.checked = project.remember_token
+        if self.ui.workFolderLineEdit.currentPath != project.work_folder and project.work_folder:
+            self.ui.workFolderLineEdit.currentPath = project.work_folder
+        self.ui.tokenLineEdit.enabled = project.is_server
+        self.ui.rememberTokenCheckBox.enabled = project.is_server
+        self.ui.connectButton.enabled = project.can_connect
+        self.ui.connectionStatusLabel.text = project.status_text
+        self.ui.offlineBannerFrame.visible = project.banner_visible
+        self.ui.offlineBannerLabel.text = project.banner_text
+        self.ui.offlineBannerLabel.toolTip = project.offline_reason
+        self.ui.syncNowButton.enabled = project.connected and not p.tasks.busy
 
-    def _taskResult(self, task, failureText):
-        """(True, result), or (False, None) after telling the user why; an unreachable store shows the banner."""
-        ok, value = TaskRunner.result(task, failureText)
-        if ok:
-            return True, value
-        if is_offline_error(value):
-            self._setOffline(True, str(value))
-        return False, None
+        cells = worklist.worklist_cells()
+        fill_table(self.ui.worklistTableWidget, [c for _id, c in cells], [i for i, _c in cells],
+                   worklist.selected_case_id)
+        self.ui.worklistStatusLabel.text = worklist.status_text
+        self.ui.refreshWorklistButton.enabled = worklist.can_refresh
+        self.ui.openCaseButton.enabled = worklist.can_open
+        vcells = worklist.version_cells()
+        fill_table(self.ui.versionsTableWidget, [c for _id, c in vcells], [i for i, _c in vcells],
+                   worklist.selected_version_id)
+        self.ui.refreshVersionsButton.enabled = worklist.can_refresh
+        self.ui.loadVersionButton.enabled = worklist.can_load_version
 
-    # ----- used by several sections ---------------------------------------------------------------
-
-    def _settings(self):
-        """Slicer's application settings (QSettings)."""
-        return qt.QSettings()
-
-    def _ensureRequirements(self) -> bool:
-        """Before reading DICOM: install what Resources/requirements.txt lists and is missing, if the user agrees."""
-        return ensure_requirements(REQUIREMENTS_PATH, requester=_("DICOM Team Annotate"))
-
-    # ----- state of the panel ---------------------------------------------------------------------
-
-    def _updateButtonStates(self, caller=None, event=None, *args) -> None:
-        """Called when inputs, selections, tasks or the parameter node change: enable what can be used now."""
-        busy = self._tasks is not None and self._tasks.busy
-        location = self.ui.storeLocationLineEdit.text.strip()
-        isServer = self.logic.isServer(location) if self.logic else False
-        self.ui.tokenLineEdit.enabled = isServer
-        self.ui.rememberTokenCheckBox.enabled = isServer
-        self.ui.connectButton.enabled = bool(location and self.ui.userLineEdit.text.strip()) and not busy
-        connected = self.logic is not None and self.logic.store is not None
-        self.ui.refreshWorklistButton.enabled = connected and not busy
-        self.ui.openCaseButton.enabled = connected and not busy and self._selectedCaseId() is not None
-        session = self.logic.session if self.logic else None
-        hasCase = session is not None and session.alive()
+        self.ui.currentCaseLabel.text = case.status_text
         for button in (self.ui.saveVersionButton, self.ui.submitButton, self.ui.editSegmentationButton):
-            button.enabled = hasCase and not busy
-        self.ui.reopenButton.enabled = connected and not busy and (hasCase or self._selectedCaseId() is not None)
-        self.ui.refreshVersionsButton.enabled = connected and not busy
-        self.ui.loadVersionButton.enabled = connected and not busy and self.ui.versionsTableWidget.currentRow() >= 0
-        self.ui.syncNowButton.enabled = connected and not busy
+            button.enabled = case.can_edit
+        self.ui.reopenButton.enabled = case.can_reopen
+        set_text(self.ui.messageLineEdit, case.message)
 
-        path = self.ui.inputPathLineEdit.currentPath
-        canLoad = bool(path) and (os.path.isdir(path) or (os.path.isfile(path) and path.lower().endswith(".zip")))
-        self.ui.loadButton.enabled = canLoad and not busy
-        self.ui.loadButton.toolTip = (_("Read the DICOM files and load each series as a volume.") if canLoad
-                                      else _("Choose an existing folder or .zip file first."))
-        self.ui.dicomwebImportButton.enabled = (bool(self.ui.dicomwebProjectPathLineEdit.currentPath.strip())
-                                                and bool(self.ui.dicomwebUrlLineEdit.text.strip()) and not busy)
-        hasVolume = bool(self._parameterNode and self._parameterNode.volume)
-        self.ui.windowPresetComboBox.enabled = hasVolume and self.ui.windowPresetComboBox.count > 0
-        custom = self.ui.windowPresetComboBox.currentText == CUSTOM_PRESET
-        self.ui.customLevelSpinBox.enabled = hasVolume and custom
-        self.ui.customWidthSpinBox.enabled = hasVolume and custom
-        self.ui.threePlaneLayoutButton.enabled = hasVolume
+        self.ui.loadButton.enabled = dicom.can_load
+        self.ui.loadButton.toolTip = dicom.load_tooltip
+        self.ui.loadSummaryLabel.text = dicom.summary_text
+        fill_table(self.ui.issuesTableWidget, dicom.report_rows)
+        self.ui.issuesTableWidget.visible = bool(dicom.report_rows)
+
+        self.ui.dicomwebImportButton.enabled = dicomweb.can_import
+        if dicomweb.project_dir and self.ui.dicomwebProjectPathLineEdit.currentPath != dicomweb.project_dir:
+            self.ui.dicomwebProjectPathLineEdit.currentPath = dicomweb.project_dir
+        set_text(self.ui.dicomwebUrlLineEdit, dicomweb.url)
+        set_text(self.ui.dicomwebUserLineEdit, dicomweb.user)
+        set_text(self.ui.dicomwebPasswordLineEdit, dicomweb.password)
+        self.ui.dicomwebReferenceCheckBox.checked = dicomweb.reference
+        self.ui.dicomwebSummaryLabel.text = dicomweb.summary_text
+        fill_table(self.ui.dicomwebResultsTableWidget, dicomweb.result_cells())
+        self.ui.dicomwebResultsTableWidget.visible = bool(dicomweb.results)
+
+        preset = self._parameterNode.windowPreset if self._parameterNode else ""
+        index = self.ui.windowPresetComboBox.findText(preset)
+        if index >= 0 and index != self.ui.windowPresetComboBox.currentIndex:
+            self.ui.windowPresetComboBox.setCurrentIndex(index)
+        self.ui.windowPresetComboBox.enabled = view.has_volume and bool(view.presets)
+        self.ui.windowPresetComboBox.toolTip = view.presets_error or self.ui.windowPresetComboBox.toolTip
+        self.ui.customLevelSpinBox.enabled = view.has_volume and view.custom
+        self.ui.customWidthSpinBox.enabled = view.has_volume and view.custom
+        self.ui.threePlaneLayoutButton.enabled = view.has_volume
+
 
 #
 # DicomTeamAnnotateLogic
@@ -403,6 +396,7 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
         if previous is not None and previous is not store and (self.session is None or self.session.store is not previous):
             previous.close()
         self.store = store
+        set_current_store(store)  # the other modules' panels work on this project (read on the main thread)
 
     def requireStore(self):
         """The connected store, or a clear error."""
@@ -503,6 +497,14 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
         displayNode = session.segmentation_node.GetDisplayNode()
         if displayNode is not None:
             displayNode.SetVisibility(True)
+
+    @staticmethod
+    def editInSegmentEditor(session) -> None:
+        """Main thread, application only: the Segment Editor on the case's segmentation and volume."""
+        slicer.util.selectModule("SegmentEditor")
+        editor = slicer.util.getModuleWidget("SegmentEditor").editor
+        editor.setSegmentationNode(session.segmentation_node)
+        editor.setSourceVolumeNode(session.volume_node)
 
     # ----- drafts and pushes -----------------------------------------------------------------------
 

@@ -36,3 +36,11 @@ def ct_organs_path() -> Path:
 @pytest.fixture(scope="session")
 def lidc_dir() -> Path:
     return need(LIDC)
+
+
+@pytest.fixture(scope="session")
+def slicer_env(tmp_path_factory) -> dict:
+    """The Slicer 5.12 harness environment for this test session (first-use installs land here)."""
+    from slicer_support import make_session_env
+
+    return make_session_env(tmp_path_factory.mktemp("slicer-session"))

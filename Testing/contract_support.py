@@ -83,6 +83,26 @@ def module_dir(module: str, root: Path = ROOT) -> Path:
     return Path(root) / module
 
 
+# What ships to Slicer is what Slicer runs: the project server, its SQL index, the command line and
+# `make demo`'s driver run headless only (the `dicomteam` package), never inside Slicer. Globs
+# relative to the module folder; Testing/test_slicer_layout.py checks that no shipped file
+# imports one of these.
+NOT_SHIPPED = (
+    "*Lib/cli.py", "*Lib/cli/*", "*Lib/demo.py", "*/__main__.py",
+    "DicomTeamAnnotateLib/store/server/*", "DicomTeamAnnotateLib/store/server.py",
+    "DicomTeamAnnotateLib/store/sqlindex.py", "DicomTeamAnnotateLib/demo/driver.py",
+    "DicomTeamAnnotateLib/demo/team.py", "ConsensusReviewLib/lidc.py",
+    "SamPromptLib/server_plugin.py", "SamPromptLib/service.py",
+)
+
+
+def shipped(rel: str) -> bool:
+    """True when the module-relative file ``rel`` is packaged for Slicer."""
+    import fnmatch
+
+    return not any(fnmatch.fnmatch(rel, pattern) for pattern in NOT_SHIPPED)
+
+
 def packaged_files(module: str, root: Path = ROOT) -> set[str]:
     """Every file Slicer must package for ``module``, relative to its folder (posix)."""
     base = module_dir(module, root)
@@ -93,7 +113,7 @@ def packaged_files(module: str, root: Path = ROOT) -> set[str]:
             if name.startswith(".") or name.endswith((".pyc", ".pyo", "~")):
                 continue
             rel = (Path(dirpath) / name).relative_to(base).as_posix()
-            if rel != "CMakeLists.txt":
+            if rel != "CMakeLists.txt" and shipped(rel):
                 found.add(rel)
     return found
 

@@ -1,33 +1,55 @@
-"""A module's Python requirements, installed in Slicer at first use after the user agrees.
+"""The Python packages a feature needs in Slicer, installed at its first use after the user agrees.
 
-Each module lists what it needs beyond what Slicer ships in ``Resources/requirements.txt``
-(``>=`` bounds, never pins; never numpy, SimpleITK, pydicom, requests: those are Slicer's).
-``missing_requirements`` is pure Python (importlib.metadata + packaging) and runs anywhere;
-``ensure_requirements`` is the Slicer side: Slicer's ``pip_ensure`` (``slicer.pydeps``, earlier
-``slicer.packaging``) asks the user and installs; older Slicer gets a confirmation box and
-``slicer.util.pip_install``.
-``ensure_torch`` gets torch through the PyTorch extension first (SamPrompt, TrainBridge), so that
-the build matches the machine's GPU; their requirements.txt are installed after it.
+A ``Feature`` names what it is for (the user reads it) and its requirements (``>=`` bounds, never
+pins). Before a feature's first use its panel calls ``Installer.ensure(feature)`` on the main
+thread: nothing happens when all is installed; otherwise one question, then Slicer's
+``slicer.packaging.pip_ensure`` (Slicer >= 5.12) installs them with Slicer's own packages HELD by a
+constraints file (numpy, SimpleITK, pydicom, requests... and torch once installed: an install
+that would replace one fails instead of breaking Slicer). torch itself comes only through the
+PyTorch extension (PyTorchUtils picks the build that matches the GPU), never from pip here.
+Only one installation runs at a time: a second click while one runs is told so.
+
+``missing_requirements`` is pure Python (importlib.metadata + packaging) and runs anywhere.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import importlib.metadata
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+
+from DicomTeamAnnotateLib.slicer.i18n import tr as _
+
+# Slicer 5.12 bundles these (SuperBuild/External_python-*.cmake): an install must not replace them.
+SLICER_BUNDLED = ("numpy", "scipy", "SimpleITK", "pydicom", "pillow", "requests", "urllib3", "certifi", "idna",
+                  "charset-normalizer", "highdicom", "dicomweb-client", "dcmqi", "pyjpegls", "retrying",
+                  "packaging", "pyparsing", "six", "typing_extensions", "setuptools", "pip", "wheel")
+# Installed through the PyTorch extension, then held like Slicer's own.
+TORCH_PACKAGES = ("torch", "torchvision")
+MINIMUM_SLICER = (5, 12)
 
 
-def read_requirements(path) -> list[str]:
-    """Requirement strings of a requirements.txt (comments, blank lines and pip options skipped)."""
-    out = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        line = line.split(" #", 1)[0].strip()
-        if line and not line.startswith(("#", "-")):
-            out.append(line)
-    return out
+@dataclass(frozen=True)
+class Feature:
+    """What a group of packages is for, and the packages (``>=`` requirement strings)."""
+
+    purpose: str
+    requirements: tuple = ()
+    needs_torch: bool = False
+    torch_requirement: str = ">=2.2"
+
+
+# The core's features (the modules define theirs in their Lib's requirements.py)
+SEGMENTATION_FILES = Feature(_("reading and writing segmentation files (.seg.nrrd)"), ("pynrrd>=1.0",))
+DICOM_DECODERS = Feature(_("decoding compressed DICOM (JPEG 2000, JPEG, JPEG-LS lossless, RLE)"),
+                         ("pylibjpeg>=2.0", "pylibjpeg-openjpeg>=2.3", "pylibjpeg-libjpeg>=2.1", "pylibjpeg-rle>=2.0"))
+REPORTS = Feature(_("reports and pictures (matplotlib)"), ("matplotlib>=3.7",))
+KEYRING = Feature(_("keeping passwords in the system keyring"), ("keyring>=24",))
 
 
 def missing_requirements(requirements) -> list[str]:
     """The requirements not satisfied by what is installed (absent, or a version outside the bound)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     from packaging.requirements import Requirement
 
     missing = []
@@ -36,8 +58,8 @@ def missing_requirements(requirements) -> list[str]:
         if req.marker is not None and not req.marker.evaluate():
             continue  # not for this platform / Python
         try:
-            installed = version(req.name)
-        except PackageNotFoundError:
+            installed = importlib.metadata.version(req.name)
+        except importlib.metadata.PackageNotFoundError:
             missing.append(text)
             continue
         if req.specifier and not req.specifier.contains(installed, prereleases=True):
@@ -45,64 +67,110 @@ def missing_requirements(requirements) -> list[str]:
     return missing
 
 
-def dependency_helper():
-    """Slicer's module with ``pip_ensure`` and ``load_requirements``, or None (older Slicer).
-
-    Current Slicer has it as ``slicer.pydeps``; the first releases that had ``pip_ensure``
-    called the module ``slicer.packaging``.  A module of either name without those two
-    functions does not count.
-    """
-    import importlib
-
-    for name in ("slicer.pydeps", "slicer.packaging"):
+def held_versions() -> dict[str, str]:
+    """{package: installed version} of what an install must not replace (Slicer's and torch)."""
+    held = {}
+    for name in SLICER_BUNDLED + TORCH_PACKAGES:
         try:
-            module = importlib.import_module(name)
-        except ImportError:
+            held[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
             continue
-        if callable(getattr(module, "pip_ensure", None)) and callable(getattr(module, "load_requirements", None)):
-            return module
-    return None
+    return held
 
 
-def ensure_requirements(path, requester: str) -> bool:
-    """In Slicer: install what ``path`` lists and is missing, after the user confirms; False if declined."""
-    import slicer
-    from slicer.i18n import tr as _
+def write_constraints(folder: str | None = None) -> str:
+    """A pip constraints file pinning ``held_versions()``; its path."""
+    fd, path = tempfile.mkstemp(prefix="dicomteam-constraints-", suffix=".txt", dir=folder)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("".join(f"{name}=={version}\n" for name, version in sorted(held_versions().items())))
+    return path
 
-    missing = missing_requirements(read_requirements(path))
-    if not missing:
-        return True
-    deps = dependency_helper()
-    if deps is not None:  # one dialog, progress, restart advice
+
+def slicer_version_problem(major: int, minor: int) -> str | None:
+    """Why this Slicer cannot run the extension (None when it can)."""
+    if (major, minor) >= MINIMUM_SLICER:
+        return None
+    return _("This module needs 3D Slicer {need} or newer (this is {have}): it installs the Python packages a "
+             "feature needs at first use with Slicer's package manager (slicer.packaging.pip_ensure), which "
+             "older Slicer versions do not have. Please install a current Slicer.").format(
+        need=".".join(map(str, MINIMUM_SLICER)), have=f"{major}.{minor}")
+
+
+_installing = []  # one installation at a time, whichever module asked (a non-empty list: one runs)
+
+
+class Installer:
+    """Installs features in Slicer (main thread only); ``requester`` is the module's title."""
+
+    def __init__(self, requester: str, ui):
+        self.requester = requester
+        self.ui = ui
+
+    @staticmethod
+    def missing(feature: Feature) -> list[str]:
+        need = list(feature.requirements)
+        if feature.needs_torch:
+            need = [f"torch{feature.torch_requirement}", *need]
+        return missing_requirements(need)
+
+    def ensure(self, feature: Feature) -> bool:
+        """True when the feature's packages are installed (installing them now if the user agrees)."""
+        if not self.missing(feature):
+            return True
+        if _installing:
+            self.ui.status(_("An installation of Python packages is running; try again when it has finished."))
+            return False
+        _installing.append(feature)
         try:
-            deps.pip_ensure(deps.load_requirements(str(path)), requester=requester)
-        except RuntimeError:  # the user declined
+            return self._install(feature)
+        finally:
+            _installing.clear()
+
+    def _install(self, feature: Feature) -> bool:
+        if feature.needs_torch and missing_requirements([f"torch{feature.torch_requirement}"]):
+            if not self._install_torch(feature):
+                return False
+        missing = missing_requirements(feature.requirements)
+        if missing:
+            import slicer.packaging
+
+            import slicer
+
+            constraints = write_constraints()
+            # In testing mode Slicer's confirmOkCancelDisplay answers `True == QMessageBox.Ok`, i.e. No:
+            # a self-test installs without the question (the test is the user saying yes).
+            testing = bool(slicer.app.testingEnabled())
+            try:
+                slicer.packaging.pip_ensure(missing, constraints=constraints, requester=self.requester,
+                                            prompt_install=not testing, skip_in_testing=False)
+            except RuntimeError as exc:  # the user declined, or pip is busy with another install
+                self.ui.status(_("Not installed: {reason}").format(reason=exc))
+                return False
+            except subprocess.CalledProcessError as exc:
+                self.ui.error(_("Installing {packages} for {purpose} failed; nothing of Slicer's own packages was "
+                                "changed.").format(packages=", ".join(missing), purpose=feature.purpose),
+                              details=str(exc.stderr or exc))
+                return False
+            finally:
+                os.unlink(constraints)
+        still = missing_requirements(feature.requirements)
+        if still:
+            self.ui.error(_("{purpose} needs {packages}, which are still not installed.").format(
+                purpose=feature.purpose, packages=", ".join(still)))
             return False
         return True
-    question = _("{requester} needs these Python packages, which are not installed yet:\n\n{packages}\n\n"
-                 "Install them now? This can take a few minutes.").format(requester=requester,
-                                                                          packages="\n".join(missing))
-    if not slicer.util.confirmOkCancelDisplay(question):
-        return False
-    with slicer.util.WaitCursor():
-        slicer.util.pip_install(missing)
-    return True
 
-
-def ensure_torch(requester: str, torch_requirement: str = ">=2.2") -> bool:
-    """In Slicer: torch through the PyTorch extension (PyTorchUtils), after the user confirms; False if not."""
-    import slicer
-    from slicer.i18n import tr as _
-
-    if not missing_requirements([f"torch{torch_requirement}"]):
+    def _install_torch(self, feature: Feature) -> bool:
+        try:
+            import PyTorchUtils  # the "PyTorch" extension (EXTENSION_DEPENDS)
+        except ImportError:
+            self.ui.error(_("{purpose} needs PyTorch. Install the 'PyTorch' extension from the Extensions "
+                            "Manager, restart Slicer, and try again.").format(purpose=feature.purpose))
+            return False
+        # PyTorchUtils installs the torch build that matches the GPU driver (light-the-torch); plain pip does not
+        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True,
+                                                              torchVersionRequirement=feature.torch_requirement)
+        if torch is None:
+            self.ui.status(_("PyTorch was not installed."))
+            return False
         return True
-    try:
-        import PyTorchUtils  # the "PyTorch" extension, a dependency of this extension (EXTENSION_DEPENDS)
-    except ImportError:
-        slicer.util.errorDisplay(_("{requester} needs PyTorch. Install the 'PyTorch' extension from the Extensions "
-                                   "Manager, restart Slicer, and try again.").format(requester=requester))
-        return False
-    # PyTorchUtils picks the build that matches the GPU driver (light-the-torch), which plain pip does not.
-    torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True,
-                                                          torchVersionRequirement=torch_requirement)
-    return torch is not None

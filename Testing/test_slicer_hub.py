@@ -1,0 +1,89 @@
+"""The DicomTeamAnnotate panel inside the Slicer harness (Slicer 5.12's packages, real MRML, its loaders).
+
+Each test clicks through the panel as a user would; the harness fails a run when a Slicer, Qt or
+MRML call happens off the main thread.
+"""
+from __future__ import annotations
+
+import pytest
+
+from DicomTeamAnnotateLib.demo.phantom import make_phantom
+from DicomTeamAnnotateLib.store import admin
+from slicer_support import run_in_slicer
+
+LABELS = [{"name": "liver", "value": 1, "color": [0.9, 0.5, 0.4], "terminology": "SCT^10200004^Liver"},
+          {"name": "spleen", "value": 2, "color": [0.6, 0.3, 0.6]}]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hub") / "project"
+    phantom = make_phantom(seed=0, shape=(12, 40, 48), spacing=(1.5, 1.5, 3.0))
+    admin.init_project(folder, "Harness", LABELS)
+    admin.add_case(folder, "c1", phantom.volume, "P1")
+    admin.add_member(folder, "alice", "annotator")
+    admin.add_member(folder, "rev", "reviewer")
+    admin.assign(folder, "c1", "alice")
+    return folder
+
+
+def test_annotator_round_trip_through_the_panel(slicer_env, tmp_path, project):
+    r = run_in_slicer(slicer_env, tmp_path, "hub:project_round_trip", project=project, work=tmp_path / "work",
+                      queue=tmp_path / "queue")
+    out = r["result"]
+    assert out["connect_enabled_before"] is False and out["connect_enabled"] is True
+    assert out["token_enabled_for_folder"] is False
+    assert "Connected to project 'Harness' as alice (annotator)" in out["status"]
+    assert [row[0] for row in out["worklist"]] == ["c1"]
+    assert out["open_enabled_without_selection"] is False and out["open_enabled"] is True
+    # first use of segmentation files in a Slicer without pynrrd: asked, then installed into Slicer's Python
+    asked = [i for i in r["installs"] if i["call"] == "pip_ensure" and i["missing"]]
+    assert asked and asked[0]["missing"] == ["pynrrd>=1.0"] and asked[0]["prompted"]
+    assert asked[0]["constraints"] and not asked[0]["skip_in_testing"]
+    installed = [i for i in r["installs"] if i["call"] == "pip_install"]
+    assert installed and installed[0]["requirements"] == ["pynrrd>=1.0"] and "error" not in installed[0]
+    assert out["segments"] == ["liver", "spleen"] and out["submit_enabled"]
+    assert out["red_background"]
+    assert out["draft_written"]
+    assert "Submitted as version" in out["after_submit"] and out["message_cleared"] == ""
+    assert out["worklist_after_submit"][0][2] == "submitted"
+    assert out["versions"][0][0] == "alice" and out["versions"][0][3] == "liver done"
+    assert out["worklist_after_reopen"][0][2] == "in progress"
+    # a finished task never reads as cancelled, and its dialog stays until the task has ended
+    assert "Cancelling..." not in out["status_messages"]
+    assert out["dialogs"] and all(not d["visible"] and d["canceled_slots"] == 0 and not d["autoClose"]
+                                  for d in out["dialogs"])
+    assert not out["errors"], out["errors"]
+
+
+def test_reviewer_lists_and_loads_an_annotators_version(slicer_env, tmp_path, project):
+    run_in_slicer(slicer_env, tmp_path, "hub:project_round_trip", project=project, work=tmp_path / "a",
+                  queue=tmp_path / "queue")
+    out = run_in_slicer(slicer_env, tmp_path, "hub:reviewer_loads_version", project=project,
+                        work=tmp_path / "rev")["result"]
+    assert {row[0] for row in out["versions"]} == {"alice"}
+    assert out["load_enabled"] and out["loaded"] and "alice" in out["loaded"]
+
+
+def test_a_failing_connection_names_the_folder(slicer_env, tmp_path):
+    missing = tmp_path / "no-such-project"
+    out = run_in_slicer(slicer_env, tmp_path, "hub:connect_fails", location=missing)["result"]
+    assert out["connected"] is False and out["status"] == "Not connected."
+    assert any(str(missing) in e for e in out["errors"]), out["errors"]
+
+
+def test_load_dicom_then_cancel(slicer_env, tmp_path, ct_dicom_dir):
+    r = run_in_slicer(slicer_env, tmp_path, "hub:load_dicom_and_cancel", folder=ct_dicom_dir)
+    out = r["result"]
+    assert out["load_enabled_empty"] is False and out["load_enabled"] is True
+    assert out["summary"].startswith("Loaded 1 volume(s) from 1 series") and out["volumes"] == 1
+    assert out["preset_enabled"] and out["window"] == [1500.0, -600.0]
+    assert out["layout"] == 3  # four-up
+    assert "Cancelling..." not in out["status_before_cancel"]
+    assert out["summary_cancelled"] == "Loading cancelled." and out["volumes_after_cancel"] == 1
+    assert out["load_enabled_cleared"] is False
+
+
+def test_custom_window_spin_boxes_keep_their_range(slicer_env, tmp_path):
+    out = run_in_slicer(slicer_env, tmp_path, "hub:custom_window_range")["result"]
+    assert out == {"width_min": 1.0, "width_max": 100000.0, "level_min": -5000.0, "autosave_min": 5}
