@@ -73,9 +73,16 @@ class NrrdFile:
 
 
 def _read_header_bytes(path: Path) -> tuple[list, int]:
-    """(header lines, offset of the first payload byte) from at most MAX_HEADER_BYTES."""
+    """(header lines, offset of the first payload byte), reading 64 KiB at a time up to MAX_HEADER_BYTES."""
+    head = bytearray()
     with open(path, "rb") as fh:
-        head = fh.read(MAX_HEADER_BYTES + 1)
+        while len(head) <= MAX_HEADER_BYTES:
+            chunk = fh.read(1 << 16)
+            seen = max(0, len(head) - 2)
+            head += chunk
+            if not chunk or head.find(b"\n\n", seen) >= 0 or head.find(b"\n\r\n", seen) >= 0:
+                break
+    head = bytes(head)
     lines, offset = [], 0
     for line in head.splitlines(keepends=True):
         offset += len(line)
