@@ -193,3 +193,18 @@ def test_label_map_seg_through_import_seg_info_and_export_seg(tmp_path, ct, caps
     code = main(["export-seg", "--segmentation", str(tmp_path / "ov.seg.nrrd"), "--source", str(folder),
                  "--out", str(tmp_path / "x.dcm"), "--type", "labelmap"])
     assert code != 0 and "overlap" in capsys.readouterr().err
+
+
+def test_project_labels_with_left_and_right_take_the_right_one(tmp_path, ct):
+    """Class 1 in SEG import: the project names a right and a left kidney (one type code, two modifiers);
+    dcmqi's 'Kidney right' must get the right kidney's name and value, not whichever label came last."""
+    folder, _, grid = ct
+    seg_path = sfx.dcmqi_seg(tmp_path / "seg.dcm", folder, LABELS)
+    kidney = "Segmentation category and type - DICOM master list~SCT^123037004^Anatomical Structure~SCT^64033007^Kidney"
+    labels = [{"name": "kidney_r", "value": 7, "terminology": kidney + "~SCT^24028007^Right~~^^~^^"},
+              {"name": "kidney_l", "value": 8, "terminology": kidney + "~SCT^7771000^Left~~^^~^^"},
+              {"name": "liver", "value": 1}]
+    for reader in READERS:
+        ours = read_seg(seg_path, grid, reader=reader, labels=labels)
+        assert {s.name: s.label_value for s in ours.segments} == {"kidney_r": 7, "liver": 1, "Mass": 9}, reader
+        assert np.array_equal(ours.mask("kidney_r"), LABELS == 2), reader
