@@ -75,21 +75,33 @@ class FolderCatalog:
     def case(self, case_id):
         return self._cases.get(case_id)
 
-    def cases(self) -> list[dict]:
-        return list(self._cases.values())
+    def cases(self, case_ids=None) -> list[dict]:
+        """Every case, or those whose id is in ``case_ids``."""
+        if case_ids is None:
+            return list(self._cases.values())
+        return [self._cases[c] for c in case_ids if c in self._cases]
 
-    def assignments(self, case_id=None, user=None) -> list[dict]:
+    def assignments(self, case_id=None, user=None, case_ids=None) -> list[dict]:
+        wanted = None if case_ids is None else set(case_ids)
         return [a for a in self._assign.values() if a["active"]
-                and (case_id is None or a["case_id"] == case_id) and (user is None or a["user"] == user)]
+                and (case_id is None or a["case_id"] == case_id) and (user is None or a["user"] == user)
+                and (wanted is None or a["case_id"] in wanted)]
 
     def versions(self, case_id=None) -> list[dict]:
         return [v for v in self._versions.values() if case_id is None or v["case_id"] == case_id]
 
+    def version_heads(self, case_ids=None) -> list[dict]:
+        """The versions (of the cases in ``case_ids``) with at least id, case_id, author, created, kind, parent."""
+        wanted = None if case_ids is None else set(case_ids)
+        return [v for v in self._versions.values() if wanted is None or v["case_id"] in wanted]
+
     def version(self, version_id):
         return self._versions.get(version_id)
 
-    def state_events(self, case_id=None) -> list[dict]:
-        return [e for e in self._states if case_id is None or e["case_id"] == case_id]
+    def state_events(self, case_id=None, case_ids=None) -> list[dict]:
+        wanted = None if case_ids is None else set(case_ids)
+        return [e for e in self._states if (case_id is None or e["case_id"] == case_id)
+                and (wanted is None or e["case_id"] in wanted)]
 
     def audit(self, case_id=None, actor=None, after=None, limit=None) -> list[dict]:
         """Events oldest first, optionally of one case and one actor, after event ``after``, at most ``limit``."""

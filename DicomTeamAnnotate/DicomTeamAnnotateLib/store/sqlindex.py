@@ -31,8 +31,8 @@ CHUNKS_SUFFIX = ".chunks.jsonl"   # an upload's completed chunks (start, end, CR
 REFRESH_INTERVAL_S = 0.5   # admin edits made on the folder show up within this delay (or on a miss)
 # The tables derived from the event files are rebuilt from them when this changes (2: members
 # can expire or be removed, assignments can be withdrawn, events are found by actor).
-SCHEMA_VERSION = "2"
-DERIVED = ("events", "cases", "members", "assignments", "versions", "states")
+SCHEMA_VERSION = "4"
+DERIVED = ("events", "cases", "members", "assignments", "versions", "states", "changes")
 
 
 def database_url(project_dir, url: str | None = None) -> str:
@@ -45,7 +45,7 @@ def database_url(project_dir, url: str | None = None) -> str:
 
 
 def _tables(metadata):
-    from sqlalchemy import BigInteger, Boolean, Column, Index, String, Table, Text
+    from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Table, Text
 
     t = {}
     t["events"] = Table("events", metadata, Column("id", String(32), primary_key=True),
@@ -65,7 +65,8 @@ def _tables(metadata):
     t["versions"] = Table("versions", metadata, Column("id", String(64), primary_key=True),
                           Column("case_id", String(128), nullable=False), Column("author", String(128), nullable=False),
                           Column("created", String(32), nullable=False), Column("sha256", String(64), nullable=False),
-                          Column("size", BigInteger, nullable=False), Column("data", Text, nullable=False),
+                          Column("size", BigInteger, nullable=False), Column("kind", String(16), nullable=False),
+                          Column("parent", String(64)), Column("data", Text, nullable=False),
                           Index("ix_versions_case", "case_id"))
     t["states"] = Table("states", metadata, Column("id", String(32), primary_key=True),
                         Column("case_id", String(128), nullable=False), Column("annotator", String(128)),
@@ -75,6 +76,10 @@ def _tables(metadata):
                          Column("case_id", String(128), nullable=False), Column("user", String(128), nullable=False),
                          Column("sha256", String(64), nullable=False), Column("size", BigInteger, nullable=False),
                          Column("created", String(32), nullable=False), Column("data", Text, nullable=False))
+    # One row counting the events applied: any change to the index, by any server instance, bumps it
+    # in the same transaction, so an answer computed at one count is valid while the count stays.
+    t["changes"] = Table("changes", metadata, Column("id", Integer, primary_key=True, autoincrement=False),
+                         Column("count", BigInteger, nullable=False))
     t["index_meta"] = Table("index_meta", metadata, Column("key", String(32), primary_key=True),
                             Column("value", String(64), nullable=False))
     return t
@@ -110,6 +115,9 @@ class SqlIndex:
         self.events = EventLog(self.project_dir)
         self.blobs = BlobStore(self.project_dir)
         self.url = database_url(self.project_dir, url)
+        # SQLite in WAL mode answers a one-row read in microseconds and never blocks it behind a
+        # writer: such reads may run on the server's event loop (a network database's may not).
+        self.local = self.url.startswith("sqlite")
         self.engine = make_engine(self.url)
         self.metadata = MetaData()
         self.t = _tables(self.metadata)
@@ -118,7 +126,6 @@ class SqlIndex:
         self._lock = threading.Lock()
         self._known: set[str] = set()
         self._bad: set[str] = set()
-        self.generation = 0  # bumped whenever new event files appear (caches keyed on it go stale)
         self._checked_at = 0.0
         self._mtime = None
         if sync:
@@ -146,6 +153,7 @@ class SqlIndex:
         if version != SCHEMA_VERSION:
             self.metadata.create_all(self.engine)
             with self.engine.begin() as conn:
+                self._insert_ignore(conn, self.t["changes"], {"id": 1, "count": 0})
                 self._upsert(conn, self.t["index_meta"], {"key": "schema", "value": SCHEMA_VERSION}, ("key",))
 
     def _upsert(self, conn, table, row: dict, keys: tuple) -> None:
@@ -156,6 +164,10 @@ class SqlIndex:
             conn.execute(update(table).where(and_(*(table.c[k] == row[k] for k in keys))).values(**row))
 
     # ----- import of the folder's event files ---------------------------------------------------
+    def refresh_due(self) -> bool:
+        """Whether the next ``refresh()`` would look at the event folder (it does every REFRESH_INTERVAL_S)."""
+        return time.time() - self._checked_at >= REFRESH_INTERVAL_S
+
     def refresh(self, force: bool = False) -> int:
         """Import event files the index lacks; returns how many were imported."""
         now = time.time()
@@ -170,7 +182,6 @@ class SqlIndex:
             names = self.events.names()
             unknown = {event_id_of(n): n for n in names if event_id_of(n) not in self._known and n not in self._bad}
             if unknown:
-                self.generation += 1
                 self._known |= self._ids_in_index(list(unknown))
             todo = []
             for event_id, name in unknown.items():
@@ -223,6 +234,7 @@ class SqlIndex:
                     "case_id": record.get("case_id"), "data": json.dumps(data)}):
                 self._known.add(record["id"])
                 return False
+            conn.execute(update(t["changes"]).where(t["changes"].c.id == 1).values(count=t["changes"].c.count + 1))
             kind = record["type"]
             if kind == "case":
                 self._insert_ignore(conn, t["cases"], {"case_id": data["case_id"], "added": record["time"],
@@ -251,13 +263,29 @@ class SqlIndex:
                 self._insert_ignore(conn, t["versions"], {
                     "id": data["id"], "case_id": data["case_id"], "author": data["author"],
                     "created": data["created"], "sha256": data["sha256"], "size": data["size"],
-                    "data": json.dumps(data)})
+                    "kind": data["kind"], "parent": data.get("parent"), "data": json.dumps(data)})
             elif kind == "state":
                 self._insert_ignore(conn, t["states"], {
                     "id": record["id"], "case_id": data["case_id"], "annotator": data.get("annotator"),
                     "state": data["state"], "actor": record["actor"], "time": record["time"]})
         self._known.add(record["id"])
         return True
+
+    def stamp(self) -> int:
+        """How many events the index holds: a cheap exact test of "anything changed?" for caches.
+
+        A plain DBAPI cursor on a pooled connection: this runs on every request, and SQLAlchemy's
+        statement layer would cost more than the query.
+        """
+        conn = self.engine.raw_connection()
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT count FROM changes WHERE id = 1")
+            row = cur.fetchone()
+            cur.close()
+        finally:
+            conn.close()
+        return int(row[0]) if row else 0
 
     # ----- writes -------------------------------------------------------------------------------
     def add_event(self, type, actor, data, case_id=None) -> dict:
@@ -305,12 +333,28 @@ class SqlIndex:
         rows = self._rows(select(c.c.data).where(c.c.case_id == case_id))
         return loads_lenient(rows[0][0]) if rows else None
 
-    def cases(self) -> list[dict]:
+    def cases(self, case_ids=None) -> list[dict]:
+        """Every case, or those whose id is in ``case_ids``."""
         from sqlalchemy import select
 
-        return [loads_lenient(r[0]) for r in self._rows(select(self.t["cases"].c.data))]
+        c = self.t["cases"]
+        q = select(c.c.data)
+        if case_ids is not None:
+            q = q.where(c.c.case_id.in_(list(case_ids)))
+        return [loads_lenient(r[0]) for r in self._rows(q)]
 
-    def assignments(self, case_id=None, user=None) -> list[dict]:
+    def version_heads(self, case_ids=None) -> list[dict]:
+        """The versions (of the cases in ``case_ids``) as id, case_id, author, created, kind, parent only:
+        what states, conflicts and counts are made of, read without decoding each record's JSON."""
+        from sqlalchemy import select
+
+        v = self.t["versions"]
+        q = select(v.c.id, v.c.case_id, v.c.author, v.c.created, v.c.kind, v.c.parent)
+        if case_ids is not None:
+            q = q.where(v.c.case_id.in_(list(case_ids)))
+        return [dict(r._mapping) for r in self._rows(q)]
+
+    def assignments(self, case_id=None, user=None, case_ids=None) -> list[dict]:
         from sqlalchemy import select
 
         a = self.t["assignments"]
@@ -319,6 +363,8 @@ class SqlIndex:
             q = q.where(a.c.case_id == case_id)
         if user is not None:
             q = q.where(a.c.user == user)
+        if case_ids is not None:
+            q = q.where(a.c.case_id.in_(list(case_ids)))
         return [dict(r._mapping) for r in self._rows(q)]
 
     def versions(self, case_id=None) -> list[dict]:
@@ -337,13 +383,15 @@ class SqlIndex:
         rows = self._rows(select(v.c.data).where(v.c.id == version_id))
         return loads_lenient(rows[0][0]) if rows else None
 
-    def state_events(self, case_id=None) -> list[dict]:
+    def state_events(self, case_id=None, case_ids=None) -> list[dict]:
         from sqlalchemy import select
 
         s = self.t["states"]
         q = select(s)
         if case_id is not None:
             q = q.where(s.c.case_id == case_id)
+        if case_ids is not None:
+            q = q.where(s.c.case_id.in_(list(case_ids)))
         return [dict(r._mapping) for r in self._rows(q)]
 
     def audit(self, case_id=None, actor=None, after=None, limit=None) -> list[dict]:

@@ -1,9 +1,10 @@
-"""What every route of one app shares: the project's index, the limits, and who a token is.
+"""What every route of one app shares: the project's index, the limits, who a token is, answers.
 
 ``ServerContext.authenticate`` resolves a bearer token to a ``Member`` (tokens are stored
-hashed; an expired or revoked token is refused).  Resolved tokens are remembered until the
-index sees any new event (a member added, removed or rotated, by this server or by an admin on
-the folder), so a revocation takes effect on the index's next refresh, not later.
+hashed; an expired or revoked token is refused).  Resolved tokens and read answers are
+remembered until the index's change count moves (any event applied, by this server, another
+instance, or imported from an admin's edit of the folder), so a revocation takes effect as
+soon as the index has it, never later.
 """
 from __future__ import annotations
 
@@ -47,37 +48,47 @@ class Limits:
 
 
 class ServerContext:
-    """The index, the limits and the token lookup of one app."""
+    """The index, the limits, the token lookup and the answer cache of one app.
+
+    Answers to reads (a worklist, a listing) are kept per member and thrown away as soon as the
+    index's change count moves (``SqlIndex.stamp``: any event applied by any server instance),
+    so a poll repeated while nothing changed costs one tiny query instead of the whole listing.
+    """
 
     def __init__(self, index, limits: Limits | None = None):
         self.index = index
         self.limits = limits or Limits()
+        self._stamp = None
         self._tokens: dict = {}
-        self._generation = None
+        self._answers: dict = {}
         self._lock = threading.Lock()
 
-    def authenticate(self, token: str | None, claimed_user: str | None = None) -> Member:
-        """The member a bearer token belongs to; Unauthorized for a missing, unknown, expired or revoked one."""
+    def _current(self, stamp: int) -> None:
+        """Drop what was cached under another change count."""
+        if stamp != self._stamp:
+            with self._lock:
+                if stamp != self._stamp:
+                    self._tokens, self._answers, self._stamp = {}, {}, stamp
+
+    def authenticate(self, token: str | None, claimed_user: str | None = None) -> tuple[Member, int]:
+        """(member, change count) for a bearer token; Unauthorized for a missing, unknown, expired or revoked one."""
         if not token or not token.strip():
             raise Unauthorized("missing token: send 'Authorization: Bearer <token>' "
                                "(from `dicomteam project add-member`)")
         token_hash = auth.hash_token(token.strip())
         self.index.refresh()
-        with self._lock:
-            if self._generation != self.index.generation:
-                self._tokens.clear()
-                self._generation = self.index.generation
-            row = self._tokens.get(token_hash)
+        stamp = self.index.stamp()
+        self._current(stamp)
+        row = self._tokens.get(token_hash)
         if row is None:
             row = self.index.member_by_token(token_hash)
             if row is None:
                 self.index.refresh(force=True)  # added a moment ago on the folder
                 row = self.index.member_by_token(token_hash)
+                stamp = self.index.stamp()
             if row is None:
                 raise Unauthorized("unknown or revoked token")
-            with self._lock:
-                if len(self._tokens) > 10000:
-                    self._tokens.clear()
+            if stamp == self._stamp and len(self._tokens) < 10000:  # read at this count: valid while it stays
                 self._tokens[token_hash] = row
         expires = row.get("expires")
         if expires and expires <= now_iso():
@@ -85,7 +96,32 @@ class ServerContext:
                                "one (`dicomteam project rotate-token`)")
         if claimed_user and claimed_user != row["user"]:
             raise Unauthorized(f"the token belongs to {row['user']!r}, not to {claimed_user!r}")
-        return Member(row["user"], row["role"])
+        return Member(row["user"], row["role"]), stamp
+
+    def cached_member(self, token: str | None, claimed_user: str | None = None) -> tuple[Member, int] | None:
+        """``authenticate`` without a thread, for a token already resolved at the current change count.
+
+        For an index whose reads may run on the event loop (SQLite); None whenever the full path
+        must run (another count, an unknown token, or the folder is due to be looked at).
+        """
+        if not self.index.local or not token or self.index.refresh_due():
+            return None
+        stamp = self.index.stamp()
+        row = self._tokens.get(auth.hash_token(token.strip())) if stamp == self._stamp else None
+        if row is None:
+            return None
+        expires = row.get("expires")
+        if (expires and expires <= now_iso()) or (claimed_user and claimed_user != row["user"]):
+            return None  # the full path says why
+        return Member(row["user"], row["role"]), stamp
+
+    def cached_answer(self, stamp: int, key: tuple):
+        """The answer kept for ``key`` at change count ``stamp`` (None when there is none)."""
+        return self._answers.get(key) if stamp == self._stamp else None
+
+    def keep_answer(self, stamp: int, key: tuple, answer) -> None:
+        if stamp == self._stamp and len(self._answers) < 20000:
+            self._answers[key] = answer
 
     def service(self, member: Member) -> ProjectService:
         """The project's rules for this member (for one request: the member was resolved just now)."""

@@ -87,10 +87,14 @@ class RequestGuard:
                 if scheme.lower() != "bearer":
                     raise Unauthorized("missing token: send 'Authorization: Bearer <token>' "
                                        "(from `dicomteam project add-member`)")
-                member = await self._to_thread(self.context.authenticate, token, headers.get("x-dicomteam-user"))
+                claimed = headers.get("x-dicomteam-user")
+                found = self.context.cached_member(token, claimed)  # no thread for a token seen at this count
+                member, stamp = found if found is not None else await self._to_thread(
+                    self.context.authenticate, token, claimed)
             except Unauthorized as exc:
                 return await _reply(send, 401, str(exc), "Unauthorized", {"www-authenticate": "Bearer"})
-            scope.setdefault("state", {})["member"] = member
+            state = scope.setdefault("state", {})
+            state["member"], state["stamp"] = member, stamp
         receive = _timed(receive, limits.body_idle_timeout_s)
         upload_chunk = method == "PUT" and path.startswith(self.upload_prefix)
         limit = limits.max_upload_bytes if upload_chunk else limits.max_json_bytes

@@ -1,29 +1,30 @@
 """Route: the append-only audit log, paged (``limit``, ``after``; ``X-Next-After`` asks for the next page)."""
 # No `from __future__ import annotations`: FastAPI reads the handlers' parameter types.
 
+from DicomTeamAnnotateLib.store.server.context import Member
 from DicomTeamAnnotateLib.store.server.errors import responses
 from DicomTeamAnnotateLib.store.server.routes.cases import CASE_ID
-from DicomTeamAnnotateLib.store.server.routes.common import json_answer
+from DicomTeamAnnotateLib.store.server.routes.common import page
 from DicomTeamAnnotateLib.store.server.schemas import AuditEntry, pattern
 
 EVENT_ID = pattern(r"^[0-9a-f]{32}$", 32)
 
 
 def router(context, deps):
-    from fastapi import APIRouter, Depends, Query
+    from fastapi import APIRouter, Depends, Query, Request
 
     api = APIRouter(tags=["audit"])
-    Service = Depends(deps.service)
+    Who = Depends(deps.member)
     limits = context.limits
 
     @api.get("/audit", response_model=list[AuditEntry], responses=responses(400, 401, 403, 404),
              summary="who did what when (an annotator sees only their own actions), oldest first")
-    def audit(case_id: str | None = Query(None, **CASE_ID),
-              limit: int = Query(limits.page_size, ge=1, le=limits.max_page_size),
-              after: str | None = Query(None, description="the X-Next-After of the previous page", **EVENT_ID),
-              svc=Service):
-        rows = svc.audit(case_id, limit=limit + 1, after=after)
-        headers = {"X-Next-After": rows[limit - 1]["id"]} if len(rows) > limit else {}
-        return json_answer(rows[:limit], headers=headers)
+    async def audit(request: Request, case_id: str | None = Query(None, **CASE_ID),
+                    limit: int = Query(limits.page_size, ge=1, le=limits.max_page_size),
+                    after: str | None = Query(None, description="the X-Next-After of the previous page", **EVENT_ID),
+                    who: Member = Who):
+        def compute(svc):
+            return page(svc.audit(case_id, limit=limit + 1, after=after), limit, lambda e: e["id"])
+        return await deps.answer(request, who, ("audit", case_id, limit, after), compute, paged=True)
 
     return api
