@@ -32,15 +32,30 @@ def ct_case(dicom_dir: str, organs_path: str) -> tuple:
 
 
 @cache
-def ct_segmenter(dicom_dir: str, organs_path: str):
-    """One LiteMedSAM (ONNX runtime) segmenter on the CT, soft-tissue window, shared by all tests."""
+def ct_segmenter(dicom_dir: str, organs_path: str, backend: str = "litemedsam"):
+    """One LiteMedSAM segmenter on the CT, soft-tissue window, shared by all tests: the default backend
+    (the INT8 encoder where verified) unless ``backend`` names another (``litemedsam-fp32``: exact)."""
     from SamPromptLib import shared
     from SamPromptLib.segmenter import SamSegmenter
 
     ct, _, _ = ct_case(dicom_dir, organs_path)
     # The process-wide model and cache, as `dicomteam sam` uses them: the CLI tests reuse the embeddings.
-    return SamSegmenter(ct, shared.backend_for({"backend": "litemedsam"}), window=SOFT_TISSUE,
+    return SamSegmenter(ct, shared.backend_for({"backend": backend}), window=SOFT_TISSUE,
                         cache=shared.shared_cache())
+
+
+def one_box_3d_dice(segmenter, labels, values, organs=ORGANS) -> dict:
+    """{organ: 3D Dice} of one box on the organ's middle axial slice, propagated both ways."""
+    from DicomTeamAnnotateLib.core.metrics import dice
+    from SamPromptLib.planes import bounding_box
+
+    out = {}
+    for organ in organs:
+        mask = organ_mask(labels, values, organ)
+        k = middle_slice(mask)
+        result = segmenter.segment("axial", k, box=bounding_box(mask[k]), propagate=True)
+        out[organ] = dice(result.array.astype(bool), mask)
+    return out
 
 
 def organ_mask(labels: np.ndarray, values: dict, organ: str) -> np.ndarray:

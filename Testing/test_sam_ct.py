@@ -1,5 +1,6 @@
 """LiteMedSAM with the real shipped weights on the real abdominal CT: 2D boxes, 3D propagation,
-corrections, other planes, and the ONNX runtime against PyTorch eager."""
+corrections, other planes, the ONNX runtime against PyTorch eager, and the INT8 encoder (the
+default) against fp32."""
 from __future__ import annotations
 
 import json
@@ -26,6 +27,12 @@ def seg(ct_dicom_dir, ct_organs_path):
     segmenter = ss.ct_segmenter(str(ct_dicom_dir), str(ct_organs_path))
     segmenter.precompute("axial", wait=True)  # the 20 axial embeddings, once for every test
     return segmenter
+
+
+@pytest.fixture(scope="module")
+def seg32(ct_dicom_dir, ct_organs_path):
+    """The exact fp32 path (ONNX file, OpenVINO where it reproduces onnxruntime)."""
+    return ss.ct_segmenter(str(ct_dicom_dir), str(ct_organs_path), "litemedsam-fp32")
 
 
 def test_reference_is_aligned_by_geometry(case):
@@ -89,7 +96,8 @@ def test_correction_prompt_repropagates_and_improves(case, seg):
     assert all(np.array_equal(session.results[k].logits, v) for k, v in untouched.items())
     assert any(r.source == "reconciled" for r in new.values())
     after = dice(session.mask_volume().array.astype(bool), mask)
-    assert after > before + 0.01, (before, after)
+    # fp32: 0.699 -> 0.716; INT8 (the default) starts higher and ends level: 0.705 -> 0.715
+    assert after > before + 0.005, (before, after)
 
 
 def test_progress_and_cancel(case, seg):
@@ -143,9 +151,10 @@ def test_coronal_and_sagittal_planes(case, seg, plane, organ, minimum):
     assert np.array_equal(extract_slice(volume.array, plane, index).astype(bool), result.mask)
 
 
-def test_onnx_runtime_equals_pytorch_eager(seg):
+def test_onnx_runtime_equals_pytorch_eager(seg32):
     from SamPromptLib.backends import create_backend
 
+    seg = seg32
     eager = create_backend("litemedsam-torch")
     image = seg.slice_image("axial", 10)
     fast, slow = seg.embedding("axial", 10), eager.set_image(image)
@@ -160,10 +169,12 @@ def test_onnx_runtime_equals_pytorch_eager(seg):
     assert sure.mean() > 0.99 and np.array_equal(a.masks[sure], b.masks[sure])
 
 
-def test_encoder_engines_agree_on_the_ct(seg):
+def test_encoder_engines_agree_on_the_ct(seg32):
     """OpenVINO (the default engine where installed) and onnxruntime give the same embedding."""
     pytest.importorskip("openvino")
     from SamPromptLib.backends import create_backend
+
+    seg = seg32
 
     assert seg.backend.describe()["encoder_engine"] == "openvino"
     plain = create_backend("litemedsam-onnxruntime")

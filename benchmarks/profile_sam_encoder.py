@@ -1,4 +1,4 @@
-"""Where the LiteMedSAM image encoder spends its time on this CPU (onnxruntime's own profiler).
+"""Where the LiteMedSAM image encoder spends its time on this CPU, and what each speed-up step buys.
 
 Runs our cached ONNX encoder (exported from the shipped weights on first use) on one
 preprocessed slice of the shared CT, ``--runs`` times after a warm-up, with onnxruntime's
@@ -8,8 +8,15 @@ records) and the rate they reach.  It shows what bounds ``bench_sam.py``'s embed
 shipped encoder keeps full resolution in its first stage (a 256 x 256 x 64 feature map), so a
 slice is tens of GFLOP, most of it in matrix products that already run near this CPU's rate.
 
-    python benchmarks/profile_sam_encoder.py [--runs 5] [--threads 0]
-The last line prints the time per slice, the GFLOP per slice and the GFLOP/s reached.
+Then the steps, timed on the same slice in one run, interleaved (each step runs twice in a row
+per round, the second run timed, so that alternating models does not time their cache misses),
+best of ``--rounds``: onnxruntime fp32, OpenVINO fp32 (operator fusion), OpenVINO fp32 with bf16,
+the INT8 encoder (NNCF, see SamPromptLib/backends/quantize.py) with its float operators in fp32,
+then in bf16 (ours: the default ``litemedsam`` backend), then with thread pinning and denormals
+flushed to zero.  The machine is shared: figures are best-of, with the load average printed.
+
+    python benchmarks/profile_sam_encoder.py [--runs 5] [--threads 0] [--rounds 5]
+The last line prints ours (INT8 + bf16), the peer (onnxruntime fp32, OpenVINO fp32) and the ratios.
 """
 from __future__ import annotations
 
@@ -48,6 +55,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="0: onnxruntime's default (physical cores)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the steps (best kept)")
     args = parser.parse_args(argv)
     import onnxruntime as ort
 
@@ -99,6 +107,55 @@ def main(argv=None) -> int:
           f"matrix operators {gflop:.1f} GFLOP/slice in {matrix_s:.3f} s = {gflop / matrix_s:.0f} GFLOP/s "
           f"({100 * matrix_s / total:.0f}% of kernel time); goal 0.5 s/slice "
           f"(load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores)")
+    return steps(backend, model_input, args.rounds)
+
+
+def steps(backend, model_input, rounds: int) -> int:
+    """Time each speed-up step on one input, interleaved, best of ``rounds``; print what each buys."""
+    import openvino as ov
+
+    from SamPromptLib.backends import onnx_runtime as ox
+    from SamPromptLib.backends.openvino_runtime import cpu_has_bf16
+
+    fp32 = ox.cached_model_path(backend.model_name, "encoder", backend.weights_sha256)
+    int8_backend = type(backend)(precision="int8")  # builds and verifies the INT8 encoder once
+    if not int8_backend.encoder_precision.startswith("int8"):
+        print(f"no INT8 encoder here: {int8_backend.int8_problem}")
+        return 1
+    int8 = int8_backend._encoder_session.path
+    core = ov.Core()
+
+    def openvino(path, precision, **extra):
+        compiled = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": precision,
+                                                          "PERFORMANCE_HINT": "LATENCY", **extra})
+        request = compiled.create_infer_request()
+        return lambda: request.infer({0: model_input})
+
+    session = ox.make_session(fp32)
+    runs = {"onnxruntime fp32": lambda: session.run(None, {"image": model_input}),
+            "OpenVINO fp32": openvino(fp32, "f32"),
+            "OpenVINO fp32, bf16": openvino(fp32, "bf16"),
+            "INT8, float ops fp32": openvino(int8, "f32"),
+            "INT8, float ops bf16": openvino(int8, "bf16"),
+            "INT8 bf16, pinned, DAZ": openvino(int8, "bf16", ENABLE_CPU_PINNING=True, CPU_DENORMALS_OPTIMIZATION=True)}
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(rounds):
+        for name, run in runs.items():
+            run()
+            t = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - t)
+    print(f"\nsteps (best of {rounds} interleaved rounds; bf16 instructions here: {cpu_has_bf16()}; "
+          f"INT8 check: mask Dice min {int8_backend.int8_report['min']:.3f} vs fp32):")
+    previous = None
+    for name, seconds in best.items():
+        gain = f"  {previous / seconds:4.2f}x vs the step above" if previous else ""
+        print(f"  {name:24s} {seconds:6.3f} s/slice{gain}")
+        previous = seconds
+    ours, ort, ovf = best["INT8, float ops bf16"], best["onnxruntime fp32"], best["OpenVINO fp32"]
+    print(f"ours (INT8 + bf16): {ours:.3f} s/slice | onnxruntime fp32 {ort:.3f} s, OpenVINO fp32 {ovf:.3f} s | "
+          f"onnxruntime/ours {ort / ours:.2f}x, OpenVINO fp32/ours {ovf / ours:.2f}x; goal <= 0.25 s "
+          f"(load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} shared cores)")
     return 0
 
 

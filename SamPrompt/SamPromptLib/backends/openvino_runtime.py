@@ -32,20 +32,38 @@ def is_available() -> bool:
     return True
 
 
+def cpu_has_bf16() -> bool:
+    """Whether OpenVINO can run bf16 on this CPU (AVX512-BF16 or AMX)."""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
 class OpenVinoSession:
-    """An OpenVINO CPU model with onnxruntime's ``run(None, feeds)`` call, safe from several threads."""
+    """An OpenVINO CPU model with onnxruntime's ``run(None, feeds)`` call, safe from several threads.
+
+    ``precision`` is the float precision of the operators a model leaves in float: 'f32'
+    (the default, exact), or 'bf16' where the CPU has bf16 instructions (f32 elsewhere; the
+    ``precision`` attribute says which one is in effect).  Only the INT8 encoder, verified as
+    a whole, asks for bf16.
+    """
 
     engine = "openvino"
 
-    def __init__(self, path, threads: int | None = None):
+    def __init__(self, path, threads: int | None = None, precision: str = "f32"):
         import openvino as ov
 
-        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        if precision not in ("f32", "bf16"):
+            raise ValueError(f"OpenVINO float precision must be 'f32' or 'bf16', got {precision!r}")
+        if precision == "bf16" and not cpu_has_bf16():
+            precision = "f32"
+        config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         self.path = Path(path)
         self.version = ov.get_version()
         self.compiled = ov.Core().compile_model(str(path), "CPU", config)
+        self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # in effect
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]
         self._local = threading.local()  # one infer request per thread (a request is not shareable)
 
