@@ -224,6 +224,11 @@ class ProjectService:
     def _flagged(self, case_id) -> list[dict]:
         return flag_conflicts(self.catalog.versions(case_id=case_id))
 
+    def _with_conflict(self, record: dict) -> dict:
+        """``record`` with its ``conflict`` flag, derived from the case's version heads (no record decoded)."""
+        heads = flag_conflicts(self.catalog.version_heads(case_ids=[record["case_id"]]))
+        return {**record, "conflict": next(v["conflict"] for v in heads if v["id"] == record["id"])}
+
     @fresh
     def list_versions(self, case_id, author=None, after=None) -> list[dict]:
         """Versions of a case in push order, with ``conflict``; blinding applied.
@@ -248,8 +253,7 @@ class ProjectService:
     def get_version(self, version_id) -> dict:
         """One version's record (Forbidden for a version the user may not read, naming nothing else)."""
         version = self._readable_version(version_id)
-        flagged = next(v for v in self._flagged(version["case_id"]) if v["id"] == version_id)
-        return self._redacted(version["case_id"], [flagged])[0]
+        return self._redacted(version["case_id"], [self._with_conflict(version)])[0]
 
     @fresh
     def latest_version(self, case_id, author=None, kind=None) -> dict | None:
@@ -331,16 +335,16 @@ class ProjectService:
             if not in_place:
                 staged.unlink(missing_ok=True)
         if self.catalog.version(record["id"]) is not None:  # (the retry of a push that was recorded)
-            return next(v for v in self._flagged(case_id) if v["id"] == record["id"])
+            return self._with_conflict(self.catalog.version(record["id"]))
         stored = self.catalog.add_version(self.user, record)
         log.info("%s pushed version %s of case %s (%d bytes)", self.user, stored["id"], case_id, nbytes)
-        return next(v for v in self._flagged(case_id) if v["id"] == stored["id"])
+        return self._with_conflict(stored)
 
     def _same_version(self, existing, case_id, seg_path, sha256) -> dict:
         sha = sha256 or sha256_file(seg_path)[0]
         if existing["case_id"] != case_id or existing["author"] != self.user or existing["sha256"] != sha:
             raise Conflict(f"version id {existing['id']!r} is already used for other content")
-        return next(v for v in self._flagged(case_id) if v["id"] == existing["id"])
+        return self._with_conflict(existing)
 
     # ----- states -----------------------------------------------------------------------------
     def _override(self, case_id):
