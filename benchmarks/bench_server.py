@@ -8,6 +8,8 @@ One run measures, against the same kind of server process on the same machine:
 * the floor: a bare FastAPI app under the same uvicorn (httptools, uvloop when installed), one
   endpoint returning the same JSON document (as a FastAPI handler returns a dict), polled the
   same way.  No store, no database, no token: what the framework alone costs for that answer.
+  Also printed: the same app answering the document's bytes as they are (no encoding at all),
+  the strictest floor; our cached answers are bytes too.
 Each figure is p95 latency and requests/s over a fixed time, best of --repeats runs, the floor
 and ours interleaved so that both see the same load (the machine may be shared).  Meanwhile a
 writer changes the project --writes-per-s times a second (an annotator's state moves back and
@@ -40,13 +42,18 @@ sys.path.insert(0, str(ROOT / "Testing"))
 
 FLOOR_APP = '''
 import json, sys
-from fastapi import FastAPI
-doc = json.loads(open(sys.argv[1]).read())
+from fastapi import FastAPI, Response
+raw = open(sys.argv[1], "rb").read()
+doc = json.loads(raw)
 app = FastAPI()
 
 @app.get("/floor")
 async def floor():
     return doc
+
+@app.get("/floor-bytes")
+async def floor_bytes():
+    return Response(raw, media_type="application/json")
 '''
 
 
@@ -223,6 +230,8 @@ def main() -> int:
             for _ in range(args.repeats):  # interleaved
                 results.setdefault(("floor", name), []).append(
                     measure(floor_port, "/floor", [{}], args.clients, args.seconds))
+                results.setdefault(("bytes", name), []).append(
+                    measure(floor_port, "/floor-bytes", [{}], args.clients, args.seconds))
                 with writer:
                     results.setdefault(("ours", name), []).append(
                         measure(port, path, headers, args.clients, args.seconds))
@@ -231,9 +240,10 @@ def main() -> int:
             floor = None
         best = {k: (min(p for p, _ in v), max(r for _, r in v)) for k, v in results.items()}
         for name in targets:
-            (p_o, r_o), (p_f, r_f) = best[("ours", name)], best[("floor", name)]
+            (p_o, r_o), (p_f, r_f), (p_b, r_b) = best[("ours", name)], best[("floor", name)], best[("bytes", name)]
             print(f"{name}: ours p95 {p_o * 1000:.1f} ms, {r_o:.0f} req/s; floor p95 {p_f * 1000:.1f} ms, "
-                  f"{r_f:.0f} req/s ({args.clients} clients, best of {args.repeats})")
+                  f"{r_f:.0f} req/s; floor answering bytes p95 {p_b * 1000:.1f} ms, {r_b:.0f} req/s "
+                  f"({args.clients} clients, best of {args.repeats})")
         (p_s, r_s), (p_fs, r_fs) = best[("ours", "status")], best[("floor", "status")]
         (p_v, r_v), (p_fv, r_fv) = best[("ours", "versions")], best[("floor", "versions")]
         print(f"status p95 {p_s * 1000:.0f} ms, {r_s:.0f} req/s vs floor {p_fs * 1000:.0f} ms, {r_fs:.0f} req/s "

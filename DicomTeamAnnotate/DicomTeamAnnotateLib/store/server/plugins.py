@@ -13,7 +13,9 @@ Registration
 
 What the plugin provides
     ``add_arguments(parser)`` (optional): adds its options to `dicomteam serve` (an argparse
-    parser or argument group); prefix them with the plugin's name (``--sam-device``).
+    parser or argument group); prefix them with the plugin's name (``--sam-device``).  Every
+    `dicomteam` command imports the plugin module for this: keep its top-level imports light
+    (FastAPI, torch and the like inside ``create_router``).
     ``create_router(context) -> fastapi.APIRouter | None``: called once per app; None adds
     nothing (e.g. the plugin's optional packages are missing: log why).  The routes are
     mounted under ``/api/v1/plugins/<name>`` (a route ``/cases/{case_id}/embedding`` becomes

@@ -45,25 +45,18 @@ def serve(project_dir, host: str = "127.0.0.1", port: int = 8765, db_url: str | 
 
     read_project_file(project_dir)  # fail early, with a clear message, on a folder that is no project
     limits = Limits()
-    if workers > 1:
+    if workers > 1:  # worker processes import the app and the protocol (default Limits) by name
         SqlIndex(project_dir, db_url).close()  # create the tables once, before the workers race to
         os.environ["DICOMTEAM_PROJECT"] = str(project_dir)
         os.environ["DICOMTEAM_DB"] = db_url or ""
         os.environ["DICOMTEAM_SERVE_OPTIONS"] = json.dumps(_plain(options))
-        config = uvicorn.Config("DicomTeamAnnotateLib.store.server:app_from_env", factory=True, host=host,
-                                port=port, workers=workers, log_level=log_level, **uvicorn_settings(limits))
-    else:
-        config = uvicorn.Config(create_app(project_dir, db_url, options=options, plugins=plugins, limits=limits),
-                                host=host, port=port, log_level=log_level, **uvicorn_settings(limits))
+        uvicorn.run("DicomTeamAnnotateLib.store.server:app_from_env", factory=True, host=host, port=port,
+                    workers=workers, log_level=log_level, **uvicorn_settings(limits))
+        return
+    config = uvicorn.Config(create_app(project_dir, db_url, options=options, plugins=plugins, limits=limits),
+                            host=host, port=port, log_level=log_level, **uvicorn_settings(limits))
     config.dicomteam_limits = limits
-    server = uvicorn.Server(config)
-    if workers > 1:
-        from uvicorn.supervisors import Multiprocess
-
-        sock = config.bind_socket()
-        Multiprocess(config, target=server.run, sockets=[sock]).run()
-    else:
-        server.run()
+    uvicorn.Server(config).run()
 
 
 def _plain(options) -> dict:
