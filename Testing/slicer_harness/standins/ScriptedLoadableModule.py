@@ -20,9 +20,8 @@ import unittest
 
 import ctk
 import qt
-import vtk
-
 import slicer
+import vtk
 
 
 class ScriptedLoadableModule:

@@ -5,7 +5,6 @@
 ``xyToIjk`` and return plain lists of ints, as Slicer's do.
 """
 import qt
-
 import slicer
 
 

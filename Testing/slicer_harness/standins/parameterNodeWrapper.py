@@ -16,9 +16,8 @@ import dataclasses
 import typing
 
 import qt
-import threadguard
-
 import slicer
+import threadguard
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,10 +24,9 @@ import types
 import ctk
 import numpy as np
 import qt
+import slicer
 import threadguard
 import vtk
-
-import slicer
 
 # ----- qMRML widgets -----------------------------------------------------------------------------
 
@@ -235,6 +234,8 @@ class _SegmentEditorModule(qSlicerScriptedLoadableModule):
     def __init__(self):
         super().__init__("SegmentEditor", "", None)
         self.loaded = True
+        self.title = "Segment Editor"
+        self.dependencies = ["Segmentations"]
 
     def widgetRepresentation(self):
         if self._widget is None:
@@ -256,6 +257,9 @@ class _BuiltinModule(qSlicerAbstractCoreModule):
         self.name = name
         self._logic = logic
         self.path = ""
+        self.dependencies = []
+        self.loaded = True
+        self.title = name
 
     def logic(self):
         return self._logic
@@ -297,7 +301,7 @@ class qSlicerLayoutManager(qt.QObject):
     def __init__(self, scene):
         super().__init__()
         self.scene = scene
-        vtk_slice_presets = getattr(slicer.vtkMRMLSliceNode, "AddDefaultSliceOrientationPresets")
+        vtk_slice_presets = slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets
         vtk_slice_presets(scene)
         self._layout_logic = slicer.vtkMRMLLayoutLogic()
         self._layout_logic.SetMRMLScene(scene)

@@ -22,10 +22,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import slicer
 import threadguard
 from packaging.requirements import Requirement
-
-import slicer
 
 record: list[dict] = []
 _in_progress = False
