@@ -100,3 +100,24 @@ def test_user_errors(readers, tmp_path, capsys):
     assert main(["consensus", "--method", "staple", "--case", "c1", "--out", str(tmp_path), str(files[0]),
                  str(files[1])]) == 2
     assert "--store" in capsys.readouterr().err
+
+
+def test_label_values_above_255_are_kept_in_the_consensus(tmp_path):
+    """Annotators who label with FreeSurfer's values (1035, 2035): the consensus says 1035 and 2035 too."""
+    from DicomTeamAnnotateLib.core.segmentation import Segmentation
+
+    phantom = make_phantom(seed=3, shape=(12, 32, 32), spacing=(2.0, 2.0, 4.0))
+    files = []
+    for n, shift in enumerate((0, 1, 0)):
+        a = np.zeros(phantom.labels.shape, bool)
+        a[2:6, 4 + shift:14, 4:14] = True
+        b = np.zeros(phantom.labels.shape, bool)
+        b[7:10, 18:28, 18:28 + shift] = True
+        seg = Segmentation.from_masks({"ctx-lh-insula": a, "Left-Cerebellum": b}, phantom.volume.geometry,
+                                      values={"ctx-lh-insula": 1035, "Left-Cerebellum": 2035})
+        files.append(write_seg_nrrd(seg, tmp_path / f"r{n}.seg.nrrd"))
+    out = tmp_path / "out"
+    assert main(["consensus", "--method", "majority", "--out", str(out)] + [str(f) for f in files]) == 0
+    consensus = read_segmentation(out / "consensus.seg.nrrd")
+    assert {s.name: s.label_value for s in consensus.segments} == {"ctx-lh-insula": 1035, "Left-Cerebellum": 2035}
+    assert set(np.unique(read_volume(out / "consensus.nii.gz").array)) == {0, 1035, 2035}

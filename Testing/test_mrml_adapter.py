@@ -237,3 +237,18 @@ def test_ingested_ct_becomes_a_volume_node_with_the_same_geometry(scene, ct_dico
         display = node.GetDisplayNode()
         assert (display.GetLevel(), display.GetWindow()) == (float(vol.metadata["window_center"]),
                                                              float(vol.metadata["window_width"]))
+
+
+def test_label_values_above_255_survive_a_round_trip_through_mrml(scene):
+    """FreeSurfer-style values (2035) stay what they are through a segmentation node (no renumbering)."""
+    g = iocases.geometry("axial")
+    a = np.zeros(g.shape, bool)
+    a[2:5, 3:9, 4:10] = True
+    b = np.zeros(g.shape, bool)
+    b[6:9, 3:9, 4:10] = True
+    seg = Segmentation.from_masks({"ctx-lh-insula": a, "Left-Cerebellum": b}, g,
+                                  values={"ctx-lh-insula": 1035, "Left-Cerebellum": 2035})
+    node = mrml.segmentation_to_node(seg, scene, name="aparc")
+    back = mrml.node_to_segmentation(node, reference_geometry=g)
+    assert {s.name: s.label_value for s in back.segments} == {"ctx-lh-insula": 1035, "Left-Cerebellum": 2035}
+    assert np.array_equal(back.mask("Left-Cerebellum"), b) and np.array_equal(back.mask("ctx-lh-insula"), a)

@@ -83,7 +83,8 @@ def start_segmentation(result, inputs, versions, start: str) -> tuple:
     k = inputs.annotators.index(name)
     seg = Segmentation.from_masks({s.name: inputs.masks[s.name][k] for s in inputs.labels}, inputs.geometry,
                                   colors={s.name: s.color for s in inputs.labels},
-                                  terminology={s.name: s.terminology for s in inputs.labels})
+                                  terminology={s.name: s.terminology for s in inputs.labels},
+                                  values={s.name: s.label_value for s in inputs.labels})
     version = next((v for v in versions or [] if v["author"] == name), None)
     return seg, (f"version {version['id']}" if version else f"annotator {name}")
 

@@ -80,7 +80,8 @@ def run_consensus(inputs: ConsensusInputs, method: str = "staple", *, threshold:
     disagreement = _disagreement_map(method, inputs, masks, probabilities)
     colors = {s.name: s.color for s in inputs.labels}
     terms = {s.name: s.terminology for s in inputs.labels}
-    segmentation = Segmentation.from_masks(masks, inputs.geometry, colors=colors, terminology=terms)
+    values = {s.name: s.label_value for s in inputs.labels}  # the annotators' values (2035 stays 2035)
+    segmentation = Segmentation.from_masks(masks, inputs.geometry, colors=colors, terminology=terms, values=values)
     agreement = {}
     if with_agreement:
         for name in names:

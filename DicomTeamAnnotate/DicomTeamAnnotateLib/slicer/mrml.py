@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from DicomTeamAnnotateLib.core.geometry import Geometry, resample_like
-from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation
+from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation, layer_dtype
 from DicomTeamAnnotateLib.core.volume import Volume
 from DicomTeamAnnotateLib.core.windowing import resolve_window
 from DicomTeamAnnotateLib.io.seg_nrrd import BINARY_LABELMAP, meaningful_terminology, slicer_terminology_entry
@@ -157,15 +157,16 @@ def apply_window_to_display_node(display_node, preset, level=None, width=None):
 
 # ----- segmentations -----------------------------------------------------------------------------
 def _oriented_image(layer: np.ndarray, geometry: Geometry):
-    """vtkOrientedImageData (uint8) of one (K, J, I) layer on ``geometry``."""
+    """vtkOrientedImageData of one (K, J, I) layer on ``geometry``, in the layer's own unsigned type
+    (label values above 255, FreeSurfer's 2035 for one, stay what the file says)."""
     slicer = _slicer()
-    import vtk
     from vtk.util import numpy_support
 
+    dtype = layer_dtype(int(layer.max(initial=0)))
     image = slicer.vtkOrientedImageData()
     image.SetExtent(0, geometry.size[0] - 1, 0, geometry.size[1] - 1, 0, geometry.size[2] - 1)
-    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-    numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())[:] = np.ascontiguousarray(layer, np.uint8).ravel()
+    image.AllocateScalars(numpy_support.get_vtk_array_type(np.dtype(dtype)), 1)
+    numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())[:] = np.ascontiguousarray(layer, dtype).ravel()
     image.SetImageToWorldMatrix(_vtk_matrix(geometry.to_ras().matrix()))
     return image
 
@@ -284,13 +285,8 @@ def node_to_segmentation(node, reference_geometry: Geometry | None = None) -> Se
     for image, members in _layer_images(segmentation):
         array, start, matrix = _image_array(image)
         values.update({seg_id: segment.GetLabelValue() for seg_id, segment in members})
-        if array is not None and array.max(initial=0) > 255:  # our layers are uint8: renumber 1..N
-            renumbered = np.zeros(array.shape, dtype=np.uint8)
-            for new, (seg_id, segment) in enumerate(members, start=1):
-                renumbered[array == segment.GetLabelValue()] = new
-                values[seg_id] = new
-            array = renumbered
         if array is not None:
+            array = array.astype(layer_dtype(int(array.max(initial=0))), copy=False)
             matrix = world @ matrix
             matrix[:3, 3] = matrix[:3, :3] @ np.array(start, dtype=float) + matrix[:3, 3]
             layers.append((array, Geometry.from_matrix(matrix, tuple(reversed(array.shape)), space="RAS").to_lps(),
@@ -301,10 +297,11 @@ def node_to_segmentation(node, reference_geometry: Geometry | None = None) -> Se
         target = reference_geometry.to_lps()
     else:
         target = _union_geometry(node, world, [g for _, g, _ in layers if g is not None])
+    dtype = layer_dtype(max([int(v) for v in values.values()] + [1]))
     out_layers, found = [], {}
     for li, (array, geometry, members) in enumerate(layers):
-        out_layers.append(np.zeros(target.shape, dtype=np.uint8) if array is None
-                          else _place(array, geometry, target))
+        out_layers.append(np.zeros(target.shape, dtype=dtype) if array is None
+                          else _place(array, geometry, target).astype(dtype, copy=False))
         found.update({seg_id: (li, segment) for seg_id, segment in members})
     segments, seen = [], set()
     for index in range(segmentation.GetNumberOfSegments()):  # keep the node's segment order
@@ -316,7 +313,7 @@ def node_to_segmentation(node, reference_geometry: Geometry | None = None) -> Se
         segments.append(Segment(name=name, label_value=values[seg_id], color=tuple(segment.GetColor()),
                                 layer=li, id=seg_id, terminology=_terminology(segment)))
     if not out_layers:
-        out_layers.append(np.zeros(target.shape, dtype=np.uint8))
+        out_layers.append(np.zeros(target.shape, dtype=dtype))
     return Segmentation(np.stack(out_layers), target, segments, {"name": node.GetName(), "source": "mrml"})
 
 
@@ -362,8 +359,8 @@ def _place(array: np.ndarray, geometry: Geometry, target: Geometry) -> np.ndarra
     """Copy a layer into the target grid: by index offset on the same lattice, else by resampling."""
     start = target.world_to_index(geometry.origin)
     if not _same_lattice(target, geometry, start):
-        return resample_like(array.astype(np.uint8), geometry, target, label=True)
-    out = np.zeros(target.shape, dtype=np.uint8)
+        return resample_like(array, geometry, target, label=True).astype(array.dtype, copy=False)
+    out = np.zeros(target.shape, dtype=array.dtype)
     i0, j0, k0 = (int(v) for v in np.rint(start))
     src = [slice(max(0, -o), min(n, t - o)) for o, n, t in zip((k0, j0, i0), array.shape, target.shape)]
     dst = [slice(s.start + o, s.stop + o) for s, o in zip(src, (k0, j0, i0))]
