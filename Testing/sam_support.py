@@ -66,3 +66,62 @@ def middle_slice(mask: np.ndarray) -> int:
     """The middle axial slice (k) of an organ's extent."""
     ks = np.flatnonzero(mask.any(axis=(1, 2)))
     return int(ks[len(ks) // 2])
+
+
+def sam_project(project_dir, dicom_dir) -> dict:
+    """A project holding the shared CT as case 'ct1' (assigned to alice; bob is an annotator without it,
+    rev a reviewer); returns {user: token}."""
+    from store_support import LABELS
+
+    from DicomTeamAnnotateLib.store import admin
+
+    labels = project_dir.parent / "sam-labels.json"
+    labels.write_text(json.dumps(LABELS))
+    admin.init_project(project_dir, "SAM", labels)
+    admin.add_case(project_dir, "ct1", dicom_dir, "P001")
+    tokens = {u: admin.add_member(project_dir, u, r) for u, r in
+              (("alice", "annotator"), ("bob", "annotator"), ("rev", "reviewer"))}
+    admin.assign(project_dir, "ct1", "alice")
+    return tokens
+
+
+def sam_options(**overrides):
+    """`dicomteam serve` options of the SAM plugin, parsed as the server parses them."""
+    import argparse
+
+    from SamPromptLib import server_plugin
+
+    parser = argparse.ArgumentParser()
+    server_plugin.add_arguments(parser)
+    options = parser.parse_args([])
+    for key, value in overrides.items():
+        setattr(options, key, value)
+    return options
+
+
+SERVER_SCRIPT = """
+import sys, time
+from DicomTeamAnnotateLib.store.server import BackgroundServer
+from SamPromptLib import server_plugin
+sys.path.insert(0, sys.argv[2])
+import sam_support
+server = BackgroundServer(sys.argv[1], plugins={"sam": server_plugin}, options=sam_support.sam_options())
+print(server.url, flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def sam_server_process(project_dir):
+    """(process, url): the project server with the SAM plugin in a process of its own (to kill it)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.Popen([sys.executable, "-c", SERVER_SCRIPT, str(project_dir), str(Path(__file__).parent)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    url = proc.stdout.readline().strip()
+    if not url.startswith("http"):
+        proc.kill()
+        raise RuntimeError(f"the SAM server process did not start (said {url!r})")
+    return proc, url

@@ -104,8 +104,10 @@ class Propagator:
     """Runs prompts and propagation over the slices of one plane through ``predict(index, prompt, mask_input)``."""
 
     def __init__(self, predict, n_slices: int, *, mask_prompts: bool = False,
-                 settings: PropagationSettings | None = None, progress=None, cancel=None, slice_image=None):
+                 settings: PropagationSettings | None = None, progress=None, cancel=None, slice_image=None,
+                 on_result=None):
         self._predict = predict
+        self._on_result = on_result  # SliceResult -> None, for each slice kept (the server streams them)
         self._slice_image = slice_image  # index -> windowed slice in [0, 1]; enables the intensity rule
         self.n_slices = int(n_slices)
         self.settings = settings or PropagationSettings()
@@ -129,8 +131,14 @@ class Propagator:
     def prompt(self, index: int, prompt: Prompt) -> SliceResult:
         """The mask of one prompted slice."""
         result = _as_result(index, self._predict(index, prompt, None), "prompt")
+        self._keep(result)
         self._step()
         return result
+
+    def _keep(self, result: SliceResult) -> None:
+        self._results[result.index] = result
+        if self._on_result is not None:
+            self._on_result(result)
 
     def _mean_intensity(self, result: SliceResult):
         if self._slice_image is None:
@@ -177,7 +185,7 @@ class Propagator:
                 self.stops.append((k, reason))
                 break
             out[k] = result
-            self._results[k] = result
+            self._keep(result)
             prev, prev_area = result, int(result.mask.sum())
             max_area = max(max_area, prev_area)
         return out
@@ -205,13 +213,18 @@ class Propagator:
         known = dict(anchor_results or {})
         results = {}
         for k in order:
-            results[k] = known[k] if k in known else self.prompt(k, anchors[k])
-            self._results[k] = results[k]
+            if k in known:
+                results[k] = known[k]
+                self._keep(known[k])
+            else:
+                results[k] = self.prompt(k, anchors[k])
         for a, b in gaps:
             forward = self.chain(results[a], range(a + 1, b))
             backward = self.chain(results[b], range(b - 1, a, -1))
-            results.update(reconcile(a, b, forward, backward))
-            self._results.update(results)
+            for k, merged in reconcile(a, b, forward, backward).items():
+                results[k] = merged
+                if merged.source == "reconciled":
+                    self._keep(merged)
         if up:
             results.update(self.chain(results[order[-1]], range(order[-1] + 1, self.n_slices)))
         if down:

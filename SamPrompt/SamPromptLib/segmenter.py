@@ -2,8 +2,10 @@
 
 ``SamSegmenter`` holds a volume (array + Geometry), a backend, the display window and the
 embedding cache; it answers a prompt on a slice of any plane with a mask on that slice's exact
-grid, and propagates through the volume.  ``PromptSession`` is what the effect keeps while the
-user works on one segment: the prompted slices (anchors), their previews, the propagated slices,
+grid, and propagates through the volume.  With the ``remote`` backend the same calls go to the
+project server, which holds the case image, its embeddings and the model: the segmenter then
+sends slice addresses (plane, index, window) and prompts, never pixels.  ``PromptSession`` is
+what the effect keeps while the user works on one segment: the prompted slices (anchors), their previews, the propagated slices,
 and corrections (one more prompt on a bad slice, then propagate again from there).
 Inputs and outputs cross this boundary with their Geometry (``Volume``); no Qt, no Slicer.
 """
@@ -47,21 +49,29 @@ def default_window(volume: Volume) -> tuple:
 class SamSegmenter:
     """Prompts -> masks on one volume with one backend; embeddings cached and computed ahead."""
 
-    def __init__(self, volume: Volume, backend: str | SamBackend = DEFAULT_BACKEND, *, window=None,
+    def __init__(self, volume: Volume | None, backend: str | SamBackend = DEFAULT_BACKEND, *, window=None,
                  checkpoint=None, device: str = "cpu", cache: EmbeddingCache | None = None,
                  cache_bytes: int | None = None, volume_id: str | None = None, precompute_neighbours: int = 0,
-                 settings: PropagationSettings | None = None, **backend_options):
-        if not isinstance(volume, Volume):
+                 settings: PropagationSettings | None = None, model_lock=None, **backend_options):
+        """``volume`` may be None with the remote backend (the server's case image is used);
+        ``model_lock`` lets segmenters that share one backend take turns on it (the server)."""
+        if volume is not None and not isinstance(volume, Volume):
             raise TypeError(f"volume must be a DicomTeamAnnotateLib.core.volume.Volume, got {type(volume).__name__}")
-        self.volume = volume
         self.backend = backend if isinstance(backend, SamBackend) else create_backend(
             backend, checkpoint=checkpoint, device=device, **backend_options)
+        self.remote = bool(getattr(self.backend, "addresses_slices", False))
+        if self.remote:  # the server's image: a local volume must be on its grid
+            volume, window = self.backend.case_volume(volume), self.backend.resolve_window(window)
+        elif volume is None:
+            raise TypeError("volume is required (only the remote backend works from the server's case image)")
+        self.volume = volume
         self.window = tuple(default_window(volume) if window is None else intensity_window(volume.array, window))
-        self.volume_id = volume_id or volume_fingerprint(volume)
+        self.volume_id = volume_id or (self.backend.volume_id if self.remote else volume_fingerprint(volume))
         self.cache = cache if cache is not None else EmbeddingCache(**({"max_bytes": cache_bytes} if cache_bytes else {}))
         self.settings = settings or PropagationSettings()
         self.precompute_neighbours = int(precompute_neighbours)
-        self._model_lock = threading.Lock()  # one model call at a time: 2 cores gain nothing from two
+        # one model call at a time: 2 cores gain nothing from two
+        self._model_lock = model_lock if model_lock is not None else threading.Lock()
         self._precomputer: Precomputer | None = None
         self._backend_key = f"{self.backend.name}:{getattr(self.backend, 'weights_sha256', '') or ''}"
         self.last_stops: list = []  # (slice, reason) where the last propagation stopped
@@ -76,10 +86,14 @@ class SamSegmenter:
 
     def slice_image(self, plane: str, index: int) -> np.ndarray:
         """The windowed slice, float32 in [0, 1], rows/columns as ``planes.extract_slice``."""
+        if self.remote and not self.backend.has_pixels:
+            raise RuntimeError("remote SAM: the slice pixels stay on the server (give the local volume to see them)")
         return window_to_unit(extract_slice(self.volume.array, plane, index), *self.window)
 
     def embedding(self, plane: str, index: int):
         """The slice's embedding, from the cache or computed now (and cached)."""
+        if self.remote:
+            raise RuntimeError("remote SAM: embeddings stay on the server (use predict / segment_slice)")
         key = self.key(plane, index)
         found = self.cache.get(key)
         if found is not None:
@@ -108,6 +122,8 @@ class SamSegmenter:
             indices = [around + d * s for d in range(1, reach + 1) for s in (1, -1) if 0 <= around + d * s < n]
         elif indices is None:
             indices = range(n)
+        if self.remote:
+            return self.backend.precompute(plane, self.window, [int(i) for i in indices])
         if self._precomputer is None:
             self._precomputer = Precomputer(self.cache, self._compute_key)
         keys = [self.key(plane, i) for i in indices]
@@ -153,6 +169,9 @@ class SamSegmenter:
 
     def predict(self, plane: str, index: int, prompt: Prompt, mask_input=None, multimask: bool = False):
         """The backend's Prediction for a prompt on one slice (embedding cached)."""
+        if self.remote:
+            return self.backend.predict_slice(plane, index, self.window, prompt, mask_input=mask_input,
+                                              multimask=multimask)
         embedding = self.embedding(plane, index)
         prompt, notes = self.adapt_prompt(prompt, embedding.plan.original)
         for note in notes:
@@ -175,14 +194,25 @@ class SamSegmenter:
                            prediction.low_res_logits[best], "prompt")
 
     def propagate(self, plane: str, anchors: dict, direction: str = "both", *, progress=None, cancel=None,
-                  anchor_results: dict | None = None, extend: tuple | None = None) -> dict:
-        """{slice: SliceResult}: the anchors' masks, the gaps between anchors, and beyond per ``direction``."""
+                  anchor_results: dict | None = None, extend: tuple | None = None, on_result=None,
+                  stops: list | None = None) -> dict:
+        """{slice: SliceResult}: the anchors' masks, the gaps between anchors, and beyond per ``direction``.
+
+        ``on_result(SliceResult)`` sees each slice as it is kept (a reconciled one again at the end);
+        ``stops`` receives this run's (slice, reason) stops (``last_stops`` is shared by all callers).
+        """
         check_plane(plane)
         anchors = {int(k): (v if isinstance(v, Prompt) else Prompt(**v)) for k, v in anchors.items()}
+        if self.remote:  # the server propagates (prompted slices again: the same masks, its embeddings)
+            results, self.last_stops = self.backend.propagate(plane, self.window, anchors, direction, extend=extend,
+                                                              progress=progress, cancel=cancel)
+            return results
         propagator = Propagator(lambda k, p, m: self.predict(plane, k, p, mask_input=m), self.slice_count(plane),
                                 mask_prompts=self.backend.supports_mask_input, settings=self.settings,
-                                progress=progress, cancel=cancel,
+                                progress=progress, cancel=cancel, on_result=on_result,
                                 slice_image=lambda k: self.slice_image(plane, k))
+        if stops is not None:
+            propagator.stops = stops
         self.last_stops = propagator.stops
         return propagator.run(anchors, direction, anchor_results, extend)
 

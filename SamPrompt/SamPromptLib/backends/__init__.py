@@ -21,6 +21,8 @@ BACKENDS = {
     "litemedsam-fp32": ("litemedsam:LiteMedSamBackend", {"runtime": "onnx"}),
     "litemedsam-onnxruntime": ("litemedsam:LiteMedSamBackend", {"runtime": "onnx", "engine": "onnxruntime"}),
     "litemedsam-torch": ("litemedsam:LiteMedSamBackend", {"runtime": "torch"}),
+    # the project server's SAM (store URL, case, user, token): see remote.py
+    "remote": ("remote:RemoteBackend", {}),
     "sam-vit_b": ("segment_anything:SegmentAnythingBackend", {"model_type": "vit_b"}),
     "sam-vit_l": ("segment_anything:SegmentAnythingBackend", {"model_type": "vit_l"}),
     "sam-vit_h": ("segment_anything:SegmentAnythingBackend", {"model_type": "vit_h"}),
