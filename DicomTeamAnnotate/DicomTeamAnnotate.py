@@ -38,7 +38,7 @@ from DicomTeamAnnotateLib.slicer.mrml import (
     segmentation_to_node,
     volume_to_node,
 )
-from DicomTeamAnnotateLib.slicer.packages import Installer, slicer_version_problem
+from DicomTeamAnnotateLib.slicer.packages import SEGMENTATION_FILES, Installer, slicer_version_problem
 from DicomTeamAnnotateLib.slicer.qt_binding import bind_path, fill_combo, fill_table, selected_row_id, set_text
 from DicomTeamAnnotateLib.slicer.ui import SlicerUi
 from DicomTeamAnnotateLib.slicer.view_panel import CUSTOM_PRESET
@@ -807,7 +807,8 @@ class DicomTeamAnnotateTest(ScriptedLoadableModuleTest):
 
         import numpy as np
 
-
+        # a case's segmentation files need pynrrd, which Slicer does not ship: installed first, as at first use
+        self.assertTrue(Installer(_("DICOM Team Annotate"), SlicerUi()).ensure(SEGMENTATION_FILES))
         phantom = make_phantom(seed=0, shape=(12, 40, 48), spacing=(1.5, 1.5, 3.0))
         labels = [{"name": "liver", "value": 1, "color": [0.9, 0.5, 0.4], "terminology": "SCT^10200004^Liver"},
                   {"name": "spleen", "value": 2, "color": [0.6, 0.3, 0.6]}]

@@ -4,7 +4,6 @@ Also a small command line tool for whoever adds a file to a module folder:
 
     python Testing/contract_support.py cmake          # the exact lines each CMakeLists.txt lacks
     python Testing/contract_support.py cmake --write  # rewrite the four lists from the folders
-    python Testing/contract_support.py import-modules # import each X.py with heavy modules refused
     python Testing/contract_support.py import-libs    # import each XLib module with heavy modules refused
     python Testing/contract_support.py import-file F  # import one file the same way
 
@@ -23,7 +22,6 @@ import os
 import re
 import subprocess
 import sys
-import types
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -40,17 +38,10 @@ HEAVY_MODULES = frozenset({
 # Folders of a module that Slicer does not package (tests, caches).
 UNPACKAGED_DIRS = frozenset({"__pycache__", "Testing", ".pytest_cache"})
 
-# Lib files that only run inside the Slicer application (they subclass Slicer's Qt effect
-# classes); they get the module-file treatment (allow-listed imports) instead of a plain import.
-APP_ONLY_LIB_FILES = frozenset({"SamPrompt/SegmentEditorSamPromptLib/SegmentEditorEffect.py"})
+# The files that only run inside the Slicer application, outside any Lib: the Segment Editor effect.
+EFFECT_FILES = ("SamPrompt/SegmentEditorSamPromptLib/SegmentEditorEffect.py",)
 
-# A module's panel may be split into section mixins, one section a file: XLib/panel_*.py. The widget
-# class lists them as base classes after the template's two; the contract tests read these files
-# with the module file (self.ui names, docstrings, translated text). Being Lib files, they import
-# in plain Python: Qt and Slicer are imported inside their methods.
-PANEL_FILE_GLOB = "panel_*.py"
-
-# Slicer application modules a Lib file may import only inside functions (APP_ONLY_LIB_FILES aside).
+# Slicer application modules a Lib file may import only inside functions.
 SLICER_APP_IMPORTS = frozenset({"qt", "ctk", "slicer", "vtk"})
 
 # Top-level imports a module file X.py may make: the standard library, what Slicer itself
@@ -60,11 +51,6 @@ SLICER_PROVIDED = frozenset({
     "SegmentEditorEffects", "SampleData", "numpy", "SimpleITK", "sitkUtils", "vtkSegmentationCorePython",
 })
 OWN_LIBS = frozenset(f"{m}Lib" for m in MODULES)
-
-# The Slicer application modules a module file needs at import time.  slicer-core (the
-# headless wheel) provides slicer, slicer.util and vtk, but not these: if they are missing
-# the import check installs the small stand-ins below, and says so in its report.
-APP_MODULES = ("qt", "ctk", "slicer.i18n", "slicer.ScriptedLoadableModule", "slicer.parameterNodeWrapper")
 
 TEMPLATE_BASES = {
     "": ("ScriptedLoadableModule",),
@@ -236,14 +222,17 @@ def module_source(module: str) -> Path:
     return module_dir(module) / f"{module}.py"
 
 
-def panel_files(module: str) -> list[Path]:
-    """The module's panel section files (``XLib/panel_*.py``), sorted."""
-    return sorted((module_dir(module) / f"{module}Lib").rglob(PANEL_FILE_GLOB))
+def panel_model_files(module: str) -> list[Path]:
+    """The Qt-free panel models the module's widget binds (user-visible text lives there too)."""
+    lib = module_dir(module) / f"{module}Lib"
+    if module == "DicomTeamAnnotate":
+        return sorted((lib / "slicer").glob("*_panel.py")) + [lib / "slicer" / "tasks.py"]
+    return sorted(p for p in lib.rglob("*.py") if "panel" in p.stem or p.stem.endswith("_model"))
 
 
 def widget_sources(module: str) -> list[Path]:
-    """The module file and its panel section files: every file whose code may use ``self.ui``."""
-    return [module_source(module)] + panel_files(module)
+    """The files whose code may use ``self.ui``: the module file (and the effect's file)."""
+    return [module_source(module)]
 
 
 def lib_files(module: str) -> list[Path]:
@@ -409,126 +398,11 @@ def _importable(name: str) -> bool:
         return False
 
 
-def install_app_stand_ins() -> list[str]:
-    """Provide the Slicer application modules that slicer-core lacks; return which were stood in."""
-    import pathlib
-    import typing
-
-    import slicer
-
-    stood_in = []
-
-    def add(name: str, module: types.ModuleType):
-        sys.modules[name] = module
-        if "." in name:
-            parent, _, child = name.rpartition(".")
-            setattr(sys.modules[parent], child, module)
-        stood_in.append(name)
-
-    def any_attribute_module(name: str) -> types.ModuleType:
-        # Qt/CTK classes are only touched inside methods; a module-level use gets a plain class.
-        module = types.ModuleType(name)
-
-        def __getattr__(attr):
-            if attr.startswith("__"):
-                raise AttributeError(attr)
-            return type(attr, (), {})
-
-        module.__getattr__ = __getattr__
-        return module
-
-    for name in ("qt", "ctk"):
-        if not _importable(name):
-            add(name, any_attribute_module(name))
-
-    if not _importable("slicer.i18n"):
-        i18n = types.ModuleType("slicer.i18n")
-        i18n.tr = lambda text: text
-        i18n.translate = lambda context, text: text
-        add("slicer.i18n", i18n)
-
-    if not _importable("slicer.ScriptedLoadableModule"):
-        slm = types.ModuleType("slicer.ScriptedLoadableModule")
-        names = ["ScriptedLoadableModule", "ScriptedLoadableModuleWidget", "ScriptedLoadableModuleLogic",
-                 "ScriptedLoadableModuleTest"]
-        for cls_name in names:
-            setattr(slm, cls_name, type(cls_name, (), {}))
-        slm.__all__ = names
-        add("slicer.ScriptedLoadableModule", slm)
-
-    if not _importable("slicer.parameterNodeWrapper"):
-        pnw = types.ModuleType("slicer.parameterNodeWrapper")
-        simple_types = (bool, int, float, str, pathlib.Path, pathlib.PurePath)
-
-        def check_type(owner, field, annotation):
-            # Like the real wrapper, refuse at decoration time a type it cannot serialize.
-            origin = typing.get_origin(annotation)
-            if origin is typing.Annotated:
-                return check_type(owner, field, typing.get_args(annotation)[0])
-            if origin in (typing.Union, getattr(types, "UnionType", None)):
-                return all(check_type(owner, field, a) or True for a in typing.get_args(annotation))
-            if annotation in simple_types or annotation is type(None):
-                return True
-            if isinstance(annotation, type) and (issubclass(annotation, slicer.vtkMRMLNode)
-                                                  or issubclass(annotation, __import__("enum").Enum)):
-                return True
-            if origin in (list, tuple, dict):
-                return all(check_type(owner, field, a) or True for a in typing.get_args(annotation))
-            raise TypeError(f"{owner}.{field}: parameter type {annotation!r} is not supported by parameterNodeWrapper")
-
-        # Names the real wrapper adds to the class (slicer/parameterNodeWrapper/wrapper.py).
-        reserved = {"allParameters", "default", "isCached", "dataType", "getValue", "setValue", "connectGui",
-                    "connectParametersToGui", "disconnectGui", "StartModify", "EndModify", "AddObserver",
-                    "RemoveObserver", "Modified", "parameterNode"}
-
-        def parameterNodeWrapper(cls=None):
-            if cls is None:  # used as @parameterNodeWrapper()
-                return parameterNodeWrapper
-            for field, annotation in typing.get_type_hints(cls, include_extras=True).items():
-                if field in reserved:
-                    raise ValueError(f"{cls.__name__}.{field}: reserved name in a parameterNodeWrapper")
-                check_type(cls.__name__, field, annotation)
-            return cls
-
-        class _Annotation:
-            def __init__(self, *args, **kwargs):
-                self.args, self.kwargs = args, kwargs
-
-        pnw.parameterNodeWrapper = parameterNodeWrapper
-        for ann in ("WithinRange", "Minimum", "Maximum", "Choice", "Default", "Decimals", "SingleStep", "NotNone"):
-            setattr(pnw, ann, type(ann, (_Annotation,), {}))
-        add("slicer.parameterNodeWrapper", pnw)
-    return stood_in
-
-
 def _import_path_setup():
     for module in MODULES:
         path = str(module_dir(module))
         if path not in sys.path:
             sys.path.insert(0, path)
-
-
-def check_module_files(modules=MODULES) -> dict:
-    """Import each X.py (as Slicer does) with the heavy modules refused. Runs in this process."""
-    refuser = HeavyImportRefuser()
-    already = sorted(m for m in sys.modules if m.partition(".")[0] in HEAVY_MODULES)
-    sys.meta_path.insert(0, refuser)
-    _import_path_setup()
-    stood_in = install_app_stand_ins()
-    results = {}
-    for module in modules:
-        before = len(refuser.attempts)
-        try:
-            spec = importlib.util.spec_from_file_location(module, module_source(module))
-            mod = importlib.util.module_from_spec(spec)
-            sys.modules[module] = mod
-            spec.loader.exec_module(mod)
-            missing = [module + suffix for suffix in TEMPLATE_BASES if not hasattr(mod, module + suffix)]
-            error = f"missing classes: {missing}" if missing else None
-        except Exception as exc:  # report every failure, not only the first
-            error = f"{type(exc).__name__}: {exc}"
-        results[module] = {"error": error, "heavy_attempts": refuser.attempts[before:]}
-    return {"results": results, "stood_in": stood_in, "heavy_already_loaded": already}
 
 
 def lib_modules() -> list[str]:
@@ -537,7 +411,7 @@ def lib_modules() -> list[str]:
     for module in MODULES:
         base = module_dir(module)
         for path in lib_files(module):
-            if path.relative_to(ROOT).as_posix() in APP_ONLY_LIB_FILES or path.name == "__main__.py":
+            if path.name == "__main__.py":
                 continue  # __main__: runs a command when imported
             parts = list(path.relative_to(base).with_suffix("").parts)
             if parts[-1] == "__init__":
@@ -565,11 +439,10 @@ def check_lib_modules(names=None) -> dict:
 
 
 def check_files(paths) -> dict:
-    """Import each file by path, heavy modules refused, Slicer stand-ins installed where needed."""
+    """Import each file by path in plain Python, heavy modules refused."""
     refuser = HeavyImportRefuser()
     sys.meta_path.insert(0, refuser)
     _import_path_setup()
-    stood_in = install_app_stand_ins()
     results = {}
     for path in paths:
         path = Path(path).resolve()
@@ -583,11 +456,11 @@ def check_files(paths) -> dict:
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
         results[str(path)] = {"error": error, "heavy_attempts": refuser.attempts[before:]}
-    return {"results": results, "stood_in": stood_in}
+    return {"results": results}
 
 
 def run_import_check(kind: str, *paths, timeout: float = 300) -> dict:
-    """Run an import check (import-modules, import-libs, import-file) in a fresh interpreter; its JSON."""
+    """Run an import check (import-libs, import-file) in a fresh interpreter; its JSON."""
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), kind, *map(str, paths), "--json"],
                           capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
     if proc.returncode != 0:
@@ -610,10 +483,8 @@ def main(argv=None) -> int:
         text = "\n".join(t for t in (describe_cmake_problems(m, cmake_problems(m)) for m in MODULES) if t)
         print(text or "every CMakeLists.txt lists exactly the files of its module")
         return 1 if text else 0
-    if command in ("import-modules", "import-libs", "import-file"):
-        if command == "import-modules":
-            report = check_module_files()
-        elif command == "import-libs":
+    if command in ("import-libs", "import-file"):
+        if command == "import-libs":
             report = check_lib_modules()
         else:
             report = check_files(args[1:])

@@ -46,7 +46,9 @@ def run_in_slicer(env: dict, tmp_path: Path, scenario: str, timeout: float = 900
     if not pytorch_extension:
         argv.append("--no-pytorch-extension")
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT),
-                          env={**os.environ, "HARNESS_TORCH_SITE": env["torch_site"], "PYTHONNOUSERSITE": "1"})
+                          env={**os.environ, "HARNESS_TORCH_SITE": env["torch_site"], "PYTHONNOUSERSITE": "1",
+                               # a project server a scenario starts runs on the test environment's Python
+                               "DICOMTEAM_SERVER_PYTHON": sys.executable})
     lines = [line for line in proc.stdout.splitlines() if line.startswith(MARKER)]
     if not lines:
         raise AssertionError(f"scenario {scenario} gave no result (exit {proc.returncode}):\n"

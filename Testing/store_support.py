@@ -25,7 +25,22 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-import pytest
+
+try:
+    import pytest
+except ImportError:  # inside the Slicer harness (Slicer's Python has no pytest): the fixtures are unused there
+    class _WithoutPytest:
+        @staticmethod
+        def fixture(*args, **kwargs):
+            return args[0] if args and callable(args[0]) else (lambda function: function)
+
+        @staticmethod
+        def fail(reason):
+            raise RuntimeError(reason)
+
+        skip = fail
+
+    pytest = _WithoutPytest()
 
 from DicomTeamAnnotateLib.core.geometry import Geometry
 from DicomTeamAnnotateLib.core.segmentation import Segmentation
@@ -107,7 +122,9 @@ class ProcessServer:
     def start(self, timeout: float = 60) -> ProcessServer:
         import requests
 
-        cmd = [sys.executable, "-m", "DicomTeamAnnotateLib.cli", "serve", str(self.project_dir),
+        # inside the Slicer harness the scenario's own interpreter has no server packages
+        python = os.environ.get("DICOMTEAM_SERVER_PYTHON", sys.executable)
+        cmd = [python, "-m", "DicomTeamAnnotateLib.cli", "serve", str(self.project_dir),
                "--host", "127.0.0.1", "--port", str(self.port)]
         if self.db_url:
             cmd += ["--db", self.db_url]

@@ -71,8 +71,17 @@ def test_cmake_builds_a_scripted_module_with_generic_tests(module):
     assert "RESOURCES" in call and "${MODULE_PYTHON_RESOURCES}" in call
     assert "WITH_GENERIC_TESTS" in call
     assert f"{module}.py" in cm["scripts"]
-    for rel in (f"Resources/UI/{module}.ui", f"Resources/Icons/{module}.png", "Resources/requirements.txt"):
+    for rel in (f"Resources/UI/{module}.ui", f"Resources/Icons/{module}.png"):
         assert rel in cm["resources"], f"{module}: {rel} must be packaged"
+
+
+def test_no_two_modules_install_a_file_to_one_path(tmp_path):
+    """All modules' scripts and resources land in one qt-scripted-modules folder: names must not collide
+    (four Resources/requirements.txt once did: whichever was copied last was every module's)."""
+    from slicer_harness.layout import install_extension
+
+    target = install_extension(cs.ROOT, tmp_path)
+    assert (target / "DicomTeamAnnotate.py").is_file() and (target / "SegmentEditorSamPromptLib").is_dir()
 
 
 def test_cmake_check_reports_unlisted_and_absent_files(tmp_path):

@@ -6,10 +6,10 @@ MRML call happens off the main thread.
 from __future__ import annotations
 
 import pytest
+from slicer_support import run_in_slicer
 
 from DicomTeamAnnotateLib.demo.phantom import make_phantom
 from DicomTeamAnnotateLib.store import admin
-from slicer_support import run_in_slicer
 
 LABELS = [{"name": "liver", "value": 1, "color": [0.9, 0.5, 0.4], "terminology": "SCT^10200004^Liver"},
           {"name": "spleen", "value": 2, "color": [0.6, 0.3, 0.6]}]
@@ -87,3 +87,10 @@ def test_load_dicom_then_cancel(slicer_env, tmp_path, ct_dicom_dir):
 def test_custom_window_spin_boxes_keep_their_range(slicer_env, tmp_path):
     out = run_in_slicer(slicer_env, tmp_path, "hub:custom_window_range")["result"]
     assert out == {"width_min": 1.0, "width_max": 100000.0, "level_min": -5000.0, "autosave_min": 5}
+
+
+def test_the_modules_own_self_test_passes_in_slicer(slicer_env, tmp_path):
+    """DicomTeamAnnotateTest, as ctest runs it inside Slicer: ingestion into nodes, presets, the layout, a round trip."""
+    names = ["test_LoadPhantomSeries", "test_RejectedFilesAreReported", "test_ProjectRoundTrip"]
+    out = run_in_slicer(slicer_env, tmp_path, "scripts:self_tests", tests={"DicomTeamAnnotate": names})["result"]
+    assert out == {f"DicomTeamAnnotate.{n}": "passed" for n in names}, out

@@ -132,9 +132,8 @@ class Installer:
                 return False
         missing = missing_requirements(feature.requirements)
         if missing:
-            import slicer.packaging
-
             import slicer
+            import slicer.packaging
 
             constraints = write_constraints()
             # In testing mode Slicer's confirmOkCancelDisplay answers `True == QMessageBox.Ok`, i.e. No:

@@ -100,7 +100,7 @@ class TaskRunner:
             self.ui.status(_("Cancelled."))
             return False, exc
         except Exception as exc:  # raised on the worker; shown here, on the main thread
-            self.ui.error(f"{failure_text}\n\n{exc}", details="".join(traceback.format_exception(exc)))
+            self.ui.error("\n\n".join((failure_text, str(exc))), details="".join(traceback.format_exception(exc)))
             return False, exc
 
     @staticmethod
