@@ -94,3 +94,10 @@ def test_the_modules_own_self_test_passes_in_slicer(slicer_env, tmp_path):
     names = ["test_LoadPhantomSeries", "test_RejectedFilesAreReported", "test_ProjectRoundTrip"]
     out = run_in_slicer(slicer_env, tmp_path, "scripts:self_tests", tests={"DicomTeamAnnotate": names})["result"]
     assert out == {f"DicomTeamAnnotate.{n}": "passed" for n in names}, out
+
+
+def test_the_thread_guard_catches_slicer_qt_and_mrml_calls_off_the_main_thread(slicer_env, tmp_path):
+    r = run_in_slicer(slicer_env, tmp_path, "startup:thread_guard_catches", check=False)
+    found = "\n".join(r["violations"])
+    assert "vtkMRMLScene.GetNumberOfNodes" in found and "slicer.util.getNodes" in found and "qt.QTimer" in found
+    assert "bad worker" in found

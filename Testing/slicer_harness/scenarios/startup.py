@@ -20,3 +20,22 @@ def load_and_open_panels(app, modules=("DicomTeamAnnotate", "SamPrompt", "Consen
     return {"effects": effects, "panels": panels,
             "sys_modules": {k: getattr(sys.modules.get(k), "__file__", None)
                             for k in ("SamPromptLib", "SegmentEditorSamPromptLib", "DicomTeamAnnotateLib")}}
+
+
+def thread_guard_catches(app):
+    """The guard itself: MRML, slicer.util and Qt used from a worker thread are recorded."""
+    import threading
+
+    import qt
+
+    import slicer
+
+    def worker():
+        slicer.mrmlScene.GetNumberOfNodes()
+        slicer.util.getNodes()
+        qt.QTimer()
+
+    thread = threading.Thread(target=worker, name="bad worker")
+    thread.start()
+    thread.join()
+    return {"done": True}

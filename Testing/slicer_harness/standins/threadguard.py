@@ -23,9 +23,11 @@ _seen: set = set()
 
 def _caller() -> str:
     """The first frame of the project's code below the breach (file:line function)."""
+    stdlib = os.path.dirname(os.__file__)
     for frame in reversed(traceback.extract_stack()[:-2]):
-        if "slicer_harness" not in frame.filename and "site-packages" not in frame.filename:
-            return f"{frame.filename}:{frame.lineno} {frame.name}"
+        name = frame.filename
+        if os.sep + "standins" + os.sep not in name and "site-packages" not in name and not name.startswith(stdlib):
+            return f"{name}:{frame.lineno} {frame.name}"
     return "?"
 
 
