@@ -4,9 +4,10 @@ Export cases (the project's adjudicated versions, segmentation nodes or files) a
 dataset with patient-level splits; train in a background job that survives Slicer (live epochs,
 losses, validation Dice and curves; reattach, cancel, resume); read the test-set evaluation, load a
 case's prediction beside its ground truth one label at a time, jump to the worst slices; export
-the model. The work is done by TrainBridgeLib (Qt-free, shared with the `dicomteam` CLI); this file
-only wires it to Slicer. The panel's sections are mixins in TrainBridgeLib/panel_*.py; the comparison
-view's MRML work is in TrainBridgeLib/comparison_mrml.py.
+the model. The work is done by TrainBridgeLib (Qt-free, shared with the `dicomteam` CLI). What the
+panel does lives in Qt-free panel models (TrainBridgeLib/trainbridge_panel.py and its sections);
+this file's widget only binds the .ui widgets to them. The comparison view's MRML work is in
+TrainBridgeLib/mrml.py.
 """
 import json
 import math
@@ -27,10 +28,13 @@ from slicer.util import VTKObservationMixin
 from DicomTeamAnnotateLib.demo.phantom import make_phantom
 from DicomTeamAnnotateLib.io.segmentations import read_segmentation
 from DicomTeamAnnotateLib.io.volumes import read_volume
+from DicomTeamAnnotateLib.slicer.connection import current_store
 from DicomTeamAnnotateLib.slicer.mrml import node_to_segmentation, node_to_volume, segmentation_to_node, volume_to_node
-from DicomTeamAnnotateLib.slicer.packages import ensure_requirements, ensure_torch
-from DicomTeamAnnotateLib.slicer.task_runner import TaskRunner
+from DicomTeamAnnotateLib.slicer.packages import Installer, slicer_version_problem
+from DicomTeamAnnotateLib.slicer.qt_binding import bind_path, fill_combo, fill_table, set_text
+from DicomTeamAnnotateLib.slicer.ui import SlicerUi
 from TrainBridgeLib.backends.monai.models import ARCHITECTURES
+from TrainBridgeLib.evaluation_panel import EVALUATION_COLUMNS, WORST_SLICE_COLUMNS, headers
 from TrainBridgeLib.export.cases import CaseInput
 from TrainBridgeLib.export.from_store import cases_from_store
 from TrainBridgeLib.export.nnunet import export_nnunet
@@ -38,18 +42,16 @@ from TrainBridgeLib.export.other_formats import write_monai_datalist
 from TrainBridgeLib.jobs.runner import FINAL_STATES, JOB_FILE, Job
 from TrainBridgeLib.jobs.training import start_training
 from TrainBridgeLib.models.export import export_model
+from TrainBridgeLib.mrml import (
+    jump_to_slice,
+    leave_comparison_view,
+    link_slice_views,
+    set_comparison_view,
+    show_comparison,
+)
+from TrainBridgeLib.trainbridge_panel import TrainBridgePanel
 
-# The panel's sections; the constants and formatNumber stay importable from this file as before.
-from TrainBridgeLib.mrml import jump_to_slice, link_slice_views, set_comparison_view, show_comparison
-from TrainBridgeLib.panel_evaluation import EvaluationSection
-from TrainBridgeLib.panel_export import ExportSection
-from TrainBridgeLib.panel_model import ModelExportSection
-from TrainBridgeLib.panel_training import TrainingJobSection
-
-MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
-REQUIREMENTS_PATH = os.path.join(MODULE_DIR, "Resources", "requirements.txt")
-JOB_POLL_MS = 2000  # the job's files are re-read this often while it runs
-
+CURVES_SIZE = (480, 216)  # the curves picture in the panel (width, height; aspect ratio kept)
 
 #
 # TrainBridge
@@ -63,7 +65,7 @@ class TrainBridge(ScriptedLoadableModule):
         """Called when Slicer discovers the module at startup."""
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("Train Bridge")
-        self.parent.categories = [translate("DicomTeamAnnotate", "DICOM Team Annotate")]
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "DICOM Team Annotate")]
         self.parent.dependencies = ["DicomTeamAnnotate"]  # the project connection and shared panel helpers
         self.parent.contributors = ["DicomTeamAnnotate contributors"]
         self.parent.helpText = _("""
@@ -71,9 +73,11 @@ Export adjudicated cases (from the project connected in DICOM Team Annotate), se
 files as an nnU-Net v2 dataset with patient-level splits and a held-out test set; train with nnU-Net
 or MONAI in a background job that keeps running when Slicer closes (reattach from its folder), with
 live epochs, losses, validation Dice and curves; read the test-set evaluation, compare a case's
-prediction with its ground truth one label at a time, jump to the worst slices; export the model to
-ONNX or TorchScript. Headless twin: <code>dicomteam export-nnunet | train | jobs | evaluate |
-export-model</code>.
+prediction with its ground truth one label at a time (side by side on the same plane, or overlaid),
+jump to the worst slices; export the model to ONNX or TorchScript. Needs 3D Slicer 5.12 or newer, and
+the PyTorch extension for training (torch is installed through it). Other Python packages a feature
+needs (MONAI, nnU-Net, pynrrd, nibabel, matplotlib, ONNX) are installed at its first use, after you
+confirm. Headless twin: <code>dicomteam export-nnunet | train | jobs | evaluate | export-model</code>.
 """)
         self.parent.acknowledgementText = _("""
 nnU-Net v2 (Isensee et al., Nature Methods 2021); MONAI (Project MONAI).
@@ -112,81 +116,132 @@ class TrainBridgeParameterNode:
 #
 
 
-class TrainBridgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ExportSection, TrainingJobSection,
-                        EvaluationSection, ModelExportSection):
-    """The module panel: export, training job, evaluation, comparison, model export.
-
-    Each section of the panel is a mixin in TrainBridgeLib/panel_*.py, without __init__ (the state its
-    methods use, self.ui, self.logic, the job timer, is made here) and importing Qt and Slicer inside
-    its methods (Lib files import in plain Python). This class owns the panel's state, its life cycle,
-    the parameter node, the background tasks and the buttons' states.
-    """
+class TrainBridgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The module panel: binds the .ui widgets to the Qt-free TrainBridgePanel (TrainBridgeLib/trainbridge_panel.py)."""
 
     def __init__(self, parent=None) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
+        self.panel = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._tasks = None
-        self._jobTimer = None
-        self._exportCases = []  # [{'case_id', 'patient_id', 'kind': 'nodes'|'files', ...}]
-        self._evaluation = None
         self._curvesStamp = None
-        self._comparison = None
 
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
         ScriptedLoadableModuleWidget.setup(self)
+        problem = slicer_version_problem(slicer.app.majorVersion, slicer.app.minorVersion)
+        if problem:  # one clear message instead of a failure inside a click
+            self.layout.addWidget(qt.QLabel(problem))
+            return
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/TrainBridge.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = TrainBridgeLogic()
-        self._tasks = TaskRunner(self._updateButtonStates)
-
+        ui = SlicerUi()
+        self.panel = TrainBridgePanel(self.logic, ui, Installer(_("Train Bridge"), ui))
+        p = self.panel
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
-        # Each section of the panel (TrainBridgeLib/panel_*.py) fills and connects its own controls.
-        self._setupExportSection()
-        self._setupTrainingSection()
-        self._jobTimer = qt.QTimer()
-        self._jobTimer.setInterval(JOB_POLL_MS)
-        self._jobTimer.connect("timeout()", self._pollJob)
-        self._setupEvaluationSection()
-        self._setupModelExportSection()
+        # Export
+        export = p.export
+        fill_combo(self.ui.exportSourceComboBox, export.source_choices(), export.source)
+        self._bindCombo(self.ui.exportSourceComboBox, export.set_source)
+        fill_combo(self.ui.versionKindComboBox, export.kind_choices(), export.kind)
+        self._bindCombo(self.ui.versionKindComboBox, export.set_kind)
+        self.ui.addNodeCaseButton.connect("clicked(bool)", lambda: export.add_node_case())
+        self.ui.addFileCaseButton.connect("clicked(bool)", lambda: export.add_file_case())
+        self.ui.patientLineEdit.connect("textChanged(QString)", export.set_patient)
+        self.ui.exportCasesTableWidget.connect(
+            "itemSelectionChanged()", lambda: export.select_case(self.ui.exportCasesTableWidget.currentRow()))
+        self.ui.removeCaseButton.connect("clicked(bool)", lambda: export.remove_case())
+        self.ui.rawFolderLineEdit.currentPath = export.raw_folder
+        bind_path(self.ui.rawFolderLineEdit, export.set_raw_folder)
+        self.ui.monaiJsonCheckBox.connect("toggled(bool)", export.set_monai_json)
+        self.ui.stratifyLineEdit.connect("textChanged(QString)", export.set_stratify)
+        self.ui.exportButton.connect("clicked(bool)", lambda: export.export())
+        # Training
+        training = p.training
+        bind_path(self.ui.datasetPathLineEdit, training.set_dataset)
+        fill_combo(self.ui.backendComboBox, training.backend_choices(), training.backend)
+        self._bindCombo(self.ui.backendComboBox, training.set_backend)
+        fill_combo(self.ui.archComboBox, training.arch_choices(), training.arch)
+        self._bindCombo(self.ui.archComboBox, training.set_arch)
+        fill_combo(self.ui.deviceComboBox, training.device_choices(), training.device)
+        self._bindCombo(self.ui.deviceComboBox, training.set_device)
+        self.ui.jobFolderLineEdit.currentPath = training.job_folder
+        bind_path(self.ui.jobFolderLineEdit, training.set_job_folder)
+        self.ui.startTrainingButton.connect("clicked(bool)", lambda: training.start())
+        self.ui.attachJobButton.connect("clicked(bool)", lambda: training.attach())
+        self.ui.cancelJobButton.connect("clicked(bool)", lambda: training.cancel_job())
+        self.ui.resumeJobButton.connect("clicked(bool)", lambda: training.resume_job())
+        # Evaluation
+        evaluation = p.evaluation
+        for table, columns in ((self.ui.evaluationTableWidget, EVALUATION_COLUMNS),
+                               (self.ui.worstSlicesTableWidget, WORST_SLICE_COLUMNS)):
+            table.setColumnCount(len(columns))
+            table.setHorizontalHeaderLabels(headers(columns))
+        bind_path(self.ui.evaluationFolderLineEdit, evaluation.set_folder)
+        self.ui.loadEvaluationButton.connect("clicked(bool)", lambda: evaluation.load())
+        self.ui.evaluationTableWidget.connect("cellDoubleClicked(int,int)", lambda row, column: evaluation.activate_row(row))
+        self.ui.worstSlicesTableWidget.connect(
+            "itemSelectionChanged()", lambda: evaluation.select_worst_slice(self.ui.worstSlicesTableWidget.currentRow()))
+        self.ui.worstSlicesTableWidget.connect("cellDoubleClicked(int,int)", lambda row, column: evaluation.jump())
+        self._bindCombo(self.ui.comparisonCaseComboBox, evaluation.select_case)
+        fill_combo(self.ui.comparisonModeComboBox, evaluation.mode_choices(), evaluation.mode)
+        self.ui.comparisonModeComboBox.connect(
+            "activated(int)", lambda i: evaluation.set_mode(self.ui.comparisonModeComboBox.itemData(i)))
+        self.ui.comparisonLabelComboBox.connect(
+            "activated(int)", lambda i: evaluation.set_label(self.ui.comparisonLabelComboBox.itemData(i)))
+        self.ui.showCaseButton.connect("clicked(bool)", lambda: evaluation.show_case())
+        self.ui.jumpToWorstSliceButton.connect("clicked(bool)", lambda: evaluation.jump())
+        # Model export
+        model = p.model
+        fill_combo(self.ui.modelFormatComboBox, model.format_choices(), model.format)
+        self._bindCombo(self.ui.modelFormatComboBox, model.set_format)
+        self.ui.modelOutputLineEdit.currentPath = model.output_folder
+        bind_path(self.ui.modelOutputLineEdit, model.set_output_folder)
+        self.ui.exportModelButton.connect("clicked(bool)", lambda: model.export())
 
+        p.on_change(self.refresh)
         self.initializeParameterNode()
-        self._onExportSourceChanged()
+        self.refresh()
+
+    @staticmethod
+    def _bindCombo(combo, setter) -> None:
+        """Forward the item data of the combo box's current item to ``setter`` (None when there is none)."""
+        combo.connect("currentIndexChanged(int)", lambda i: setter(combo.itemData(i) if i >= 0 else None))
 
     def cleanup(self) -> None:
         """Called when the application closes: polling stops; a running job keeps running (reattach later)."""
-        if self._jobTimer is not None:
-            self._jobTimer.stop()
-        if self._tasks is not None:
-            self._tasks.stop()
+        if self.panel is not None:
+            self.panel.stop()
         self.removeObservers()
 
     def enter(self) -> None:
-        """Called each time the user opens this module."""
-        self.initializeParameterNode()
-        self._showStoreStatus()
+        """Called each time the user opens this module: the project connection may have changed."""
+        if self.panel is not None:
+            self.initializeParameterNode()
+            self.refresh()
 
     def exit(self) -> None:
-        """Called each time the user opens a different module (the job keeps being polled)."""
+        """Called each time the user opens a different module: the comparison gives the views back (the job
+        keeps being polled)."""
+        if self.panel is not None:
+            self.panel.leave()
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtonStates)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.refresh)
 
     def onSceneStartClose(self, caller, event) -> None:
         """Called just before the scene is closed."""
         self.setParameterNode(None)
-        self._comparison = None
-        self._exportCases = [c for c in self._exportCases if c["kind"] != "nodes"]  # their nodes go away
-        self._showExportCases()
+        self.panel.scene_closing()
 
     def onSceneEndClose(self, caller, event) -> None:
         """Called just after the scene is closed."""
@@ -201,40 +256,71 @@ class TrainBridgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, Expor
         """Called by initializeParameterNode() and on scene close: connect the GUI to a parameter node."""
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtonStates)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.refresh)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
+            # Widgets with the "SlicerParameterName" property in the .ui file are connected here.
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtonStates)
-        self._updateButtonStates()
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.refresh)
+        self.panel.set_parameters(inputParameterNode)
 
-    def _ensureRequirements(self) -> bool:
-        """torch (PyTorch extension) and the training packages, installed after the user confirms."""
-        return (ensure_torch(requester=_("Train Bridge"))
-                and ensure_requirements(REQUIREMENTS_PATH, requester=_("Train Bridge")))
+    @staticmethod
+    def _setPath(pathEdit, path) -> None:
+        """Show ``path`` in a ctkPathLineEdit when it differs (no echo while the user types)."""
+        if path and pathEdit.currentPath != path:
+            pathEdit.currentPath = path
 
-    # ----- state of the panel ---------------------------------------------------------------------------
+    def refresh(self, caller=None, event=None) -> None:
+        """Called when the panel model or the parameter node changes: copy its outputs to the widgets."""
+        p = self.panel
+        if p is None:
+            return
+        export, training, evaluation, model = p.export, p.training, p.evaluation, p.model
+        source = export.source
+        self.ui.exportStoreWidget.setVisible(source == "store")
+        self.ui.exportNodesWidget.setVisible(source == "nodes")
+        self.ui.exportFilesWidget.setVisible(source == "files")
+        self.ui.exportCasesTableWidget.setVisible(source != "store")
+        self.ui.removeCaseButton.setVisible(source != "store")
+        self.ui.exportStoreStatusLabel.text = export.store_text
+        self.ui.addNodeCaseButton.enabled = export.can_add_node_case
+        set_text(self.ui.patientLineEdit, export.patient)
+        fill_table(self.ui.exportCasesTableWidget, export.case_cells)
+        self.ui.removeCaseButton.enabled = export.can_remove
+        self.ui.exportButton.enabled = export.can_export
+        self.ui.exportStatusLabel.text = export.status_text
+        self.ui.exportStatusLabel.toolTip = export.status_tooltip
 
-    def _updateButtonStates(self, *args) -> None:
-        """Called when inputs, tasks or the job change: enable what can be used now."""
-        busy = self._tasks is not None and self._tasks.busy
-        source = self._exportSource()
-        connected = self.logic is not None and self.logic.projectStore(required=False) is not None
-        named = bool(self._parameterNode and self._parameterNode.datasetName.strip())
-        hasCases = connected if source == "store" else len(self._exportCases) >= 1
-        self.ui.exportButton.enabled = hasCases and named and not busy
-        self.ui.archComboBox.enabled = self.ui.backendComboBox.currentData == "monai"
-        dataset = self.ui.datasetPathLineEdit.currentPath
-        self.ui.startTrainingButton.enabled = bool(dataset) and os.path.isfile(os.path.join(dataset, "dataset.json"))
-        jobDir = self.ui.jobFolderLineEdit.currentPath
-        self.ui.attachJobButton.enabled = bool(jobDir) and os.path.isfile(os.path.join(jobDir, JOB_FILE))
-        job = self.logic.job if self.logic else None
-        running = job is not None and job.is_running()
-        self.ui.cancelJobButton.enabled = running and not busy
-        self.ui.resumeJobButton.enabled = job is not None and not running and not busy
-        self.ui.showCaseButton.enabled = self._evaluation is not None and not busy
-        self.ui.jumpToWorstSliceButton.enabled = bool(self._evaluation and self._evaluation.get("worst_slices"))
-        self.ui.exportModelButton.enabled = bool(jobDir) and not busy
+        self._setPath(self.ui.datasetPathLineEdit, training.dataset_path)
+        self.ui.archComboBox.enabled = training.arch_enabled
+        self.ui.startTrainingButton.enabled = training.can_start
+        self.ui.attachJobButton.enabled = training.can_attach
+        self.ui.cancelJobButton.enabled = training.can_cancel
+        self.ui.resumeJobButton.enabled = training.can_resume
+        self.ui.epochProgressBar.maximum = training.num_epochs or 1
+        self.ui.epochProgressBar.value = training.epoch
+        self.ui.jobStatusLabel.text = training.status_text
+        if training.curves_stamp is not None and training.curves_stamp != self._curvesStamp:
+            pixmap = qt.QPixmap(training.curves_path)
+            if not pixmap.isNull():  # else being rewritten right now: next poll
+                self._curvesStamp = training.curves_stamp
+                self.ui.curvesLabel.setPixmap(pixmap.scaled(*CURVES_SIZE, qt.Qt.KeepAspectRatio, qt.Qt.SmoothTransformation))
+        if self.ui.logPlainTextEdit.toPlainText() != training.log_text:
+            self.ui.logPlainTextEdit.setPlainText(training.log_text)
+
+        self._setPath(self.ui.evaluationFolderLineEdit, evaluation.folder)
+        self.ui.loadEvaluationButton.enabled = bool(evaluation.folder) and not p.tasks.busy
+        self.ui.evaluationSummaryLabel.text = evaluation.summary_text
+        fill_table(self.ui.evaluationTableWidget, evaluation.evaluation_cells)
+        fill_table(self.ui.worstSlicesTableWidget, evaluation.worst_slice_cells)
+        fill_combo(self.ui.comparisonCaseComboBox, evaluation.case_choices(), evaluation.case)
+        fill_combo(self.ui.comparisonLabelComboBox, evaluation.label_choices(), evaluation.label)
+        fill_combo(self.ui.comparisonModeComboBox, evaluation.mode_choices(), evaluation.mode)
+        self.ui.showCaseButton.enabled = evaluation.can_show
+        self.ui.jumpToWorstSliceButton.enabled = evaluation.can_jump
+
+        self.ui.exportModelButton.enabled = model.can_export
+        self.ui.modelStatusLabel.text = model.status_text
 
 
 #
@@ -257,7 +343,7 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
     def __init__(self) -> None:
         """Called when the logic class is instantiated. Can be used for initializing member variables."""
         ScriptedLoadableModuleLogic.__init__(self)
-        self.store = None  # None: use the connection of the DicomTeamAnnotate module
+        self.store = None  # None: the project the DicomTeamAnnotate module is connected to
         self.job = None  # the training job followed (TrainBridgeLib.jobs.runner.Job)
 
     def getParameterNode(self):
@@ -267,15 +353,12 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
     # ----- the project ---------------------------------------------------------------------------------
 
     def projectStore(self, required=True):
-        """The store: set on this logic, else the one connected in the DicomTeamAnnotate module."""
-        if self.store is not None:
-            return self.store
-        store = None
-        if getattr(slicer, "app", None) is not None:
-            try:
-                store = slicer.util.getModuleLogic("DicomTeamAnnotate").store
-            except (RuntimeError, AttributeError):  # the hub module is not loaded
-                store = None
+        """The store: set on this logic, else the one the DicomTeamAnnotate module is connected to.
+
+        A plain value kept by the hub (DicomTeamAnnotateLib.slicer.connection), never looked up through
+        the hub's module widget; still, read it on the main thread and hand it to workers.
+        """
+        store = self.store if self.store is not None else current_store()
         if store is None and required:
             raise RuntimeError("not connected to a project: connect in the DICOM Team Annotate module")
         return store
@@ -286,6 +369,11 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
         app = getattr(slicer, "app", None)
         base = app.cachePath if app is not None else os.path.join(os.path.expanduser("~"), ".cache")
         return os.path.join(base, "DicomTeamAnnotate", "TrainBridge", *parts)
+
+    @staticmethod
+    def isJobFolder(folder) -> bool:
+        """True when ``folder`` holds a training job (its job.json)."""
+        return bool(folder) and os.path.isfile(os.path.join(folder, JOB_FILE))
 
     @staticmethod
     def architectures() -> tuple:
@@ -299,9 +387,9 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
 
     # ----- export --------------------------------------------------------------------------------------
 
-    def casesFromStore(self, workDir, kind="adjudicated", caseIds=None) -> tuple:
-        """Any thread: (CaseInput list, project labels) of each case's latest ``kind`` version."""
-        store = self.projectStore()
+    def casesFromStore(self, workDir, kind="adjudicated", caseIds=None, store=None) -> tuple:
+        """Any thread (with ``store``): (CaseInput list, project labels) of each case's latest ``kind`` version."""
+        store = store or self.projectStore()
         return cases_from_store(store.location, store.user, getattr(store, "token", None), kind=kind,
                                 work_dir=workDir, case_ids=caseIds)
 
@@ -425,12 +513,20 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
         """Main thread: nodes of the image, the ground truth and the prediction (reused for a next case)."""
         return show_comparison(read, previous=previous, scene=scene)
 
-    def setComparisonView(self, nodes, mode="side by side", label=None) -> None:
-        """Main thread: only ``label`` visible; side by side (ground truth left, prediction right) or overlaid.
+    @staticmethod
+    def setComparisonView(nodes, mode="side by side", label=None, saved=None):
+        """Main thread: only ``label`` visible; side by side (ground truth left, prediction right, both views on
+        Red's plane) or overlaid (the prediction as an outline over the filled ground truth, in every view).
 
-        Overlaid: both in every view, the prediction as an outline over the filled ground truth.
+        Returns what side by side changed in the views (give it back with ``saved`` next time, and to
+        leaveComparisonView); None when overlaid (the views are given back first).
         """
-        set_comparison_view(nodes, mode, label)
+        return set_comparison_view(nodes, mode, label, saved)
+
+    @staticmethod
+    def leaveComparisonView(nodes, saved) -> None:
+        """Main thread: the layout, Yellow's plane and the linking as before; both segmentations in every view."""
+        leave_comparison_view(nodes, saved)
 
     @staticmethod
     def linkSliceViews() -> None:
@@ -466,21 +562,65 @@ class TrainBridgeTest(ScriptedLoadableModuleTest):
         """Called by Slicer's 'Reload and Test' and ctest: run every test of this module."""
         self.setUp()
         self.test_ExportFromNodes()
+        self.setUp()
+        self.test_PanelExportsDataset()
+
+    @staticmethod
+    def _phantomNodes(n):
+        """A phantom case as a volume node and a segmentation node."""
+        phantom = make_phantom(seed=n, shape=(12, 32, 32), spacing=(1.5, 1.5, 3.0))
+        volume = volume_to_node(phantom.volume, name=f"phantom{n}")
+        seg = segmentation_to_node(phantom.segmentation(), reference_volume_node=volume, name=f"labels{n}")
+        return volume, seg
 
     def test_ExportFromNodes(self):
         """Phantom cases as nodes become an nnU-Net dataset with patient-level splits."""
         import tempfile
 
-
         logic = TrainBridgeLogic()
         cases = []
         for n in range(4):
-            phantom = make_phantom(seed=n, shape=(12, 32, 32), spacing=(1.5, 1.5, 3.0))
-            volume = volume_to_node(phantom.volume, name=f"phantom{n}")
-            seg = segmentation_to_node(phantom.segmentation(), reference_volume_node=volume, name=f"labels{n}")
+            volume, seg = self._phantomNodes(n)
             cases.append(logic.caseFromNodes(f"case{n}", f"P{n // 2}", volume, seg))
         with tempfile.TemporaryDirectory() as tmp:
             summary = logic.exportDataset(cases, tmp, "Phantoms", folds=2, test_fraction=0.0)
             self.assertTrue(os.path.isfile(os.path.join(summary["dataset_dir"], "dataset.json")))
             self.assertEqual(summary["n_train"], 4)
+        self.delayDisplay("Test passed")
+
+    def test_PanelExportsDataset(self):
+        """The panel's main action as a user takes it (as ExtraEffects' test_SplitVolume1 drives its effect):
+        four phantom cases of two patients added from the scene, 'Export dataset' clicked; the dataset is
+        written and becomes the training dataset."""
+        import tempfile
+        import time
+
+        slicer.util.selectModule("TrainBridge")
+        widget = slicer.util.getModuleWidget("TrainBridge")
+        ui, panel = widget.ui, widget.panel
+        ui.exportSourceComboBox.setCurrentIndex(ui.exportSourceComboBox.findData("nodes"))
+        for n in range(4):
+            volume, seg = self._phantomNodes(n)
+            ui.caseVolumeSelector.setCurrentNode(volume)
+            ui.caseSegmentationSelector.setCurrentNode(seg)
+            ui.patientLineEdit.setText(f"P{n // 2}")  # what the user types
+            ui.addNodeCaseButton.click()
+        self.assertEqual(ui.exportCasesTableWidget.rowCount, 4)
+        ui.datasetNameLineEdit.setText("PanelPhantoms")
+        ui.foldsSpinBox.value = 2
+        ui.testFractionSpinBox.value = 0.0
+        with tempfile.TemporaryDirectory() as tmp:
+            ui.rawFolderLineEdit.currentPath = tmp
+            self.assertTrue(ui.exportButton.enabled)
+            ui.exportButton.click()
+            deadline = time.monotonic() + 300
+            while panel.tasks.busy and time.monotonic() < deadline:
+                slicer.app.processEvents()
+                time.sleep(0.02)
+            self.assertFalse(panel.tasks.busy, "the export did not finish in 5 minutes")
+            dataset = ui.datasetPathLineEdit.currentPath
+            self.assertTrue(dataset.startswith(tmp) and dataset.endswith("_PanelPhantoms"), dataset)
+            self.assertTrue(os.path.isfile(os.path.join(dataset, "dataset.json")))
+            self.assertIn("4 training case(s) in 2 fold(s), 0 test case(s)", ui.exportStatusLabel.text)
+            self.assertTrue(ui.startTrainingButton.enabled)
         self.delayDisplay("Test passed")
