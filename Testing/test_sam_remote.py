@@ -172,7 +172,8 @@ def test_a_local_volume_must_be_the_cases_image(team):
 
 
 def test_no_answer_in_time_is_a_timeout_with_fallback(team):
-    seg = remote(team, precompute=False, timeout=(5.0, 1e-4))
+    seg = remote(team, precompute=False)
+    seg.backend.timeout = (5.0, 1e-4)  # a device far slower than this client will wait for
     with pytest.raises(RemoteTimeout) as info:
         seg.segment_slice("axial", 2, box=(300, 200, 420, 330))
     assert info.value.fallback
@@ -192,7 +193,8 @@ def test_server_killed_mid_propagation_keeps_the_partial_result(team, local):
 
         with pytest.raises(RemoteUnavailable) as info:
             seg.propagate("axial", {10: Prompt(box=bounding_box(liver[10]))}, "both", progress=kill_after)
-        assert info.value.fallback and 4 <= len(info.value.partial) < 20
+        # slices are sent as they are kept, just after their progress: 3 or more of them arrived
+        assert info.value.fallback and 3 <= len(info.value.partial) < 20
         assert "went away" in str(info.value)
         full = local.propagate("axial", {10: Prompt(box=bounding_box(liver[10]))}, "both")
         assert all(np.array_equal(r.mask, full[k].mask) for k, r in info.value.partial.items())

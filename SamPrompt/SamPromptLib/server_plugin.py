@@ -145,9 +145,9 @@ def create_router(context):
     router.service = service  # for tests and embedders
 
     def segmenter(member, case_id: str, backend, window):
-        case = context.case(member, case_id)  # the store's rule: 403 for an annotator's unassigned case
+        # the store's rule (403 for an annotator's unassigned case); the blob is named by its sha256
         path = context.case_image_path(member, case_id)
-        return _call(lambda: service.segmenter(case["image_sha256"], path, backend, window))
+        return _call(lambda: service.segmenter(path.name, path, backend, window))
 
     @router.get("/info")
     def info(member=Depends(context.member)):
@@ -170,8 +170,8 @@ def create_router(context):
                                                                                               "mask_input"))
         p = _prompt(body.box, body.points, body.labels)
         prediction = _call(lambda: service.prompt(seg, body.plane, body.index, p, mask_input, body.multimask))
-        return {**wire.prediction_to_json(prediction), "backend": seg.backend.name, "device": service.device,
-                "window": list(seg.window)}
+        return {**wire.prediction_to_json(prediction, service.plan(seg, body.plane)), "backend": seg.backend.name,
+                "device": service.device, "window": list(seg.window)}
 
     @router.post("/cases/{case_id}/precompute")
     def precompute(case_id: str, body: PrecomputeBody, member=Depends(context.member)):
@@ -198,6 +198,7 @@ def create_router(context):
 async def _stream(service, seg, body, anchors, job_id, event):
     """NDJSON lines of one propagation job, run on its own thread; a dropped connection cancels it."""
     lines: queue.Queue = queue.Queue()
+    plan = service.plan(seg, body.plane)
 
     def put(doc) -> None:
         lines.put(json.dumps(doc) + "\n")
@@ -206,7 +207,7 @@ async def _stream(service, seg, body, anchors, job_id, event):
         try:
             results, stops = service.propagate(
                 seg, body.plane, anchors, body.direction, None if body.extend is None else tuple(body.extend),
-                cancel=event, on_result=lambda r: put({"slice": wire.result_to_json(r)}),
+                cancel=event, on_result=lambda r: put({"slice": wire.result_to_json(r, plan)}),
                 progress=lambda done, total: put({"progress": [done, total]}))
             put({"done": {"slices": sorted(int(k) for k in results), "stops": [[int(k), why] for k, why in stops]}})
         except PropagationCancelled as exc:

@@ -22,8 +22,8 @@ from DicomTeamAnnotateLib.io.nrrd_payload import open_nrrd
 from DicomTeamAnnotateLib.io.volumes import nrrd_volume
 from SamPromptLib.backends import available_backends, create_backend
 from SamPromptLib.cache import EmbeddingCache
-from SamPromptLib.planes import check_plane
-from SamPromptLib.preprocess import resolve_window
+from SamPromptLib.planes import check_plane, pixel_spacing, slice_shape
+from SamPromptLib.preprocess import plan_resize, resolve_window
 from SamPromptLib.propagate import Prompt, PropagationCancelled
 from SamPromptLib.segmenter import SamSegmenter, default_window
 
@@ -131,6 +131,11 @@ class SamService:
         """What a client needs before prompting: the image's shape and default window."""
         volume = self.volume(sha256, path)
         return {"shape": list(volume.array.shape), "window": list(default_window(volume))}
+
+    def plan(self, seg: SamSegmenter, plane: str):
+        """The ResizePlan of every slice of ``plane`` (the model input it maps onto)."""
+        shape = slice_shape(seg.volume.array.shape, check_plane(plane))
+        return plan_resize(shape, seg.backend.image_size, pixel_spacing(seg.volume.geometry, plane))
 
     # ----- requests --------------------------------------------------------------------------------
     def _guard(self, fn):
