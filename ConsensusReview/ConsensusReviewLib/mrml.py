@@ -2,9 +2,10 @@
 
 Annotators' segmentation nodes read on a reference grid; the reference image and consensus
 segmentation nodes of a run; the disagreement / vote-count / probability maps as coloured volume
-nodes, their colour table, and the foreground layer of the slice views. ConsensusReviewLogic
-delegates here; every function that reads, makes or shows nodes runs on the main thread. Slicer is
-imported inside the functions, so this file imports in plain Python.
+nodes, their colour table, the foreground layer of the slice views (and its opacity alone), the
+Segment Editor opened on the adjudication. ConsensusReviewLogic delegates here; every function that
+reads, makes or shows nodes runs on the main thread. Slicer is imported inside the functions, so
+this file imports in plain Python.
 """
 
 from DicomTeamAnnotateLib.core.volume import Volume
@@ -128,3 +129,21 @@ def hide_map() -> None:
     import slicer
 
     slicer.util.setSliceViewerLayers(foreground=None)
+
+
+def set_map_opacity(opacity) -> None:
+    """Application: the foreground layer's opacity only (the map volume is left as it is)."""
+    import slicer
+
+    slicer.util.setSliceViewerLayers(foregroundOpacity=float(opacity))
+
+
+def edit_in_segment_editor(segmentation_node, reference_node=None) -> None:
+    """Application: open the Segment Editor on ``segmentation_node`` (source volume: ``reference_node``)."""
+    import slicer
+
+    slicer.util.selectModule("SegmentEditor")
+    editor = slicer.util.getModuleWidget("SegmentEditor").editor
+    editor.setSegmentationNode(segmentation_node)
+    if reference_node is not None:
+        editor.setSourceVolumeNode(reference_node)

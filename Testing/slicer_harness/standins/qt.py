@@ -899,6 +899,7 @@ class QListWidget(QFrame):
 
     def clear(self):
         self._items.clear()
+        self.setCurrentRow(-1)  # QListWidget::clear: no current item any more
 
     @property
     def count(self):
@@ -906,6 +907,17 @@ class QListWidget(QFrame):
 
     def item(self, row):
         return QTableWidgetItem(self._items[row]) if 0 <= row < len(self._items) else None
+
+    @property
+    def currentRow(self):
+        return getattr(self, "_current_row", -1)
+
+    def setCurrentRow(self, row):
+        """QListWidget::setCurrentRow (the user selects a row): currentRowChanged(int) when it changes."""
+        row = int(row) if 0 <= int(row) < len(self._items) else -1
+        if row != self.currentRow:
+            object.__setattr__(self, "_current_row", row)
+            self.emit("currentRowChanged(int)", row)
 
 
 # ----- layouts -----------------------------------------------------------------------------------

@@ -151,6 +151,7 @@ class qSlicerScriptedLoadableModuleWidget(qMRMLWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.python_widget = None
+        self.isEntered = False  # qSlicerAbstractModuleWidget::isEntered: between enter() and exit()
 
     def self(self):
         return self.python_widget
@@ -393,11 +394,13 @@ class _ModuleSelector(qt.QObject):
         threadguard.check("moduleSelector.selectModule")
         previous = self.manager.modules.get(self.selected)
         if previous is not None and getattr(previous, "_widget", None) is not None:
+            previous._widget.isEntered = False  # qSlicerAbstractModuleWidget::exit(), then the Python exit()
             previous._widget.self().exit()
         module = self.manager.modules[name]
         widget = module.widgetRepresentation() if hasattr(module, "widgetRepresentation") else None
         self.selected = name
         if widget is not None and hasattr(widget, "self"):
+            widget.isEntered = True  # qSlicerAbstractModuleWidget::enter(), then the Python enter()
             widget.self().enter()
         self.emit("moduleSelected(QString)", name)
 
