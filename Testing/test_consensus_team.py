@@ -86,8 +86,10 @@ def test_reviewer_adjudicates_and_the_ground_truth_is_in_the_store(team, tmp_pat
     assert audit["reviewer"] == "rev" and audit["case_id"] == "c1"
     assert datetime.datetime.fromisoformat(audit["time"]) >= before
     assert audit["method"] == "staple" and audit["parameters"]["threshold"] == 0.5
-    assert [(i["version_id"], i["author"]) for i in audit["inputs"]] == [(team["pushed"][u], u) for u in ANNOTATORS]
-    assert all(i["sha256"] for i in audit["inputs"])
+    # read as the blind annotator ann: her own input in full, the others' ids and hashes hidden (issue 15 item 1)
+    assert [(i["version_id"], i["author"]) for i in audit["inputs"]] == \
+        [(team["pushed"][u] if u == "ann" else "(hidden)", u) for u in ANNOTATORS]
+    assert audit["inputs"][0]["sha256"] and all(i["sha256"] == "(hidden)" for i in audit["inputs"][1:])
     assert audit["started_from"] == "consensus"
     assert audit["edits"]["aorta"] == {"added": 0, "removed": int(aorta[top].sum())}
     assert audit["edits"]["liver"] == {"added": 0, "removed": 0}
