@@ -22,7 +22,7 @@ def test_effect_registers_without_shadowing_the_logic_package(slicer_env, tmp_pa
 
 @pytest.mark.slow
 def test_module_self_test_segments_the_phantom_liver_through_the_effect(slicer_env, tmp_path):
-    r = run_in_slicer(slicer_env, tmp_path, "sam:self_test", timeout=1500)
+    r = run_in_slicer(slicer_env, tmp_path, "sam:self_test", timeout=1500, testing=True)
     torch_asked = [t for t in r["torch"] if t["call"] == "installTorch"]
     assert torch_asked, "torch must come through the PyTorch extension"
     sam = [i for i in r["installs"] if i["call"] == "pip_install"]

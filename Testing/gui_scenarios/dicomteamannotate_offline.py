@@ -17,6 +17,7 @@ import slicer  # noqa: E402
 import store_support as ss  # noqa: E402
 
 from DicomTeamAnnotateLib.slicer.mrml import segmentation_to_node  # noqa: E402
+from DicomTeamAnnotateLib.slicer.project_panel import TokenStore  # noqa: E402
 from DicomTeamAnnotateLib.store import StoreUnavailable  # noqa: E402
 from DicomTeamAnnotateLib.worklist.offline import OfflineQueue  # noqa: E402
 
@@ -42,7 +43,7 @@ out = {}
 try:
     # --- the token: kept outside the scene ----------------------------------------------------
     settings = DictSettings()
-    store_tokens = M.TokenStore(settings, keyring_module=None)
+    store_tokens = TokenStore(settings, keyring_module=None)
     out["saved_in"] = store_tokens.save(server.url, "alice", tokens["alice"])
     out["reloaded"] = store_tokens.load(server.url + "/", "alice") == tokens["alice"]
     out["other_user"] = store_tokens.load(server.url, "bob")

@@ -29,6 +29,7 @@ def main(argv=None) -> int:
     parser.add_argument("--scenario", required=True)
     parser.add_argument("--args", default="{}")
     parser.add_argument("--no-pytorch-extension", action="store_true")
+    parser.add_argument("--testing", action="store_true", help="ctest's testing mode (slicer.app.testingEnabled())")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")  # Slicer logs INFO
     sys.path.insert(0, str(HERE.parent))  # slicer_harness as a package
@@ -36,10 +37,12 @@ def main(argv=None) -> int:
     from slicer_harness.layout import install_extension
 
     work = Path(args.work)
-    out = {"loaded": [], "failed": {}, "violations": [], "installs": [], "torch": [], "result": None, "error": None}
+    out = {"loaded": [], "failed": {}, "violations": [], "installs": [], "torch": [], "message_boxes": [],
+           "result": None, "error": None}
     try:
         scripted = install_extension(ROOT, work / "install")
         app = SlicerApp(work, pytorch_extension=not args.no_pytorch_extension)
+        app.app.testing = args.testing
         out["loaded"] = app.load_extension(scripted)
         out["failed"] = dict(app.failed)
         app.startup_completed()
@@ -52,6 +55,8 @@ def main(argv=None) -> int:
     try:
         import threadguard
         out["violations"] = list(threadguard.violations)
+        import qt
+        out["message_boxes"] = list(qt.QMessageBox.shown)
         import slicer.packaging  # the stand-in: what was asked for and installed
         out["installs"] = list(slicer.packaging.record)
         if "PyTorchUtils" in sys.modules:

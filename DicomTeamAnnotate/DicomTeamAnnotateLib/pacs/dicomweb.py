@@ -280,10 +280,9 @@ def retrieve_series(client, study_uid: str, series_uid: str, cache_dir=None, *, 
     """WADO-RS: bring one series into the cache, skipping instances already there.
 
     ``callback(done, total)`` is called after each instance (a GUI progress hook); ``progress``
-    shows a tqdm bar.  On failure the instances already written stay (whole) for the next try.
+    shows a tqdm bar (the CLI's; tqdm is not in Slicer, so it is imported only then).  On failure the
+    instances already written stay (whole) for the next try.
     """
-    from tqdm import tqdm
-
     folder = series_cache_folder(study_uid, series_uid, cache_dir)
     sops = list_instances(client, study_uid, series_uid)
     if not sops:
@@ -294,16 +293,21 @@ def retrieve_series(client, study_uid: str, series_uid: str, cache_dir=None, *, 
     trusted = {f.name for f in complete.files} if complete else set()
     missing = [(sop, f) for sop, f in zip(sops, files) if f.name not in trusted and not _cached_instance_ok(f, sop)]
     done = len(sops) - len(missing)
-    with tqdm(total=len(sops), initial=done, disable=not progress, unit="inst", desc=f"series …{series_uid[-12:]}",
-              leave=False) as bar:
+    bar = None
+    if progress:
+        from tqdm import tqdm
 
-        def saved():
-            nonlocal done
-            done += 1
+        bar = tqdm(total=len(sops), initial=done, unit="inst", desc=f"series …{series_uid[-12:]}", leave=False)
+
+    def saved():
+        nonlocal done
+        done += 1
+        if bar is not None:
             bar.update(1)
-            if callback:
-                callback(done, len(sops))
+        if callback:
+            callback(done, len(sops))
 
+    try:
         wanted = dict(missing)
         if len(wanted) > 1 and len(wanted) == len(sops):
             # nothing cached: the whole series in one streamed request (no per-request latency)
@@ -311,6 +315,9 @@ def retrieve_series(client, study_uid: str, series_uid: str, cache_dir=None, *, 
         for sop, path in list(wanted.items()):  # a resumed transfer (or what the stream lacked): one by one
             _save_instance(_retrieve_instance(client, study_uid, series_uid, sop), path)
             saved()
+    finally:
+        if bar is not None:
+            bar.close()
     _fsync_all([f for _, f in missing] + [folder])
     write_json_atomic(folder / COMPLETE_MARKER, {"url": client.base_url, "study_uid": study_uid,
                                                  "series_uid": series_uid, "instances": sops})

@@ -1217,12 +1217,32 @@ class QProgressDialog(QDialog):
 
 
 class QMessageBox(QDialog):
+    """A message box answered by the scenario: ``answers`` (a queue of buttons), else the "go ahead" button
+    (Yes when the box has one, else Ok). Every box shown is recorded in ``shown``."""
+
     Ok, Cancel, Yes, No, Close, Retry = 0x400, 0x400000, 0x4000, 0x10000, 0x200000, 0x80000
     NoIcon, Information, Warning, Critical, Question = 0, 1, 2, 3, 4
     answers: list = []
+    shown: list = []
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.text = ""
+        self.informativeText = ""
+        self.detailedText = ""
+        self.icon = QMessageBox.NoIcon
+        self.standardButtons = QMessageBox.Ok
+        self.dontShowAgainSettingsKey = ""
 
     def exec_(self):
-        return QMessageBox.answers.pop(0) if QMessageBox.answers else QMessageBox.Ok
+        threadguard.check("qt.QMessageBox.exec_")
+        if QMessageBox.answers:
+            answer = QMessageBox.answers.pop(0)
+        else:
+            answer = QMessageBox.Yes if int(self.standardButtons) & QMessageBox.Yes else QMessageBox.Ok
+        QMessageBox.shown.append({"text": str(self.text), "title": str(self.windowTitle), "icon": int(self.icon),
+                                  "answer": int(answer)})
+        return answer
 
 
 class QFileDialog(QObject):

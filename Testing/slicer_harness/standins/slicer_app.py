@@ -3,8 +3,9 @@ manager and scripted modules, the layout manager, the qMRML widgets, and the Seg
 factory, scripted effect adaptor and editor widget.
 
 Behaviour kept from Slicer 5.12 (see the harness README for the source files):
-- ``slicer.app.testingEnabled()`` is True, so ``slicer.util``'s message boxes return their testing
-  answers (confirm -> True) and log their text, as under ctest;
+- ``slicer.app.testingEnabled()`` is False (a user's session: message boxes appear and the scenario
+  answers them, qt.QMessageBox.answers) or True with ``--testing`` (ctest: slicer.util answers them
+  itself; note that its confirm boxes then answer ``True == QMessageBox.Ok``, i.e. No);
 - a scripted module's widget is created on first use (``widgetRepresentation()``): ``XWidget(parent)``
   on a QWidget with a QVBoxLayout, ``slicer.modules.<Name>Widget`` set, then ``setup()``;
 - the layout manager drives the real ``vtkMRMLLayoutLogic`` of slicer-core (slice nodes get their
@@ -375,9 +376,10 @@ class qSlicerLayoutManager(qt.QObject):
 
 
 class _CommandOptions:
-    testingEnabled = True
-    noMainWindow = False
-    disablePython = False
+    def __init__(self, testing):
+        self.testingEnabled = testing
+        self.noMainWindow = False
+        self.disablePython = False
 
 
 class _ModuleSelector(qt.QObject):
@@ -428,15 +430,18 @@ class qSlicerApplication(qt.QObject):
         self.slicerHome = home
         self.cachePath = cache
         self.temporaryPath = os.path.join(cache, "tmp")
+        # a user's session by default (message boxes shown and answered by the scenario); ctest's
+        # testing mode (``--testing``): slicer.util answers every box itself, as Slicer does then
+        self.testing = False
         self._modules = qSlicerModuleManager()
         self.mainWindow = qSlicerMainWindow(self._modules)
         self._layout = None
 
     def testingEnabled(self):
-        return True
+        return self.testing
 
     def commandOptions(self):
-        return _CommandOptions()
+        return _CommandOptions(self.testing)
 
     def moduleManager(self):
         return self._modules
