@@ -43,9 +43,11 @@ def _wait(app, panel, timeout=300):
     app.process_events()
 
 
-def _answer_yes(panel, asked):
-    """The reviewer answers Yes to the panel's questions (slicer.util answers No in testing mode)."""
-    panel.ui.confirm = lambda text: asked.append(text) or True
+def _questions():
+    """The texts of the message boxes shown so far that asked something (OK/Cancel, Yes/No)."""
+    import qt
+
+    return [b["text"] for b in qt.QMessageBox.shown if b["icon"] == qt.QMessageBox.Question]
 
 
 def _connect_hub(app, project, user, work):
@@ -165,14 +167,14 @@ def project_review(app, project, work):
     ui.adjudicationNoteLineEdit.type_text("trimmed the liver")
     store = p.store
     out["publish_enabled"] = ui.publishButton.enabled
-    ui.publishButton.click()  # testing mode: Slicer's confirmation answers No
-    _wait(app, p)
-    out["adjudicated_after_no"] = [v["id"] for v in store.list_versions("c1") if v["kind"] == "adjudicated"]
-    asked = []
-    _answer_yes(p, asked)
+    asked_before = len(_questions())
+    qt.QMessageBox.answers.append(qt.QMessageBox.Cancel)  # the reviewer answers Cancel first
     ui.publishButton.click()
     _wait(app, p)
-    out["asked"] = asked
+    out["adjudicated_after_no"] = [v["id"] for v in store.list_versions("c1") if v["kind"] == "adjudicated"]
+    ui.publishButton.click()  # then OK
+    _wait(app, p)
+    out["asked"] = _questions()[asked_before:]
     out["publish_status"] = ui.adjudicationStatusLabel.text
     published = [v for v in store.list_versions("c1") if v["kind"] == "adjudicated"]
     audit = published[-1]["meta"]["audit"] if published else {}
