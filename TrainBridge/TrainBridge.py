@@ -622,5 +622,9 @@ class TrainBridgeTest(ScriptedLoadableModuleTest):
             self.assertTrue(dataset.startswith(tmp) and dataset.endswith("_PanelPhantoms"), dataset)
             self.assertTrue(os.path.isfile(os.path.join(dataset, "dataset.json")))
             self.assertIn("4 training case(s) in 2 fold(s), 0 test case(s)", ui.exportStatusLabel.text)
+            with open(os.path.join(dataset, "splits_final.json"), encoding="utf-8") as f:
+                folds = [set(fold["val"]) for fold in json.load(f)]
+            for pair in ({"case_000", "case_001"}, {"case_002", "case_003"}):  # one patient's cases
+                self.assertTrue(any(pair <= fold for fold in folds), f"patient cases {pair} split across folds")
             self.assertTrue(ui.startTrainingButton.enabled)
         self.delayDisplay("Test passed")
