@@ -157,3 +157,9 @@ def test_the_modules_own_self_test_passes_in_slicer(fresh_env, tmp_path):
     # the panel's Compute with an output folder: pynrrd and matplotlib, installed without a question (testing)
     both = ["pynrrd>=1.0", "matplotlib>=3.7"]
     assert first_use_installs(r["installs"], asked=False) == [(both, both)]
+
+
+def test_an_older_slicer_shows_which_version_the_module_needs(slicer_env, tmp_path):
+    out = run_in_slicer(slicer_env, tmp_path, "consensus:older_slicer")["result"]
+    assert out["panel"] is False and out["ui"] is False
+    assert len(out["labels"]) == 1 and "needs 3D Slicer 5.12 or newer (this is 5.10)" in out["labels"][0]

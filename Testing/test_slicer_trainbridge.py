@@ -163,3 +163,9 @@ def test_the_modules_own_self_test_passes_in_slicer(fresh_env, tmp_path):
     r = run_in_slicer(fresh_env, tmp_path, "trainbridge:self_test", testing=True)  # as ctest runs it
     assert r["result"]["passed"]
     assert [i for i in r["installs"] if i.get("missing")] == [], "exporting scene nodes needs no package"
+
+
+def test_an_older_slicer_shows_which_version_the_module_needs(slicer_env, tmp_path):
+    out = run_in_slicer(slicer_env, tmp_path, "trainbridge:older_slicer")["result"]
+    assert out["panel"] is False and out["ui"] is False
+    assert len(out["labels"]) == 1 and "needs 3D Slicer 5.12 or newer (this is 5.10)" in out["labels"][0]

@@ -69,15 +69,15 @@ class TrainBridge(ScriptedLoadableModule):
         self.parent.dependencies = ["DicomTeamAnnotate"]  # the project connection and shared panel helpers
         self.parent.contributors = ["DicomTeamAnnotate contributors"]
         self.parent.helpText = _("""
-Export adjudicated cases (from the project connected in DICOM Team Annotate), segmentation nodes or
-files as an nnU-Net v2 dataset with patient-level splits and a held-out test set; train with nnU-Net
-or MONAI in a background job that keeps running when Slicer closes (reattach from its folder), with
-live epochs, losses, validation Dice and curves; read the test-set evaluation, compare a case's
-prediction with its ground truth one label at a time (side by side on the same plane, or overlaid),
-jump to the worst slices; export the model to ONNX or TorchScript. Needs 3D Slicer 5.12 or newer, and
-the PyTorch extension for training (torch is installed through it). Other Python packages a feature
-needs (MONAI, nnU-Net, pynrrd, nibabel, matplotlib, ONNX) are installed at its first use, after you
-confirm. Headless twin: <code>dicomteam export-nnunet | train | jobs | evaluate | export-model</code>.
+Export adjudicated cases (needs 3D Slicer 5.12 or newer; training also needs the PyTorch extension, which
+installs torch) from the project connected in DICOM Team Annotate, segmentation nodes or files as an
+nnU-Net v2 dataset with patient-level splits and a held-out test set; train with nnU-Net or MONAI in a
+background job that keeps running when Slicer closes (reattach from its folder), with live epochs,
+losses, validation Dice and curves; read the test-set evaluation, compare a case's prediction with its
+ground truth one label at a time (side by side on the same plane, or overlaid), jump to the worst
+slices; export the model to ONNX or TorchScript. The Python packages a feature needs (MONAI, nnU-Net,
+pynrrd, nibabel, matplotlib, ONNX) are installed at its first use, after you confirm. Headless twin:
+<code>dicomteam export-nnunet | train | jobs | evaluate | export-model</code>.
 """)
         self.parent.acknowledgementText = _("""
 nnU-Net v2 (Isensee et al., Nature Methods 2021); MONAI (Project MONAI).

@@ -279,3 +279,15 @@ def self_test(app):
     started = time.monotonic()
     slicer.selfTests["TrainBridge"]()
     return {"passed": True, "seconds": round(time.monotonic() - started, 1)}
+
+
+def older_slicer(app):
+    """Slicer 5.10: the panel shows one message (which version, and why) instead of a UI that fails in a click."""
+    import qt
+
+    app.app.majorVersion, app.app.minorVersion = 5, 10
+    w = app.panel("TrainBridge")
+    app.panel("DicomTeamAnnotate")  # leaving and coming back must not fail either
+    w = app.panel("TrainBridge")
+    return {"panel": w.panel is not None, "ui": hasattr(w, "ui"),
+            "labels": [c.text for c in w.parent.findChildren(qt.QLabel)]}
