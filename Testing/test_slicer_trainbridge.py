@@ -159,6 +159,22 @@ def test_a_long_job_is_cancelled_resumed_and_attached(fresh_env, tmp_path):
     assert out["cancelled_again"] == "cancelled"
 
 
+def test_nnunet_first_use_installs_nnunetv2_with_slicers_packages_held(fresh_env, tmp_path):
+    cases = [CaseInput(f"c{p}", f"P{p}", [ph.volume], ph.segmentation())
+             for p, ph in enumerate(make_phantom(seed=p, shape=(16, 24, 24)) for p in range(3))]
+    labels = [{"name": n, "value": v} for n, v in LABEL_VALUES.items()]
+    dataset = export_nnunet(cases, tmp_path / "raw", "Tiny", labels=labels, folds=2, test_fraction=0.0).dataset_dir
+    r = run_in_slicer(fresh_env, tmp_path, "trainbridge:nnunet_first_use", dataset=dataset, work=tmp_path / "work")
+    out = r["result"]
+    nnunet = ["nnunetv2>=2.4", "matplotlib>=3.7", "nibabel>=5.0"]
+    assert installs(r["installs"]) == [(nnunet, nnunet)]
+    assert out["arch_enabled"] is False  # the network is nnU-Net's own
+    assert out["started"]["state"] == "running" and out["started"]["backend"] == "nnunet", out["log"]
+    assert out["started"]["steps"][:2] == ["plan", "train"]
+    assert out["cancelled"] == "cancelled"
+    assert any("nnunetv2>=2.4" in q for q in out["questions"]) and "Stop the training job?" in out["questions"]
+
+
 def test_the_modules_own_self_test_passes_in_slicer(fresh_env, tmp_path):
     r = run_in_slicer(fresh_env, tmp_path, "trainbridge:self_test", testing=True)  # as ctest runs it
     assert r["result"]["passed"]

@@ -291,3 +291,31 @@ def older_slicer(app):
     w = app.panel("TrainBridge")
     return {"panel": w.panel is not None, "ui": hasattr(w, "ui"),
             "labels": [c.text for c in w.parent.findChildren(qt.QLabel)]}
+
+
+def nnunet_first_use(app, dataset, work):
+    """nnU-Net's first use: nnunetv2 asked for and installed with Slicer's packages held, the job starts
+    (planning and preprocessing first); it is cancelled there (an nnU-Net epoch is too long for a test)."""
+    import qt
+
+    _views()
+    w = app.panel("TrainBridge")
+    ui, p = w.ui, w.panel
+    ui.datasetPathLineEdit.currentPath = str(dataset)
+    ui.backendComboBox.setCurrentIndex(ui.backendComboBox.findData("nnunet"))
+    out = {"arch_enabled": ui.archComboBox.enabled}
+    ui.epochsSpinBox.value = 1
+    ui.jobFolderLineEdit.currentPath = os.path.join(work, "jobs", "nnunet")
+    ui.startTrainingButton.click()
+    app.process_events(until=lambda: p.training.state in ("running", "finished", "failed", "cancelled", "lost"),
+                       timeout=300)
+    out["started"] = {"state": p.training.state, "status": ui.jobStatusLabel.text,
+                      "backend": p.logic.job.record.get("backend") if p.logic.job else None,
+                      "steps": [s["name"] for s in p.logic.job.record["steps"]] if p.logic.job else []}
+    if p.training.state == "running":
+        ui.cancelJobButton.click()  # the user's OK (the default answer)
+        _wait(app, p, timeout=120)
+    out["cancelled"] = p.training.state
+    out["questions"] = [b["text"] for b in qt.QMessageBox.shown if b["icon"] == qt.QMessageBox.Question]
+    out["log"] = ui.logPlainTextEdit.toPlainText()[-1500:]
+    return out
