@@ -543,6 +543,7 @@ class ConsensusReviewLogic(ScriptedLoadableModuleLogic):
         store = store or self.projectStore()
 
         def caseRun(caseId, tmp):
+            """One case's consensus, its inputs downloaded to ``tmp``."""
             return self.runConsensus(self.inputsFromStore(caseId, tmp, store=store), method, options, thresholds)
 
         return build_project_queue(store, caseRun, thresholds, case_ids=caseIds, work_dir=workDir,

@@ -121,6 +121,7 @@ class AdjudicationSection(Section):
         self.changed()
 
     def _published(self, task) -> None:
+        """The push ended (main thread): the version published, or why not."""
         ok, version = self.panel.result(task, _("The ground truth was not published."))
         if ok:
             self.status_text = _("Published as adjudicated version {id} of case {case}.").format(

@@ -185,6 +185,7 @@ class InputsSection(Section):
         self.tasks.start(lambda task: self.logic.reviewCases(store=store), self._cases, name="cases")
 
     def _cases(self, task) -> None:
+        """The case list arrived (main thread): keep the chosen case when it is still there."""
         ok, rows = self.panel.result(task, _("Could not list the cases."))
         if ok:
             self.cases = rows
@@ -209,6 +210,7 @@ class InputsSection(Section):
         logic = self.logic
 
         def work(task):
+            """Worker: the inputs, the consensus, then (unless cancelled) its files."""
             task.report(None, downloading or computing)
             prepared = gather()
             task.report(None, computing)
@@ -243,6 +245,7 @@ class InputsSection(Section):
                 _("Downloading the annotations of {case}...").format(case=case_id))
 
     def _computed(self, task) -> None:
+        """The consensus is computed (main thread): the result's nodes, tables, map and adjudication choices."""
         ok, run = self.panel.result(task, _("The consensus could not be computed."))
         if not ok:
             self.status_text = (_("Consensus cancelled.") if isinstance(run, TaskCancelled)

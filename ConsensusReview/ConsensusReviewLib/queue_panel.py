@@ -58,9 +58,11 @@ class QueueSection(Section):
         logic = self.logic
 
         def work(task):
+            """Worker: every case's consensus, the marking and the project report."""
             report = TaskRunner.progress_reporter(task, label)
 
             def progress(done, total):
+                """Report a case done (a Cancel stops here, before the next case)."""
                 # Cancel stops before a case; the last call comes after the cases were marked 'in review'
                 # and the project report written: a Cancel then would hide what was done, so it is not a stop
                 if done < total:
@@ -75,6 +77,7 @@ class QueueSection(Section):
         self.changed()
 
     def _built(self, task) -> None:
+        """The queue is built (main thread): its rows, what was skipped and marked."""
         ok, built = self.panel.result(task, _("The review queue could not be built."))
         if not ok:
             self.status_text = (_("Review queue cancelled.") if isinstance(built, TaskCancelled)

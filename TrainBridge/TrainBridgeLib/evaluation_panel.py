@@ -72,8 +72,9 @@ class EvaluationSection(Section):
             return []
         out = [(w["case"], _("{case} (mean Dice {dice})").format(case=w["case"], dice=format_number(w["mean_dice"])))
                for w in self.evaluation.get("worst_cases", [])]
-        seen = {c for c, _text in out}
-        out += [(r["case"], r["case"]) for r in self.rows if r["case"] not in seen and not seen.add(r["case"])]
+        for case in dict.fromkeys(r["case"] for r in self.rows):
+            if case not in {c for c, _text in out}:
+                out.append((case, case))
         return out
 
     def label_choices(self) -> list[tuple[str, str]]:
@@ -164,6 +165,7 @@ class EvaluationSection(Section):
         self.changed()
 
     def _read(self, task) -> None:
+        """The case is read (main thread): its nodes, the view, a pending jump."""
         ok, read = self.panel.result(task, _("Could not read the case."))
         if ok:
             try:

@@ -120,6 +120,7 @@ class ExportSection(Section):
 
     # ----- the case list --------------------------------------------------------------------------
     def _next_case_id(self) -> str:
+        """case_000, case_001, ... (the first not in the list)."""
         used = {c["case_id"] for c in self.cases}
         n = 0
         while f"case_{n:03d}" in used:
@@ -185,6 +186,7 @@ class ExportSection(Section):
             store, kind = self.panel.store, self.kind
 
             def work(task):
+                """Worker: download the versions and images, write the dataset."""
                 task.report(None, downloading)
                 os.makedirs(raw_dir, exist_ok=True)
                 # the downloads are needed only until written as NIfTI; same disk as the dataset
@@ -204,6 +206,7 @@ class ExportSection(Section):
                 return
 
             def work(task):
+                """Worker: write the dataset of the cases read on the main thread."""
                 task.report(0.0, label)
                 return logic.exportDataset(cases, raw_dir, progress=TaskRunner.progress_reporter(task, label),
                                            **options)
@@ -213,6 +216,7 @@ class ExportSection(Section):
         self.changed()
 
     def _exported(self, task) -> None:
+        """The export ended (main thread): the dataset becomes the training dataset, or why not."""
         ok, summary = self.panel.result(task, _("The dataset was not exported."))
         if not ok:
             self.status_text = (_("Export cancelled: no dataset was written.") if isinstance(summary, TaskCancelled)

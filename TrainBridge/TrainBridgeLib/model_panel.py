@@ -53,6 +53,7 @@ class ModelSection(Section):
         self.changed()
 
     def _exported(self, task) -> None:
+        """The export ended (main thread): where the manifest is, or why not."""
         ok, manifest = self.panel.result(task, _("The model was not exported."))
         if ok:
             self.status_text = _("Exported: {manifest}").format(manifest=manifest)

@@ -35,6 +35,7 @@ def show_comparison(read, previous=None, scene=None) -> dict:
 
 
 def _slice_nodes() -> dict:
+    """{layout name: slice node} of the scene."""
     import slicer
 
     return {n.GetLayoutName(): n for n in slicer.util.getNodesByClass("vtkMRMLSliceNode")}

@@ -146,6 +146,7 @@ class TrainingSection(Section):
             return
 
         def done(task):
+            """The processes ended (main thread): the job's state now."""
             self.panel.result(task, _("The job could not be cancelled."))
             self.poll()
 
@@ -165,6 +166,7 @@ class TrainingSection(Section):
         self._follow()
 
     def _follow(self) -> None:
+        """Show the job's state now and poll it while it runs."""
         self.curves_stamp = None
         self.poll()
         if self.running:
