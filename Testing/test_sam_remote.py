@@ -95,6 +95,27 @@ def test_python_api_without_the_pixels_and_the_cli(team, local, tmp_path, capsys
     assert np.array_equal(written.array.astype(bool), expected.array.astype(bool))
 
 
+def test_opening_a_case_embeds_its_slices_ahead_on_the_server(team):
+    """The first prompt should be as fast as the next: opening the case starts the server's precompute."""
+    import time
+
+    import requests
+
+    server, tokens = team[0], team[1]
+
+    def entries():
+        return requests.get(f"{server.url}/api/v1/plugins/sam/info", timeout=30,
+                            headers={"Authorization": f"Bearer {tokens['alice']}"}).json()["cache"]["entries"]
+
+    before = entries()
+    SamSegmenter(None, "remote", window=(55.0, 350.0), store=server.url, case="ct1", user="alice",
+                 token=tokens["alice"])  # a window no test used: every embedding is new
+    deadline = time.monotonic() + 120
+    while entries() < before + 20 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert entries() >= before + 20  # all 20 axial slices, without a single prompt
+
+
 def test_concurrent_clients_share_the_servers_embeddings(team, local):
     _, _, _, labels, values, _ = team
     jobs = [("alice", "liver", 8), ("alice", "spleen", 12), ("rev", "aorta", 6), ("rev", "stomach", 10)]
@@ -203,3 +224,15 @@ def test_server_killed_mid_propagation_keeps_the_partial_result(team, local):
     finally:
         proc.kill()
         proc.wait(30)
+
+
+def test_out_of_memory_is_recognised():
+    """The exceptions a device runs out of memory with become SamOutOfMemory (507) -> RemoteOutOfMemory."""
+    import torch
+
+    from SamPromptLib.service import is_out_of_memory
+
+    assert is_out_of_memory(MemoryError()) and is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory."))
+    assert is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 1 GB)"))
+    assert not is_out_of_memory(RuntimeError("shapes cannot be multiplied")) and not is_out_of_memory(ValueError())
+    assert server_plugin.SamOutOfMemory.status == 507
