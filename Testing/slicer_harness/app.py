@@ -70,6 +70,7 @@ class SlicerApp:
         self._register_converters()
         slicer_app.install(slicer, str(self.work_dir / "home"), str(self.work_dir / "cache"))
         self.app = slicer.app
+        self.app.layoutManager()  # the main window's views exist from startup, as in Slicer
         threadguard.watch_worker_threads()
 
     def _register_converters(self):

@@ -45,6 +45,7 @@ SEGMENTATION_FILES = Feature(_("reading and writing segmentation files (.seg.nrr
 DICOM_DECODERS = Feature(_("decoding compressed DICOM (JPEG 2000, JPEG, JPEG-LS lossless, RLE)"),
                          ("pylibjpeg>=2.0", "pylibjpeg-openjpeg>=2.3", "pylibjpeg-libjpeg>=2.1", "pylibjpeg-rle>=2.0"))
 REPORTS = Feature(_("reports and pictures (matplotlib)"), ("matplotlib>=3.7",))
+NIFTI_FILES = Feature(_("reading NIfTI files (.nii, .nii.gz)"), ("nibabel>=5.0",))
 KEYRING = Feature(_("keeping passwords in the system keyring"), ("keyring>=24",))
 
 

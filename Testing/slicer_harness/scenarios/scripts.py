@@ -19,7 +19,7 @@ def run_script(app, script, argv=(), features=("segmentation files",)):
     from DicomTeamAnnotateLib.slicer.ui import SlicerUi
 
     by_name = {"segmentation files": packages.SEGMENTATION_FILES, "dicom decoders": packages.DICOM_DECODERS,
-               "reports": packages.REPORTS}
+               "reports": packages.REPORTS, "nifti": packages.NIFTI_FILES}
     installer = packages.Installer("harness", SlicerUi())
     for name in features:
         if not installer.ensure(by_name[name]):
