@@ -29,7 +29,7 @@ from DicomTeamAnnotateLib.demo.phantom import make_phantom, write_phantom_dicom
 from DicomTeamAnnotateLib.dicom.ingest import ingest
 from DicomTeamAnnotateLib.pacs import PacsError
 from DicomTeamAnnotateLib.pacs.dicomweb import check_url, remember_password
-from DicomTeamAnnotateLib.slicer.connection import set_current_store
+from DicomTeamAnnotateLib.slicer.connection import CASE_ATTRIBUTE, set_current_store
 from DicomTeamAnnotateLib.slicer.hub_panel import HubPanel
 from DicomTeamAnnotateLib.slicer.mrml import (
     apply_window_to_display_node,
@@ -50,7 +50,6 @@ from DicomTeamAnnotateLib.worklist.offline import OfflineQueue
 from DicomTeamAnnotateLib.worklist.rows import connect, flush_queue, offline_status, reopen_case, worklist_rows
 from DicomTeamAnnotateLib.worklist.session import CaseSession
 
-CASE_ATTRIBUTE = "DicomTeamAnnotate.CaseId"
 VERSION_ATTRIBUTE = "DicomTeamAnnotate.VersionId"
 
 

@@ -154,6 +154,7 @@ class SamPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         fill_combo(self.ui.backendComboBox, [(b, b) for b in p.backends()], p.settings["backend"])
         fill_combo(self.ui.deviceComboBox, [(d, d) for d in p.devices()], p.settings["device"])
         fill_combo(self.ui.planeComboBox, [(plane, plane) for plane in PLANES], p.plane)
+        fill_combo(self.ui.runOnComboBox, p.run_on_choices(), p.settings["run_on"])
         self.ui.cacheSizeSpinBox.maximum = max(self.ui.cacheSizeSpinBox.maximum, p.settings["cache_mb"])
         self.ui.neighboursSpinBox.maximum = shared.MAX_NEIGHBOURS
         self.ui.checkpointPathLineEdit.currentPath = p.settings["checkpoint"]
@@ -167,6 +168,8 @@ class SamPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         bind_path(self.ui.checkpointPathLineEdit, lambda path: p.set_setting("checkpoint", path))
         self.ui.cacheSizeSpinBox.connect("valueChanged(int)", lambda v: p.set_setting("cache_mb", int(v)))
         self.ui.neighboursSpinBox.connect("valueChanged(int)", lambda v: p.set_setting("precompute_neighbours", int(v)))
+        self.ui.runOnComboBox.connect("currentIndexChanged(int)",
+                                      lambda i: p.set_setting("run_on", self.ui.runOnComboBox.itemData(i)))
         self.ui.planeComboBox.connect("currentIndexChanged(int)",
                                       lambda i: p.set_plane(self.ui.planeComboBox.itemData(i)))
         self.ui.precomputeButton.connect("clicked(bool)", lambda: p.precompute())
@@ -233,6 +236,7 @@ class SamPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Called when the panel model changes: copy its state to the widgets."""
         p = self.panel
         self.ui.settingsStatusLabel.text = p.settings_status
+        self.ui.answeredByLabel.text = p.answered_by_text
         self.ui.checkpointPathLineEdit.toolTip = p.checkpoint_tooltip
         self.ui.precomputeButton.enabled = p.can_precompute
         self.ui.cancelPrecomputeButton.enabled = p.precomputing

@@ -45,3 +45,46 @@ def test_panel_precompute_fills_the_effects_cache_under_a_parent_transform(slice
     assert out["cached_after_precompute"] == 10 and "10 of 10" in out["precompute_status"]
     assert out["cached_after_prompt"] == 10, "the prompt computed its own embedding instead of using the cache"
     assert out["preview"] and out["preview_transform"]
+
+
+@pytest.mark.slow
+def test_the_effect_segments_on_the_project_server_and_offers_this_computer_when_it_dies(slicer_env, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    import requests
+    from store_support import free_port
+
+    from DicomTeamAnnotateLib.demo.phantom import make_phantom
+    from DicomTeamAnnotateLib.store import admin
+
+    project = tmp_path / "project"
+    admin.init_project(project, "Remote", [{"name": "liver", "value": 1, "color": [0.9, 0.5, 0.4]}])
+    admin.add_case(project, "c1", make_phantom(seed=4, shape=(16, 64, 64), spacing=(1.5, 1.5, 3.0)).volume, "P1")
+    token = admin.add_member(project, "alice", "annotator")
+    admin.assign(project, "c1", "alice")
+    port = free_port()
+    log = open(tmp_path / "server.log", "ab")
+    server = subprocess.Popen([sys.executable, "-m", "DicomTeamAnnotateLib.cli", "serve", str(project), "--host",
+                               "127.0.0.1", "--port", str(port), "--sam-device", "cpu", "--sam-backends",
+                               "litemedsam-fp32"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if requests.get(url + "/api/v1/health", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        out = run_in_slicer(slicer_env, tmp_path, "sam:remote_prompt", timeout=1500, url=url, token=token,
+                            case="c1", server_pid=server.pid)["result"]
+    finally:
+        server.kill()
+        server.wait()
+    assert out["precompute_enabled"] is False  # the server embeds the case itself
+    assert out["started"] and out["finished"] and out["preview"] and out["preview_voxels"] > 100, out["status"]
+    assert "project server" in out["answered_by"] and url in out["answered_by"]
+    assert out["installs"] == [] or all(m == [] for m in out["installs"]), "nothing to install to use the server"
+    assert "did not answer" in out["after_kill_status"] and out["fallback_offered"] and out["preview_kept"]
+    assert out["run_on_after_fallback"] == "local"

@@ -18,7 +18,8 @@ from DicomTeamAnnotateLib.core.tasks import BackgroundTask, TaskCancelled
 from DicomTeamAnnotateLib.slicer.i18n import tr as _
 from DicomTeamAnnotateLib.slicer.panel import Notifier
 from SamPromptLib import shared
-from SamPromptLib.requirements import feature_for_backend
+from SamPromptLib.backends.remote import RemoteRefused, RemoteSamError
+from SamPromptLib.requirements import NOTHING, feature_for_backend
 from SamPromptLib.segmenter import PromptSession
 
 POLL_MS = 100
@@ -34,6 +35,9 @@ class EffectModel(Notifier):
         self.segmenter = None
         self.source = None           # (Volume, volume id, window)
         self.settings = None
+        self.remote = None           # (project store, case id) when the settings say run_on "server"
+        self.answered_by = ""        # who computed the last mask (this computer or the project server)
+        self.fallback_offered = False  # the server failed: the effect offers this computer's model
         self.status, self.error = _("Drag a box around the structure in a slice view."), False
         self.progress = None         # (fraction or None, message) while a task runs
         self.preview_version = 0     # increases whenever the preview mask changes
@@ -74,10 +78,30 @@ class EffectModel(Notifier):
         except ValueError as exc:
             self.say(str(exc), error=True)
             return False
-        if not self.installer.ensure(feature_for_backend(self.settings["backend"])):
+        remote = self.settings["run_on"] == "server"
+        if not self.installer.ensure(NOTHING if remote else feature_for_backend(self.settings["backend"])):
             self.say(_("SAM Prompt needs its Python packages; nothing was installed."), error=True)
             return False
         return True
+
+    def set_remote(self, store, case_id) -> bool:
+        """The project case the source volume is, on the server the hub module is connected to."""
+        if store is None or not case_id or not str(getattr(store, "location", "")).startswith(("http://", "https://")):
+            self.remote = None
+            self.say(_("Segmenting on the project server needs a case opened from a project server in the DICOM "
+                       "Team Annotate module; or choose 'This computer' in the SAM Prompt module."), error=True)
+            return False
+        if self.remote is None or self.remote[1] != case_id or self.remote[0] is not store:
+            self.discard()
+        self.remote = (store, str(case_id))
+        return True
+
+    def use_local(self) -> None:
+        """After a server failure: this computer's model from now on (the setting is saved)."""
+        shared.write_settings(self.ui.settings(), {"run_on": "local"})
+        self.fallback_offered = False
+        self.remote = None
+        self.say(_("SAM Prompt runs on this computer now; prompt again."))
 
     def set_source(self, volume, volume_id: str, window) -> None:
         """The source volume (a new one drops the preview and prompts)."""
@@ -96,10 +120,13 @@ class EffectModel(Notifier):
             return False
         volume, _volume_id, window = self.source
         settings, current = self.settings, self.session
+        remote = self.remote if settings["run_on"] == "server" else None
 
         def work(task):
-            # keyed by content, not node: the panel's "precompute the volume" fills the same cache
-            segmenter = shared.segmenter_for(volume, None, settings, window)
+            if remote is not None:  # the server embeds the case it holds; only the prompt travels
+                segmenter = shared.remote_segmenter_for(volume, remote[0], remote[1], settings, window)
+            else:  # keyed by content, not node: the panel's "precompute the volume" fills the same cache
+                segmenter = shared.segmenter_for(volume, None, settings, window)
             session = current
             if session is None or session.plane != plane or session.segmenter is not segmenter:
                 session = PromptSession(segmenter, plane)
@@ -117,6 +144,7 @@ class EffectModel(Notifier):
 
     def _prompted(self, plane, k, segmenter, session, result) -> None:
         self.segmenter, self.session = segmenter, session
+        self.answered_by = shared.answered_by(segmenter)
         self.preview_version += 1
         self.say(_("{plane} slice {k}: quality {score:.2f}. Add clicks, propagate, or Apply.").format(
             plane=plane, k=k, score=result.score))
@@ -168,6 +196,12 @@ class EffectModel(Notifier):
         except TaskCancelled:
             self.say(_("Stopped."))
             return
+        except RemoteSamError as exc:  # the server: what it finished stays, this computer is offered
+            if stale:
+                self.changed()
+                return
+            self._server_failed(exc)
+            return
         except Exception as exc:  # shown to the user; details in the log
             logging.exception("SAM Prompt failed")
             if not stale:
@@ -179,6 +213,19 @@ class EffectModel(Notifier):
             self.changed()  # stopped, cancelled or left meanwhile: the late result is not shown
             return
         on_done(result)
+
+    def _server_failed(self, exc) -> None:
+        kept = ""
+        if self.session is not None and exc.partial:
+            self.session.results.update(exc.partial)  # the slices the server finished before it failed
+            self.preview_version += 1
+            kept = " " + _("The {n} slice(s) it finished are kept in the preview.").format(n=len(exc.partial))
+        if isinstance(exc, RemoteRefused):
+            self.say(_("The project server refused: {error}").format(error=exc), error=True)
+            return
+        self.fallback_offered = True
+        self.say(_("The project server did not answer: {error}.{kept} Press 'Use this computer' to segment "
+                   "with the model in Slicer.").format(error=exc, kept=kept), error=True)
 
     def stop(self) -> None:
         """'Stop': a propagation stops at its next slice; any result of the running task is dropped."""

@@ -50,6 +50,19 @@ class SamPanel(Notifier):
         """What this PyTorch can use, plus the saved choice (torch may not be installed yet)."""
         return list(dict.fromkeys(shared.available_devices() + [self.settings["device"]]))
 
+    @staticmethod
+    def run_on_choices() -> list[tuple[str, str]]:
+        return [("local", _("This computer")), ("server", _("The project server"))]
+
+    @property
+    def answered_by_text(self) -> str:
+        last = shared.last_answer()
+        if last:
+            return _("The last prompt was answered by {who}.").format(who=last)
+        if self.settings["run_on"] == "server":
+            return _("Prompts go to the project server of the case opened in DICOM Team Annotate.")
+        return ""
+
     @property
     def checkpoint_tooltip(self) -> str:
         if self.settings["backend"].startswith("sam-"):
@@ -97,7 +110,9 @@ class SamPanel(Notifier):
 
     @property
     def can_precompute(self) -> bool:
-        return self.volume_node is not None and not self.tasks.busy and self._run is None
+        # on the project server the server embeds the case when it is opened: nothing to precompute here
+        return (self.volume_node is not None and not self.tasks.busy and self._run is None
+                and self.settings["run_on"] == "local")
 
     def precompute(self) -> None:
         """'Precompute': the model's packages (first use), the model on a worker, then every slice of the plane."""

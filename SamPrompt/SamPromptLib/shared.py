@@ -20,15 +20,17 @@ from SamPromptLib.segmenter import SamSegmenter, volume_fingerprint
 
 SETTINGS_PREFIX = "SamPrompt/"
 DEFAULT_SETTINGS = {"backend": DEFAULT_BACKEND, "checkpoint": "", "device": "cpu",
-                    "cache_mb": DEFAULT_MAX_BYTES // (1024 * 1024), "precompute_neighbours": 2}
+                    "cache_mb": DEFAULT_MAX_BYTES // (1024 * 1024), "precompute_neighbours": 2, "run_on": "local"}
+RUN_ON = ("local", "server")  # this computer, or the project server the hub module is connected to
 DEVICES = ("cpu", "cuda", "mps")
 MAX_NEIGHBOURS = 50
-MODEL_KEYS = ("backend", "checkpoint", "device")  # a change means another model: reset()
+MODEL_KEYS = ("backend", "checkpoint", "device", "run_on")  # a change means another model: reset()
 
 _lock = threading.RLock()
 _cache: EmbeddingCache | None = None
 _backends: dict = {}
 _segmenters: dict = {}
+_remote: dict = {}  # (server, case, user, model) -> SamSegmenter on the project server
 _fingerprints: list = []  # [(Volume, fingerprint)], newest first
 
 
@@ -43,6 +45,8 @@ def model_settings(values: dict | None = None) -> dict:
                          f"{', '.join(available_backends())}")
     if out["device"] not in DEVICES:
         raise ValueError(f"setting 'device' must be one of {DEVICES}, got {out['device']!r}")
+    if out["run_on"] not in RUN_ON:
+        raise ValueError(f"setting 'run_on' must be one of {RUN_ON}, got {out['run_on']!r}")
     for key in ("cache_mb", "precompute_neighbours"):
         try:
             out[key] = int(out[key])
@@ -171,13 +175,60 @@ def segmenter_for(volume, volume_id: str | None = None, settings: dict | None = 
         return segmenter
 
 
+def remote_segmenter_for(volume, store, case_id: str, settings: dict | None = None, window=None):
+    """The SamSegmenter of a case on the project server ``store`` (an HTTP store: its URL, user, token).
+
+    The server embeds the case image it holds; only slice addresses and prompts travel. One per
+    (server, case, user, model). Raises RemoteSamError subclasses (SamPromptLib.backends.remote) when
+    the server cannot answer, ValueError when the store is not a server.
+    """
+    from SamPromptLib.backends.remote import RemoteBackend
+
+    s = model_settings(settings)
+    url, token = getattr(store, "location", ""), getattr(store, "token", None)
+    if not str(url).startswith(("http://", "https://")):
+        raise ValueError("segmenting on the project server needs a connection to a project server (not a folder)")
+    model = None if s["backend"] == "remote" else s["backend"]
+    key = (url, case_id, store.user, model, None if window is None else tuple(window))
+    with _lock:
+        segmenter = _remote.get(key)
+    if segmenter is None:
+        backend = RemoteBackend(store=url, case=case_id, user=store.user, token=token, model=model)
+        segmenter = SamSegmenter(volume, backend, window=window)
+        with _lock:
+            _remote[key] = segmenter
+    return segmenter
+
+
+_last_answer = [""]
+
+
+def answered_by(segmenter) -> str:
+    """Who computes this segmenter's masks, for the panel and the effect ('this computer (cpu)', ...).
+
+    Also remembered as ``last_answer()``: the SamPrompt panel shows who answered the effect's last prompt.
+    """
+    info = segmenter.backend.describe() if segmenter is not None else {}
+    if info.get("runtime") == "remote":
+        text = f"the project server {info.get('server', '')} ({info.get('device') or '?'}, {info.get('model') or '?'})"
+    else:
+        text = f"this computer ({info.get('device') or 'cpu'}, {info.get('name') or '?'})"
+    _last_answer[0] = text
+    return text
+
+
+def last_answer() -> str:
+    return _last_answer[0]
+
+
 def reset() -> None:
     """Forget the loaded models, segmenters and cached embeddings (settings changed, scene closed)."""
     global _cache
     with _lock:
-        for segmenter in _segmenters.values():
+        for segmenter in list(_segmenters.values()) + list(_remote.values()):
             segmenter.close()
         _segmenters.clear()
+        _remote.clear()
         _backends.clear()
         _fingerprints.clear()
         if _cache is not None:

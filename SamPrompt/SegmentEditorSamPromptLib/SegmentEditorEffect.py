@@ -17,6 +17,7 @@ import vtk
 from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 from slicer.i18n import tr as _
 
+from DicomTeamAnnotateLib.slicer.connection import CASE_ATTRIBUTE, current_store
 from DicomTeamAnnotateLib.slicer.packages import Installer
 from DicomTeamAnnotateLib.slicer.ui import SlicerUi
 from SamPromptLib import shared
@@ -144,6 +145,15 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         progressRow.addWidget(self.stopButton)
         self.scriptedEffect.addOptionsWidget(progressRow)
 
+        self.answeredByLabel = qt.QLabel("")
+        self.answeredByLabel.wordWrap = True
+        self.scriptedEffect.addOptionsWidget(self.answeredByLabel)
+        self.useLocalButton = qt.QPushButton(_("Use this computer"))
+        self.useLocalButton.toolTip = _("The project server did not answer: segment with the model in Slicer instead.")
+        self.useLocalButton.visible = False
+        self.useLocalButton.connect("clicked()", self.model.use_local)
+        self.scriptedEffect.addOptionsWidget(self.useLocalButton)
+
         buttons = qt.QHBoxLayout()
         self.applyButton = qt.QPushButton(_("Apply"))
         self.applyButton.toolTip = _("Write the preview into the selected segment (one undo step).")
@@ -173,6 +183,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
                 self.progressBar.value = int(100 * fraction)
             self.statusLabel.text = m.status
             self.statusLabel.setStyleSheet("color: #d04040" if m.error else "")
+            self.answeredByLabel.text = _("Answered by {who}.").format(who=m.answered_by) if m.answered_by else ""
+            self.useLocalButton.visible = m.fallback_offered
         if self._shown_preview != m.preview_version:
             self._shown_preview = m.preview_version
             if m.has_preview:
@@ -213,6 +225,9 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             self.model.say(_("Select a source volume first."), error=True)
             return False
         if not self.model.read_settings():  # pip and dialogs: main thread only
+            return False
+        if self.model.settings["run_on"] == "server" and not self.model.set_remote(
+                current_store(), node.GetAttribute(CASE_ATTRIBUTE)):
             return False
         volume_id = f"{node.GetID()}:{image.GetMTime()}"
         window = shared.display_window(node.GetDisplayNode())

@@ -7,6 +7,10 @@ panels read it on the main thread and hand the store to their workers.
 """
 from __future__ import annotations
 
+# The node attribute that names the project case an MRML node belongs to (volume and segmentation of an
+# opened case); the SAM effect reads it to ask the project server about that case.
+CASE_ATTRIBUTE = "DicomTeamAnnotate.CaseId"
+
 _state = {"store": None}
 
 

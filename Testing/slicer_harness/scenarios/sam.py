@@ -116,3 +116,58 @@ def precompute_feeds_the_effect(app):
             "cached_after_prompt": shared.shared_cache().stats()["entries"], "same_key": same_key,
             "preview": effect.model.has_preview,
             "preview_transform": effect.preview_node.GetTransformNodeID() == transform.GetID()}
+
+
+def remote_prompt(app, url, token, case, server_pid):
+    """An annotator's Slicer segments on the project server: the case opened from the server in the hub,
+    'Run on: the project server' in SAM Prompt, a box in the effect; then the server dies: a clear message,
+    and 'Use this computer' offered."""
+    import os
+    import signal
+
+    import numpy as np
+    import slicer
+
+    hub = app.panel("DicomTeamAnnotate")
+    ui, p = hub.ui, hub.panel
+    ui.storeLocationLineEdit.type_text(url)
+    ui.userLineEdit.type_text("alice")
+    ui.tokenLineEdit.type_text(token)
+    ui.connectButton.click()
+    app.process_events(until=lambda: ui.worklistTableWidget.rowCount >= 1 and not p.tasks.busy, timeout=60)
+    ids = [ui.worklistTableWidget.item(r, 0).text() for r in range(ui.worklistTableWidget.rowCount)]
+    ui.worklistTableWidget.selectRow(ids.index(case))
+    ui.openCaseButton.click()
+    app.process_events(until=lambda: p.case.session is not None and not p.tasks.busy, timeout=300)
+    session = p.case.session
+    sam = app.panel("SamPrompt")
+    sam.ui.backendComboBox.setCurrentIndex(sam.ui.backendComboBox.findData("litemedsam-fp32"))
+    sam.ui.runOnComboBox.setCurrentIndex(sam.ui.runOnComboBox.findData("server"))
+    out = {"precompute_enabled": sam.ui.precomputeButton.enabled}
+    editor = slicer.qMRMLSegmentEditorWidget()
+    editor.setMRMLScene(slicer.mrmlScene)
+    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
+    editor.setMRMLSegmentEditorNode(node)
+    editor.setSegmentationNode(session.segmentation_node)
+    editor.setSourceVolumeNode(session.volume_node)
+    node.SetSelectedSegmentID(session.segmentation_node.GetSegmentation().GetNthSegmentID(0))
+    editor.setActiveEffectByName("SAM Prompt")
+    effect = editor.activeEffect().self()
+    out["started"] = effect.prompt_box("axial", 8, (14, 14, 44, 44))
+    out["finished"] = effect.wait(300)
+    out["preview"] = effect.model.has_preview
+    out["answered_by"] = effect.model.answered_by
+    out["status"] = effect.model.status
+    out["preview_voxels"] = int(np.count_nonzero(effect.model.session.mask_volume().array)) if out["preview"] else 0
+    out["installs"] = [i["missing"] for i in slicer.packaging.record if i["call"] == "pip_ensure"]
+    os.kill(server_pid, signal.SIGKILL)
+    effect.prompt_box("axial", 9, (14, 14, 44, 44))
+    effect.wait(300)
+    out["after_kill_status"] = effect.model.status
+    out["fallback_offered"] = effect.useLocalButton.visible
+    out["preview_kept"] = effect.model.has_preview
+    effect.useLocalButton.click()
+    import qt
+
+    out["run_on_after_fallback"] = qt.QSettings().value("SamPrompt/run_on")
+    return out
