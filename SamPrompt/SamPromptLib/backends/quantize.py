@@ -145,13 +145,14 @@ def fingerprint(slices: list) -> str:
 
 
 def nncf_version() -> str:
-    """The installed NNCF's version (QuantizationUnavailable without it)."""
+    """The installed NNCF's version (QuantizationUnavailable without it); read from its metadata, because
+    importing nncf takes ~3 s and is needed only to build the model."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        import nncf
-    except ImportError as exc:
-        raise QuantizationUnavailable(f"the INT8 encoder needs the nncf package ({exc}); "
-                                      "install the 'sam' extra") from None
-    return nncf.__version__
+        return version("nncf")
+    except PackageNotFoundError:
+        raise QuantizationUnavailable("the INT8 encoder needs the nncf package; install the 'sam' extra") from None
 
 
 def int8_dir(onnx_path, calibration: str, nncf: str) -> Path:
@@ -232,7 +233,8 @@ def int8_session(onnx_path, preprocess, encode_fp32, mask_of, threads: int | Non
             raise
         except Exception as exc:  # an operator NNCF cannot handle, a full disk: stay on fp32
             raise QuantizationUnavailable(f"quantizing {Path(onnx_path).name} failed: {exc}") from exc
-    session = OpenVinoSession(xml, threads, precision="bf16")  # bf16 where the CPU has it, else f32
+    # bf16 where the CPU has it, else f32; the compiled model is kept for the next process
+    session = OpenVinoSession(xml, threads, precision="bf16", cache_dir=folder / "compiled")
     marker = marker_path(xml, session.version, session.precision)
     if marker.exists():
         report = json.loads(marker.read_text())
