@@ -1,6 +1,7 @@
 """SamPrompt's model-free logic: planes, preprocessing plans, the embedding cache, propagation helpers."""
 from __future__ import annotations
 
+import sys
 import threading
 
 import numpy as np
@@ -78,6 +79,20 @@ def test_resize_and_pad_and_logits_back_to_the_slice_grid():
     assert logits.shape == (1, 20, 512)
     mask = logits[0] > 0
     assert mask[10, 150] and not mask[10, 300] and not mask[2, 150]
+
+
+@pytest.mark.parametrize("shape", [(512, 512), (20, 256), (300, 484), (97, 1024), (333, 777)])
+def test_slice_logits_without_torch_equal_torchs(shape, monkeypatch):
+    """A remote client in a Slicer without PyTorch rebuilds the slice logits in numpy: the same as torch's."""
+    plan = plan_resize(shape, 256)
+    low_res = np.random.default_rng(sum(shape)).normal(scale=5.0, size=(3, 256, 256)).astype(np.float32)
+    with_torch = logits_to_slice(low_res, plan)
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError, as in Slicer without PyTorch
+    monkeypatch.setitem(sys.modules, "torch.nn.functional", None)
+    without = logits_to_slice(low_res, plan)
+    assert without.shape == with_torch.shape == (3, *shape) and without.dtype == np.float32
+    assert np.abs(without - with_torch).max() < 1e-4
+    assert np.array_equal(without > 0, with_torch > 0)
 
 
 def test_cache_is_lru_bounded_by_bytes():

@@ -109,18 +109,54 @@ def resize_and_pad(image: np.ndarray, plan: ResizePlan, *, normalise: bool = Tru
     return out
 
 
+def _resize_axis(array: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Linear resampling along one axis as torch's ``interpolate(mode="bilinear", align_corners=False)``.
+
+    Written here because a remote client (Slicer without PyTorch) rebuilds the slice logits without
+    torch, and neither numpy nor scipy's zoom follows torch's half-pixel rule (scipy's grid_mode
+    differs at the borders); bilinear is separable, so two passes of this are the 2D resize.
+    """
+    n = array.shape[axis]
+    if n == size:
+        return array
+    # float32 arithmetic as torch's CPU kernel (area_pixel_compute_source_index), so the two agree
+    scale = np.float32(n) / np.float32(size)
+    src = np.maximum((np.arange(size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5), np.float32(0))
+    lo = np.minimum(src.astype(np.int64), n - 1)
+    hi = np.minimum(lo + 1, n - 1)
+    weight = (src - lo).astype(np.float32)
+    shape = [1] * array.ndim
+    shape[axis] = size
+    weight = weight.reshape(shape)
+    return np.take(array, lo, axis=axis) * (1 - weight) + np.take(array, hi, axis=axis) * weight
+
+
+def _logits_to_slice_numpy(logits: np.ndarray, plan: ResizePlan) -> np.ndarray:
+    for axis in (1, 2):
+        logits = _resize_axis(logits, plan.target, axis)
+    logits = logits[:, : plan.resized[0], : plan.resized[1]]
+    for axis, size in ((1, plan.original[0]), (2, plan.original[1])):
+        logits = _resize_axis(logits, size, axis)
+    return np.ascontiguousarray(logits, dtype=np.float32)
+
+
 def logits_to_slice(low_res_logits, plan: ResizePlan) -> np.ndarray:
     """(N, h0, w0) low-resolution logits -> float32 (N, H, W) logits on the slice grid.
 
     As SAM's ``postprocess_masks``: upsample to the padded input, crop the padding, resize to the slice.
+    With torch (the local backends) its ``interpolate``; without (a remote client in a Slicer without
+    PyTorch) the same resampling in numpy, equal to within float32 rounding.
     """
-    import torch
-    import torch.nn.functional as F
+    logits = np.asarray(low_res_logits, dtype=np.float32)
+    if logits.ndim == 2:
+        logits = logits[None]
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return _logits_to_slice_numpy(logits, plan)
 
-    t = torch.as_tensor(np.asarray(low_res_logits, dtype=np.float32))
-    if t.ndim == 2:
-        t = t[None]
-    t = t[:, None]
+    t = torch.as_tensor(logits)[:, None]
     if t.shape[-2:] != (plan.target, plan.target):
         t = F.interpolate(t, size=(plan.target, plan.target), mode="bilinear", align_corners=False)
     t = t[..., : plan.resized[0], : plan.resized[1]]

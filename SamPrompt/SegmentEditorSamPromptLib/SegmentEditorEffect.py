@@ -229,7 +229,9 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         if self.model.settings["run_on"] == "server" and not self.model.set_remote(
                 current_store(), node.GetAttribute(CASE_ATTRIBUTE)):
             return False
-        volume_id = f"{node.GetID()}:{image.GetMTime()}"
+        # Slicer re-resamples its aligned source image only when the node or a transform changes; voxels
+        # edited in place (arrayFromVolumeModified) show in the node's image data instead: both name the volume
+        volume_id = f"{node.GetID()}:{image.GetMTime()}:{node.GetImageData().GetMTime()}"
         window = shared.display_window(node.GetDisplayNode())
         if self.model.source is None or self.model.source[1] != volume_id or self.model.source[2] != window:
             volume, self.extent_start = image_volume(image)

@@ -140,6 +140,7 @@ def remote_prompt(app, url, token, case, server_pid):
     ui.openCaseButton.click()
     app.process_events(until=lambda: p.case.session is not None and not p.tasks.busy, timeout=300)
     session = p.case.session
+    installs_before = len(slicer.packaging.record)  # the hub's own first use (pynrrd, to open the case)
     sam = app.panel("SamPrompt")
     sam.ui.backendComboBox.setCurrentIndex(sam.ui.backendComboBox.findData("litemedsam-fp32"))
     sam.ui.runOnComboBox.setCurrentIndex(sam.ui.runOnComboBox.findData("server"))
@@ -159,7 +160,7 @@ def remote_prompt(app, url, token, case, server_pid):
     out["answered_by"] = effect.model.answered_by
     out["status"] = effect.model.status
     out["preview_voxels"] = int(np.count_nonzero(effect.model.session.mask_volume().array)) if out["preview"] else 0
-    out["installs"] = [i["missing"] for i in slicer.packaging.record if i["call"] == "pip_ensure"]
+    out["installs"] = [i["missing"] for i in slicer.packaging.record[installs_before:] if i["call"] == "pip_ensure"]
     os.kill(server_pid, signal.SIGKILL)
     effect.prompt_box("axial", 9, (14, 14, 44, 44))
     effect.wait(300)

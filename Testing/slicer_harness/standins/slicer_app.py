@@ -693,6 +693,7 @@ class qMRMLSegmentEditorWidget(qMRMLWidget):
         self._effects = {}
         self._active = None
         self._source = None
+        self._aligned, self._aligned_for = None, None  # the aligned source image and what it was made from
 
     def setMRMLSegmentEditorNode(self, node):
         self._node = node
@@ -719,13 +720,23 @@ class qMRMLSegmentEditorWidget(qMRMLWidget):
         self._node.SetSelectedSegmentID(segment_id)
 
     def _source_image(self):
-        """The source volume as a vtkOrientedImageData in the segmentation's frame (what Slicer hands an effect)."""
+        """The source volume as a vtkOrientedImageData in the segmentation's frame (what Slicer hands an effect).
+
+        As vtkSlicerSegmentEditorLogic::UpdateAlignedSourceVolume: one image, made again only when the source
+        node, its transform or the segmentation's transform is another one or was modified after it."""
         node = self._source
+        segmentation = self._node.GetSegmentationNode() if self._node is not None else None
+        transforms = (node.GetParentTransformNode(), segmentation.GetParentTransformNode() if segmentation else None)
+        aligned = self._aligned
+        if (aligned is not None and self._aligned_for == (node, *transforms)
+                and all(n is None or n.GetMTime() <= aligned.GetMTime() for n in (node, *transforms))):
+            return aligned
         image = slicer.vtkOrientedImageData()
         image.ShallowCopy(node.GetImageData())
         m = vtk.vtkMatrix4x4()
         node.GetIJKToRASMatrix(m)
         image.SetImageToWorldMatrix(m)
+        self._aligned, self._aligned_for = image, (node, *transforms)
         return image
 
     def _copy_effects(self):
