@@ -19,6 +19,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 HERE = Path(__file__).resolve().parent
 PINS = HERE / "slicer-5.12-python.txt"
 SLICER_CORE = ("slicer-core==5.12.4.0", "vtk==9.6.0")
@@ -68,21 +71,24 @@ def _torch_links(dest: Path) -> Path | None:
     except importlib.metadata.PackageNotFoundError:
         return None
     dest.mkdir(parents=True, exist_ok=True)
-    bundled = set(slicer_pins())
-    todo, done = ["torch", "torchvision"], set()
+    bundled = {canonicalize_name(n) for n in slicer_pins()}
+    # (name, extras) pairs: torch asks for cuda-toolkit[cublas,cufft,...], whose wheels are named only
+    # under those extras; missing them, pip in the session "completes" torch with ~870 MB of CUDA wheels
+    todo, done = [("torch", frozenset()), ("torchvision", frozenset())], set()
     while todo:
-        name = todo.pop().lower().replace("_", "-")
-        if name in done or name in bundled:
+        name, extras = todo.pop()
+        name = canonicalize_name(name)
+        if (name, extras) in done or name in bundled:
             continue
-        done.add(name)
+        done.add((name, extras))
         try:
             dist = importlib.metadata.distribution(name)
         except importlib.metadata.PackageNotFoundError:
             continue
-        for req in dist.requires or []:
-            if "extra ==" not in req:
-                todo.append(req.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0]
-                            .split("!")[0].split("~")[0].strip())
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in (extras or {""})):
+                todo.append((req.name, frozenset(req.extras)))
         tops = set()
         for f in dist.files or []:
             top = Path(str(f)).parts[0]
