@@ -33,13 +33,13 @@ from ConsensusReviewLib.results_panel import ANNOTATOR_COLUMNS, LABEL_COLUMNS, h
 from ConsensusReviewLib.review_queue import ReviewThresholds
 from ConsensusReviewLib.simulate import simulate_reader_segmentations
 from ConsensusReviewLib.store_case import load_store_case
-from ConsensusReviewLib.ui_services import ReviewUi
 from DicomTeamAnnotateLib.core.volume import Volume
 from DicomTeamAnnotateLib.demo.phantom import make_phantom
 from DicomTeamAnnotateLib.slicer.connection import current_store
 from DicomTeamAnnotateLib.slicer.mrml import node_to_segmentation, node_to_volume, segmentation_to_node, volume_to_node
 from DicomTeamAnnotateLib.slicer.packages import Installer, slicer_version_problem
 from DicomTeamAnnotateLib.slicer.qt_binding import bind_path, fill_combo, fill_table
+from DicomTeamAnnotateLib.slicer.ui import SlicerUi
 
 #
 # ConsensusReview
@@ -128,7 +128,7 @@ class ConsensusReviewWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = ConsensusReviewLogic()
-        ui = ReviewUi()
+        ui = SlicerUi()
         self.panel = ConsensusPanel(self.logic, ui, Installer(_("Consensus Review"), ui))
         p = self.panel
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)

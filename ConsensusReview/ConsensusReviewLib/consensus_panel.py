@@ -1,6 +1,6 @@
 """The ConsensusReview panel without Qt: four sections sharing the logic, one task runner and the UI services.
 
-    panel = ConsensusPanel(logic, ui, installer, parameters)   # ui: ui_services.ReviewUi in Slicer
+    panel = ConsensusPanel(logic, ui, installer, parameters)   # ui: DicomTeamAnnotateLib.slicer.ui.SlicerUi in Slicer
     panel.inputs.set_source("nodes"); panel.inputs.set_nodes([n1, n2, n3]); panel.inputs.compute()
     ... the task ends on the main thread ...
     panel.results.choose_map("votes:liver"); panel.results.set_opacity(0.3)

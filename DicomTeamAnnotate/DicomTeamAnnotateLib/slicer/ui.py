@@ -121,6 +121,13 @@ class SlicerUi:
 
         return qt.QFileDialog.getOpenFileName(slicer.util.mainWindow(), title, folder, filters) or ""
 
+    def choose_files(self, title: str, folder: str = "", filters: str = "") -> list[str]:
+        """Existing files the user picks, several at once (an annotator's files each; [] when cancelled)."""
+        import qt
+        import slicer
+
+        return [str(p) for p in qt.QFileDialog.getOpenFileNames(slicer.util.mainWindow(), title, folder, filters) or []]
+
     def choose_folder(self, title: str, folder: str = "") -> str:
         import qt
         import slicer
@@ -139,3 +146,15 @@ class SlicerUi:
         import qt
 
         qt.QDesktopServices.openUrl(qt.QUrl(url))
+
+    def open_file(self, path: str) -> None:
+        """A local file (an HTML report) in the system's application for it."""
+        import qt
+
+        qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(path)))
+
+    def show_module(self, name: str) -> None:
+        """Switch Slicer's module panel to ``name``."""
+        import slicer
+
+        slicer.util.selectModule(name)
