@@ -29,6 +29,7 @@ from ConsensusReviewLib.inputs import align_segmentations, load_annotations, uni
 from ConsensusReviewLib.outputs import review_status, write_consensus_outputs
 from ConsensusReviewLib.project_queue import build_project_queue
 from ConsensusReviewLib.queue_panel import QUEUE_COLUMNS
+from ConsensusReviewLib.requirements import PUBLISH, REVIEW_QUEUE, consensus_feature
 from ConsensusReviewLib.results_panel import ANNOTATOR_COLUMNS, LABEL_COLUMNS, headers
 from ConsensusReviewLib.review_queue import ReviewThresholds
 from ConsensusReviewLib.simulate import simulate_reader_segmentations
@@ -37,7 +38,7 @@ from DicomTeamAnnotateLib.core.volume import Volume
 from DicomTeamAnnotateLib.demo.phantom import make_phantom
 from DicomTeamAnnotateLib.slicer.connection import current_store
 from DicomTeamAnnotateLib.slicer.mrml import node_to_segmentation, node_to_volume, segmentation_to_node, volume_to_node
-from DicomTeamAnnotateLib.slicer.packages import Installer, slicer_version_problem
+from DicomTeamAnnotateLib.slicer.packages import SEGMENTATION_FILES, Installer, require, slicer_version_problem
 from DicomTeamAnnotateLib.slicer.qt_binding import bind_path, fill_combo, fill_table
 from DicomTeamAnnotateLib.slicer.ui import SlicerUi
 
@@ -352,12 +353,14 @@ class ConsensusReviewLogic(ScriptedLoadableModuleLogic):
 
     def inputsFromStore(self, caseId, workDir, submittedOnly=True, store=None) -> dict:
         """Any thread (with ``store``): every annotator's latest version of a project case, on its image's grid."""
+        require(SEGMENTATION_FILES, _("Consensus Review"))
         inputs, image, versions = load_store_case(store or self.projectStore(), caseId, workDir, submittedOnly)
         return {"case_id": caseId, "source": "store", "inputs": inputs, "image": image, "versions": versions}
 
     @staticmethod
     def inputsFromFiles(paths, reference=None) -> dict:
         """Any thread: annotators' files (.seg.nrrd or label maps); ``reference``: a Volume, Geometry or path."""
+        require(consensus_feature("files", False, paths), _("Consensus Review"))
         image = reference if isinstance(reference, Volume) else None
         inputs = load_annotations(paths, reference=reference.geometry if image is not None else reference)
         return {"case_id": "", "source": "files", "inputs": inputs, "image": image, "versions": []}
@@ -400,6 +403,7 @@ class ConsensusReviewLogic(ScriptedLoadableModuleLogic):
     def writeConsensusOutputs(run, outDir, thresholds=None) -> dict:
         """Any thread: a run's files (consensus .seg.nrrd and label map, maps, agreement JSON/CSV, HTML report)
         in ``outDir``; {what: path}."""
+        require(consensus_feature("nodes", True), _("Consensus Review"))
         paths = write_consensus_outputs(run["result"], outDir, case_id=run["case_id"], image=run["image"],
                                         thresholds=ReviewThresholds(**(thresholds or {})))
         return {k: str(v) for k, v in paths.items()}
@@ -519,6 +523,7 @@ class ConsensusReviewLogic(ScriptedLoadableModuleLogic):
     def publish(self, seg, note="", message="", store=None, adjudication=None) -> dict:
         """Any thread (with ``store`` and ``adjudication`` read on the main thread): push ``seg`` as the
         case's adjudicated version with the audit record; its record."""
+        require(PUBLISH, _("Consensus Review"))
         adjudication = adjudication if adjudication is not None else self.adjudication
         if adjudication is None:
             raise RuntimeError("start an adjudication first")
@@ -540,6 +545,7 @@ class ConsensusReviewLogic(ScriptedLoadableModuleLogic):
         'report': project_report.html or None}. ``markInReview`` moves the cases that cross a
         threshold to 'in review' in the project (a reviewer's right).
         """
+        require(REVIEW_QUEUE, _("Consensus Review"))
         store = store or self.projectStore()
 
         def caseRun(caseId, tmp):

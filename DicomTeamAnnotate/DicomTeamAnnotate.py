@@ -38,7 +38,7 @@ from DicomTeamAnnotateLib.slicer.mrml import (
     segmentation_to_node,
     volume_to_node,
 )
-from DicomTeamAnnotateLib.slicer.packages import SEGMENTATION_FILES, Installer, slicer_version_problem
+from DicomTeamAnnotateLib.slicer.packages import SEGMENTATION_FILES, Installer, require, slicer_version_problem
 from DicomTeamAnnotateLib.slicer.qt_binding import bind_path, fill_combo, fill_table, selected_row_id, set_text
 from DicomTeamAnnotateLib.slicer.ui import SlicerUi
 from DicomTeamAnnotateLib.slicer.view_panel import CUSTOM_PRESET
@@ -431,6 +431,7 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
         Returns worklist.open_case's dict plus 'store', 'work_dir', 'volume' (Volume),
         'version_segmentation' and 'draft_segmentation' (Segmentation or None), 'draft_time'.
         """
+        require(SEGMENTATION_FILES, _("DICOM Team Annotate"))
         return case_session.fetch_case(self.requireStore(), caseId, workDir, progress=progress)
 
     @staticmethod
@@ -528,6 +529,7 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def writeDraft(session, seg, digest):
         """Any thread: write the draft .seg.nrrd atomically; returns its path."""
+        require(SEGMENTATION_FILES, _("DICOM Team Annotate"))
         return case_session.write_draft(session, seg, digest)
 
     def saveDraft(self, session):
@@ -537,6 +539,7 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
 
     def pushSegmentation(self, session, seg, message="", submit=False, progress=None) -> dict:
         """Any thread: push ``seg`` as my new version (and submit); queued when the store is unreachable."""
+        require(SEGMENTATION_FILES, _("DICOM Team Annotate"))
         return case_session.push_segmentation(session, seg, message, submit=submit, progress=progress,
                                               queue=self.queue)
 
@@ -554,6 +557,7 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
 
     def fetchVersion(self, version, workDir) -> tuple:
         """Any thread: download one version and read it; (version, Segmentation)."""
+        require(SEGMENTATION_FILES, _("DICOM Team Annotate"))
         return case_session.fetch_version(self.requireStore(), version, workDir)
 
     def loadVersion(self, version, seg, scene=None):

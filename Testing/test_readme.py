@@ -17,12 +17,13 @@ README = ROOT / "README.md"
 SCRATCH = "/tmp/dicomteam-readme"
 
 
-def python_blocks() -> list[tuple[int, str]]:
+def python_blocks(in_slicer: bool = False) -> list[tuple[int, str]]:
+    """(line, code) of the README's Python blocks: plain ones, or those marked ``# In Slicer``."""
     text = README.read_text()
     blocks = []
     for m in re.finditer(r"^```python\n(.*?)^```", text, flags=re.S | re.M):
         code = m.group(1)
-        if not code.lstrip().startswith("# In Slicer"):
+        if code.lstrip().startswith("# In Slicer") == in_slicer:
             blocks.append((text[: m.start()].count("\n") + 1, code))
     return blocks
 
@@ -46,3 +47,25 @@ def test_readme_block_runs(line, code, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, f"README block at line {line} failed:\n{proc.stderr[-3000:]}"
+
+
+def test_readme_has_slicer_blocks():
+    assert len(python_blocks(in_slicer=True)) >= 2
+
+
+@pytest.mark.parametrize("line,code", python_blocks(in_slicer=True),
+                         ids=lambda v: f"line{v}" if isinstance(v, int) else "")
+def test_readme_slicer_block_runs_in_slicer(line, code, tmp_path, slicer_env):
+    """The '# In Slicer' blocks run in the Slicer harness's Python console, placeholders made real."""
+    from slicer_support import run_in_slicer
+    from store_support import make_team_project
+
+    places = {"/path/to/dicom_folder_or_archive.zip": lambda: need(SHARED_DATA / "ct_abdomen" / "dicom"),
+              "/data/project": lambda: make_team_project(tmp_path / "project") and tmp_path / "project"}
+    for placeholder, make in places.items():
+        if placeholder in code:
+            code = code.replace(placeholder, str(make()))
+    assert "/path/to/" not in code and '"/data/' not in code, f"README block at line {line}: a placeholder " \
+        "this test does not know; add it to places"
+    out = run_in_slicer(slicer_env, tmp_path, "scripts:console", timeout=900, code=code)
+    assert out["result"]["printed"].strip(), f"README block at line {line} printed nothing"

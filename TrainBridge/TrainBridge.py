@@ -30,7 +30,7 @@ from DicomTeamAnnotateLib.io.segmentations import read_segmentation
 from DicomTeamAnnotateLib.io.volumes import read_volume
 from DicomTeamAnnotateLib.slicer.connection import current_store
 from DicomTeamAnnotateLib.slicer.mrml import node_to_segmentation, node_to_volume, segmentation_to_node, volume_to_node
-from DicomTeamAnnotateLib.slicer.packages import Installer, slicer_version_problem
+from DicomTeamAnnotateLib.slicer.packages import NIFTI_FILES, Installer, require, slicer_version_problem
 from DicomTeamAnnotateLib.slicer.qt_binding import bind_path, fill_combo, fill_table, set_text
 from DicomTeamAnnotateLib.slicer.ui import SlicerUi
 from TrainBridgeLib.backends.monai.models import ARCHITECTURES
@@ -49,6 +49,7 @@ from TrainBridgeLib.mrml import (
     set_comparison_view,
     show_comparison,
 )
+from TrainBridgeLib.requirements import MODEL_EXPORT, TRAINING, export_feature
 from TrainBridgeLib.trainbridge_panel import TrainBridgePanel
 
 CURVES_SIZE = (480, 216)  # the curves picture in the panel (width, height; aspect ratio kept)
@@ -389,6 +390,7 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
 
     def casesFromStore(self, workDir, kind="adjudicated", caseIds=None, store=None) -> tuple:
         """Any thread (with ``store``): (CaseInput list, project labels) of each case's latest ``kind`` version."""
+        require(export_feature("store"), _("Train Bridge"))
         store = store or self.projectStore()
         return cases_from_store(store.location, store.user, getattr(store, "token", None), kind=kind,
                                 work_dir=workDir, case_ids=caseIds)
@@ -407,6 +409,7 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def caseFromFiles(caseId, patientId, imagePaths, labelPath):
         """Any thread: a CaseInput of image file(s) (one per channel) and a label file."""
+        require(export_feature("files", [*imagePaths, labelPath]), _("Train Bridge"))
         for path in list(imagePaths) + [labelPath]:
             if not os.path.exists(path):
                 raise FileNotFoundError(f"case {caseId}: {path}: no such file or folder")
@@ -437,6 +440,8 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
         """Start a training job (a detached process) and follow it; returns the Job."""
         if not datasetDir or not jobDir:
             raise ValueError("choose the dataset folder and a job folder")
+        if backend in TRAINING:  # the job runs in Slicer's Python: what it imports is installed first
+            require(TRAINING[backend], _("Train Bridge"))
         self.job = start_training(datasetDir, jobDir, backend=backend, arch=arch, epochs=epochs, device=device,
                                   **kwargs)
         return self.job
@@ -499,6 +504,7 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def readComparison(evaluation, case) -> dict:
         """Any thread: the case's image, ground truth and prediction (label names from the evaluation)."""
+        require(NIFTI_FILES, _("Train Bridge"))
         gtDir, predDir = Path(evaluation["gt_dir"]), Path(evaluation["pred_dir"])
         names = {int(v): name for name, v in evaluation["labels"].items()}
         image = gtDir.parent / "imagesTs" / f"{case}_0000.nii.gz"
@@ -543,6 +549,8 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def exportModel(jobDir, fmt, outDir) -> str:
         """Any thread: the trained MONAI model as ONNX or TorchScript + manifest (checked against PyTorch)."""
+        if fmt in MODEL_EXPORT:
+            require(MODEL_EXPORT[fmt], _("Train Bridge"))
         return str(export_model(jobDir, fmt, outDir))
 
 

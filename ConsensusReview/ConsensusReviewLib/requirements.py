@@ -8,10 +8,7 @@ click will really do, so a user is asked once, and only for what the click needs
 from __future__ import annotations
 
 from DicomTeamAnnotateLib.slicer.i18n import tr as _
-from DicomTeamAnnotateLib.slicer.packages import REPORTS, SEGMENTATION_FILES, Feature
-
-# read_volume checks a NIfTI's length with nibabel before ITK reads it (an annotator's label map)
-NIFTI_FILES = Feature(_("reading NIfTI files (.nii, .nii.gz)"), ("nibabel>=5.0",))
+from DicomTeamAnnotateLib.slicer.packages import NIFTI_FILES, REPORTS, SEGMENTATION_FILES, Feature
 
 
 def combined(purpose: str, *features: Feature) -> Feature:

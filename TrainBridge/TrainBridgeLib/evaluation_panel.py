@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 
 from DicomTeamAnnotateLib.slicer.i18n import tr as _
+from DicomTeamAnnotateLib.slicer.packages import NIFTI_FILES
 from DicomTeamAnnotateLib.slicer.panel import Section
 from TrainBridgeLib.mrml import COMPARISON_MODES
-from TrainBridgeLib.requirements import NIFTI_FILES
 
 EVALUATION_COLUMNS = ("case", "label", "dice", "hd95", "nsd", "volume_diff_ml")
 WORST_SLICE_COLUMNS = ("case", "label", "axis", "slice", "dice", "error_voxels")

@@ -18,8 +18,6 @@ NIBABEL = "nibabel>=5.0"
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 NRRD_SUFFIXES = (".nrrd", ".nhdr")  # .seg.nrrd included
 
-# Reading NIfTI files (the dataset's images and labels, predictions): read_volume checks them with nibabel.
-NIFTI_FILES = Feature(_("reading NIfTI files (.nii, .nii.gz)"), (NIBABEL,))
 MONAI_TRAINING = Feature(_("training with MONAI (with its loss curves and the test-set evaluation)"),
                          (MONAI, *REPORTS.requirements, NIBABEL), needs_torch=True, torch_requirement=TORCH)
 NNUNET_TRAINING = Feature(_("training with nnU-Net (with its loss curves and the test-set evaluation)"),

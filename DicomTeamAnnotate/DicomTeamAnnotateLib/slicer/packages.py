@@ -174,3 +174,29 @@ class Installer:
             self.ui.status(_("PyTorch was not installed."))
             return False
         return True
+
+
+def require(feature: Feature, requester: str, ui=None) -> None:
+    """For a module logic's methods, the Python console's entry points: the feature's packages, or a clear error.
+
+    On the main thread (the console) missing packages are asked for and installed as the panels do; on a
+    worker thread (a panel's task, whose panel ensured them before starting it) nothing may be asked, so
+    the error names the packages and where to get them instead of a bare ModuleNotFoundError deep inside.
+    """
+    import threading
+
+    missing = Installer.missing(feature)
+    if not missing:
+        return
+    if threading.current_thread() is threading.main_thread():
+        if ui is None:
+            from DicomTeamAnnotateLib.slicer.ui import SlicerUi
+
+            ui = SlicerUi()
+        if Installer(requester, ui).ensure(feature):
+            return
+    raise RuntimeError(_("{purpose} needs the Python packages {packages}, which are not installed: use the "
+                         "{requester} module's panel once, or call this from Slicer's Python console, to "
+                         "install them.").format(purpose=feature.purpose, packages=", ".join(missing),
+                                                 requester=requester))
+

@@ -53,3 +53,20 @@ def self_tests(app, tests):
             problems = outcome.errors + outcome.failures
             results[f"{module_name}.{name}"] = "passed" if not problems else problems[0][1][-3000:]
     return results
+
+
+def console(app, code):
+    """``code`` as typed into Slicer's Python console (slicer, qt, vtk, ctk at hand); what it printed."""
+    import contextlib
+    import io
+
+    import ctk
+    import qt
+    import slicer
+    import vtk
+
+    namespace = {"__name__": "__main__", "slicer": slicer, "qt": qt, "vtk": vtk, "ctk": ctk}
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, "<console>", "exec"), namespace)
+    return {"printed": printed.getvalue()}
