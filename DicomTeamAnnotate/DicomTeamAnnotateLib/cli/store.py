@@ -32,7 +32,7 @@ from DicomTeamAnnotateLib.store.model import KINDS, ROLES, StoreError, StoreUnav
 from DicomTeamAnnotateLib.store.server.plugins import add_plugin_arguments
 from DicomTeamAnnotateLib.worklist.cases import as_seg_nrrd
 from DicomTeamAnnotateLib.worklist.offline import OfflineQueue, push_or_queue
-from DicomTeamAnnotateLib.worklist.rows import flush_queue, worklist_rows
+from DicomTeamAnnotateLib.worklist.rows import ORDERS, flush_queue, worklist_rows
 
 
 def register(subparsers) -> None:
@@ -135,6 +135,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("status", help="my worklist: my cases with their state")
     add_store_arguments(p)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--order", default="first", choices=ORDERS,
+                   help="first: by case id; random: a shuffle stable per user; uncertainty: the cases the model's "
+                        "prediction is least sure of first (mean softmax entropy inside its predicted foreground)")
     p.set_defaults(func=cmd_status)
 
 
@@ -286,16 +289,19 @@ def cmd_status(args) -> int:
                 print(f"sent {len(result['sent'])} queued push(es)", file=sys.stderr)
         except StoreUnavailable:
             pass
-    rows = store_call(lambda: worklist_rows(store, queue=queue))
+    rows = store_call(lambda: worklist_rows(store, queue=queue, order=args.order))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'case':<20} {'patient':<16} {'state':<12} {'versions':>8}  latest")
+    print(f"{'case':<20} {'patient':<16} {'state':<12} {'versions':>8}  {'latest':<20}  {'uncertainty':>11}  prediction")
     for r in rows:
         extra = "  CONFLICT" if r["conflict"] else ""
         extra += f"  ({r['queued']} queued)" if r["queued"] else ""
+        pred = r.get("prediction")
+        score = f"{r['score']:.3f}" if r.get("score") is not None else "-"
+        model = f"{pred['model']} (job {pred['job_id'] or '-'})" if pred else "-"
         print(f"{r['case_id']:<20} {str(r['patient_id']):<16} {r['state_label']:<12} {r['n_versions']:>8}  "
-              f"{r['latest_version'] or '-'}{extra}")
+              f"{r['latest_version'] or '-':<20}  {score:>11}  {model}{extra}")
     waiting = len(queue.pending(store.location, store.user))
     if waiting:
         print(f"{waiting} push(es) waiting in the offline queue", file=sys.stderr)

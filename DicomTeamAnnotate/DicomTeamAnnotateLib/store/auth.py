@@ -6,7 +6,8 @@ a slow salted hash such as scrypt is for low-entropy passwords).
 
 Rules (the same for the folder store and the server, which both call these functions):
 * annotator: sees and works on the cases assigned to them; pushes annotations only.
-  In a blind project (the default) they see only their own versions and adjudicated ones:
+  In a blind project (the default) they see only their own versions, adjudicated ones and the
+  model's predictions (blinding hides annotators from each other, not the model from them):
   asking for another annotator's version is refused (403).
 * reviewer: sees every case and every version, sets review states, pushes adjudicated versions.
 * admin: everything a reviewer may do (project administration works on the project folder).
@@ -58,7 +59,7 @@ def version_visible(role: str, user: str, blind: bool, version: dict) -> bool:
     """May ``user`` see this version (its record and its content)?"""
     if is_staff(role) or not blind:
         return True
-    return version["author"] == user or version["kind"] == "adjudicated"
+    return version["author"] == user or version["kind"] in ("adjudicated", "prediction")
 
 
 def check_version_access(role: str, user: str, blind: bool, version: dict, assigned: bool = True) -> None:
@@ -121,6 +122,8 @@ def check_author_listing(role: str, user: str, blind: bool, author: str | None) 
 def check_push_kind(role: str, kind: str) -> None:
     if kind == "adjudicated" and not is_staff(role):
         raise Forbidden("only reviewers and admins push adjudicated versions")
+    if kind == "prediction" and not is_staff(role):
+        raise Forbidden("only reviewers and admins push predictions (a model's output: `dicomteam preannotate`)")
 
 
 def check_staff(role: str, what: str) -> None:

@@ -95,6 +95,12 @@ class FolderCatalog:
         wanted = None if case_ids is None else set(case_ids)
         return [v for v in self._versions.values() if wanted is None or v["case_id"] in wanted]
 
+    def prediction_versions(self, case_ids=None) -> list[dict]:
+        """The full records of the predictions (of the cases in ``case_ids``)."""
+        wanted = None if case_ids is None else set(case_ids)
+        return [v for v in self._versions.values() if v["kind"] == "prediction"
+                and (wanted is None or v["case_id"] in wanted)]
+
     def version(self, version_id):
         return self._versions.get(version_id)
 

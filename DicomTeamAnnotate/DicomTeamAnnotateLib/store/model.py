@@ -12,7 +12,9 @@ import re
 import uuid
 
 ROLES = ("annotator", "reviewer", "admin")
-KINDS = ("annotation", "adjudicated")
+# "prediction": a model's output (``dicomteam preannotate``), the starting point an annotator corrects;
+# never a reading: consensus, adjudication and exports leave predictions out unless asked.
+KINDS = ("annotation", "adjudicated", "prediction")
 # Workflow order; a case or an annotator moves forward through it (reopening moves back).
 STATES = ("todo", "in_progress", "submitted", "in_review", "adjudicated")
 STATE_LABELS = {"todo": "todo", "in_progress": "in progress", "submitted": "submitted",
@@ -189,17 +191,40 @@ def flag_conflicts(versions: list[dict]) -> list[dict]:
     A version conflicts when its author already had versions of this kind on the case and its
     parent is not the latest of them (for adjudicated versions: the case's latest adjudicated
     version, whoever wrote it).  The first version of a chain may start from anything.
+    A prediction never conflicts: each is one model's output on the image, continuing nothing.
     Derived from the records, so concurrent writers never need a lock to get it right.
     """
     ordered = sorted(versions, key=lambda v: (v["created"], v["id"]))
     latest: dict = {}
     out = []
     for v in ordered:
+        if v["kind"] == "prediction":
+            out.append({**v, "conflict": False})
+            continue
         chain = (v["case_id"], v["kind"], v["author"] if v["kind"] == "annotation" else "")
         prev = latest.get(chain)
         out.append({**v, "conflict": prev is not None and v.get("parent") != prev})
         latest[chain] = v["id"]
     return out
+
+
+def check_prediction_meta(meta: dict) -> dict:
+    """A prediction's ``meta`` names the model that made it: ``meta["model"]`` with a non-empty ``name``
+    (and, as ``dicomteam preannotate`` writes them, job id, weights sha256 and the label mapping)."""
+    model = meta.get("model") if isinstance(meta, dict) else None
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str) or not model["name"].strip():
+        raise InvalidInput("a prediction's field 'meta' must name its model: {'model': {'name': ..., 'job_id': ..., "
+                           "'weights_sha256': ...}}")
+    return meta
+
+
+def prediction_summary(version: dict) -> dict:
+    """What a worklist row and a panel show of a prediction: id, model name, job, round, uncertainty."""
+    meta = version.get("meta") or {}
+    model = meta.get("model") or {}
+    return {"id": version["id"], "created": version.get("created"), "model": model.get("name"),
+            "job_id": model.get("job_id"), "weights_sha256": model.get("weights_sha256"),
+            "round": model.get("round"), "uncertainty": (meta.get("uncertainty") or {}).get("score")}
 
 
 def choose_version(versions: list[dict], kind: str = "adjudicated") -> dict | None:

@@ -37,10 +37,12 @@ from DicomTeamAnnotateLib.store.model import (
     check_id,
     check_message,
     check_meta,
+    check_prediction_meta,
     check_version_id,
     flag_conflicts,
     new_version_id,
     now_iso,
+    prediction_summary,
     version_record,
 )
 from DicomTeamAnnotateLib.store.states import annotator_state, case_override, case_state, later_state
@@ -257,8 +259,8 @@ class ProjectService:
 
     @fresh
     def latest_version(self, case_id, author=None, kind=None) -> dict | None:
-        """The latest version by ``author`` (default: me; for ``kind="adjudicated"``: anyone), or None."""
-        if author is None and kind != "adjudicated":
+        """The latest version by ``author`` (default: me; for ``kind`` adjudicated or prediction: anyone), or None."""
+        if author is None and kind not in ("adjudicated", "prediction"):
             author = self.user
         rows = [v for v in self.list_versions(case_id, author=author) if kind is None or v["kind"] == kind]
         return rows[-1] if rows else None
@@ -278,6 +280,8 @@ class ProjectService:
         auth.check_push_kind(self.role, kind)
         check_message(message)
         check_meta(meta)
+        if kind == "prediction":
+            check_prediction_meta(meta)
         if not auth.is_staff(self.role):
             override = self._override(case_id)
             if override:
@@ -409,6 +413,7 @@ class ProjectService:
         rows = []
         blind = self.blind
         cases = self.catalog.cases(case_ids=mine_only)
+        predictions = self._latest_predictions(mine_only)
         for case in sorted(cases, key=lambda c: c["case_id"]):
             cid = case["case_id"]
             group = by_case.get(cid, empty)
@@ -422,6 +427,11 @@ class ProjectService:
                    "latest_version": mine[-1]["id"] if mine else None,
                    "n_versions": len([v for v in versions if auth.version_visible(self.role, self.user, blind, v)]),
                    "conflict": any(v["conflict"] for v in mine)}
+            prediction = predictions.get(cid)
+            # the model's latest prediction (what an annotator starts from) and its uncertainty: the score
+            # the worklist's `uncertainty` order sorts by (see worklist.rows.order_rows)
+            row["prediction"] = prediction
+            row["score"] = prediction["uncertainty"] if prediction else None
             if staff:
                 row["state"] = summary["state"]
                 row["annotators"] = summary["annotators"]
@@ -432,6 +442,13 @@ class ProjectService:
                     row["case_state"] = row["state"]
             rows.append(row)
         return rows
+
+    def _latest_predictions(self, case_ids) -> dict:
+        """{case id: prediction_summary of its latest prediction} (only prediction records are decoded)."""
+        latest: dict = {}
+        for v in sorted(self.catalog.prediction_versions(case_ids=case_ids), key=lambda v: (v["created"], v["id"])):
+            latest[v["case_id"]] = prediction_summary(v)
+        return latest
 
     @fresh
     def audit(self, case_id=None, limit=None, after=None) -> list[dict]:

@@ -376,6 +376,16 @@ class SqlIndex:
             q = q.where(v.c.case_id == case_id)
         return [loads_lenient(r[0]) for r in self._rows(q)]
 
+    def prediction_versions(self, case_ids=None) -> list[dict]:
+        """The full records of the predictions (of the cases in ``case_ids``): the worklist decodes these alone."""
+        from sqlalchemy import select
+
+        v = self.t["versions"]
+        q = select(v.c.data).where(v.c.kind == "prediction")
+        if case_ids is not None:
+            q = q.where(v.c.case_id.in_(list(case_ids)))
+        return [loads_lenient(r[0]) for r in self._rows(q)]
+
     def version(self, version_id):
         from sqlalchemy import select
 

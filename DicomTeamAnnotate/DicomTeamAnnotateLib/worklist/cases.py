@@ -10,7 +10,7 @@ from pathlib import Path
 
 from DicomTeamAnnotateLib.io.segmentations import is_seg_nrrd, read_sidecar, segmentation_from_labelmap, write_seg_nrrd
 from DicomTeamAnnotateLib.io.volumes import read_volume
-from DicomTeamAnnotateLib.store.model import check_id
+from DicomTeamAnnotateLib.store.model import check_id, prediction_summary
 from DicomTeamAnnotateLib.worklist.offline import push_or_queue
 
 log = logging.getLogger(__name__)
@@ -31,12 +31,22 @@ def open_case(store, case_id: str, work_dir, progress=None) -> dict:
 
     Returns {'case', 'image_path', 'segmentation_path' (my latest version, or None), 'version' (its
     record, the parent of my next push), 'draft_path' (existing draft or None), 'labels',
-    'window_preset', 'versions' (all versions I may see: a reviewer sees every annotator's)}.
+    'window_preset', 'versions' (all versions I may see: a reviewer sees every annotator's),
+    'start' ("version", "prediction" or "new"), 'prediction' (the model's latest prediction of the
+    case as ``model.prediction_summary``, or None)}.
+
+    With no version of my own yet, a case the model has pre-annotated starts from the model's
+    latest prediction: it is returned as 'version' (so my first push has the prediction as its
+    parent, and the store knows exactly what I changed) with 'start' "prediction".
     """
     folder = work_folder(work_dir, store, case_id)
     case = store.get_case(case_id)
     image = store.fetch_image(case_id, folder, progress=progress)
     mine = store.latest_version(case_id)
+    predicted = store.latest_version(case_id, kind="prediction")
+    start = "version" if mine else "new"
+    if mine is None and predicted is not None:
+        mine, start = predicted, "prediction"
     seg = store.fetch_version(mine["id"], folder / f"{case_id}.{mine['id']}.seg.nrrd") if mine else None
     project = store.project()
     draft = draft_path(work_dir, store, case_id)
@@ -44,7 +54,8 @@ def open_case(store, case_id: str, work_dir, progress=None) -> dict:
         log.warning("your latest version %s of %s is flagged as a conflict", mine["id"], case_id)
     return {"case": case, "image_path": image, "segmentation_path": seg, "version": mine,
             "draft_path": draft if draft.exists() else None, "labels": project["labels"],
-            "window_preset": project.get("window_preset"), "versions": store.list_versions(case_id)}
+            "window_preset": project.get("window_preset"), "versions": store.list_versions(case_id),
+            "start": start, "prediction": prediction_summary(predicted) if predicted else None}
 
 
 def fetch_all_versions(store, case_id: str, dest_dir, latest_only: bool = True) -> list[tuple[dict, Path]]:

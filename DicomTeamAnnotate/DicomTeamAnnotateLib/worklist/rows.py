@@ -6,7 +6,9 @@ tests.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import random
 
 from DicomTeamAnnotateLib.store.interface import open_store
 from DicomTeamAnnotateLib.store.model import STATE_LABELS, STATES
@@ -15,6 +17,9 @@ from DicomTeamAnnotateLib.worklist.offline import OfflineQueue
 log = logging.getLogger(__name__)
 
 STATE_FILTERS = ("all",) + STATES
+# Worklist orders, as MONAI Label's /activelearning/{strategy}: the store's order, a shuffle, or the
+# cases the model is least sure of first (see order_rows).
+ORDERS = ("first", "random", "uncertainty")
 
 
 def connect(location, user: str, token: str | None = None, **options):
@@ -24,11 +29,14 @@ def connect(location, user: str, token: str | None = None, **options):
     return store
 
 
-def worklist_rows(store, state: str | None = None, text: str = "", queue: OfflineQueue | None = None) -> list[dict]:
-    """Rows for the worklist table: my cases with state, filtered by state and by text.
+def worklist_rows(store, state: str | None = None, text: str = "", queue: OfflineQueue | None = None,
+                  order: str = "first", seed: int | None = None) -> list[dict]:
+    """Rows for the worklist table: my cases with state, filtered by state and by text, in ``order``.
 
     Each row: case_id, patient_id, state, state_label, my_state, case_state, latest_version,
-    n_versions, conflict, queued (pushes of this case waiting offline) (+ annotators for reviewers).
+    n_versions, conflict, queued (pushes of this case waiting offline), prediction (the model's latest
+    prediction: id, model, job_id, round, uncertainty; or None), score (its uncertainty, or None)
+    (+ annotators for reviewers).
     """
     queued = _queued_by_case(store, queue)
     needle = (text or "").strip().lower()
@@ -38,8 +46,29 @@ def worklist_rows(store, state: str | None = None, text: str = "", queue: Offlin
             continue
         if needle and needle not in row["case_id"].lower() and needle not in str(row["patient_id"]).lower():
             continue
-        rows.append({**row, "state_label": STATE_LABELS[row["state"]], "queued": queued.get(row["case_id"], 0)})
-    return rows
+        rows.append({**row, "state_label": STATE_LABELS[row["state"]], "queued": queued.get(row["case_id"], 0),
+                     "prediction": row.get("prediction"), "score": row.get("score")})
+    return order_rows(rows, order, seed=store.user if seed is None else seed)
+
+
+def order_rows(rows: list[dict], order: str = "first", seed=None) -> list[dict]:
+    """``rows`` in a worklist order.
+
+    * ``first``: the store's order (by case id);
+    * ``random``: a shuffle that is stable for one ``seed`` (the user by default: a worklist that
+      reshuffled on every refresh could not be worked through, and two annotators get different orders);
+    * ``uncertainty``: the highest ``score`` first (the model's mean softmax entropy inside its predicted
+      foreground, see TrainBridge's preannotation), then the cases without a prediction, by case id.
+    """
+    if order not in ORDERS:
+        raise ValueError(f"worklist order must be one of {', '.join(ORDERS)}, got {order!r}")
+    ordered = sorted(rows, key=lambda r: r["case_id"])
+    if order == "random":
+        digest = hashlib.sha256(str(seed).encode("utf-8")).digest()  # str seeds hash alike in every process
+        random.Random(int.from_bytes(digest[:8], "big")).shuffle(ordered)
+    elif order == "uncertainty":
+        ordered.sort(key=lambda r: (r.get("score") is None, -(r.get("score") or 0.0)))
+    return ordered
 
 
 def _queued_by_case(store, queue) -> dict:

@@ -25,7 +25,7 @@ def pattern(regex: str, max_length: int | None = None) -> dict:
     return {"json_schema_extra": extra}
 
 
-Kind = Literal["annotation", "adjudicated"]
+Kind = Literal["annotation", "adjudicated", "prediction"]
 State = Literal["todo", "in_progress", "submitted", "in_review", "adjudicated"]
 
 
@@ -147,6 +147,10 @@ class WorklistRow(_Response):
     n_versions: int
     conflict: bool
     annotators: dict[str, State] | None = None
+    prediction: dict[str, Any] | None = Field(None, description="the model's latest prediction of the case: id, "
+                                              "model, job_id, weights_sha256, round, uncertainty")
+    score: float | None = Field(None, description="the prediction's uncertainty (mean softmax entropy inside the "
+                                "predicted foreground): what the `uncertainty` order sorts by")
 
 
 class AuditEntry(_Response):

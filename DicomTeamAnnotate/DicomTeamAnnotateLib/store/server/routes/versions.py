@@ -32,9 +32,9 @@ def router(context, deps):
         return await deps.answer(request, who, ("versions", case_id, author, limit, after), compute, paged=True)
 
     @api.get("/cases/{case_id}/latest", response_model=LatestOut, responses=responses(400, 401, 403, 404),
-             summary="the latest version by an author (default: me; for kind=adjudicated: anyone)")
+             summary="the latest version by an author (default: me; for kind=adjudicated or prediction: anyone)")
     async def latest(request: Request, case_id: str = CaseId, author: str | None = Query(None, **CASE_ID),
-                     kind: str | None = Query(None, pattern="^(annotation|adjudicated)$"), who: Member = Who):
+                     kind: str | None = Query(None, pattern="^(annotation|adjudicated|prediction)$"), who: Member = Who):
         return await deps.answer(request, who, ("latest", case_id, author, kind),
                                  lambda s: {"version": s.latest_version(case_id, author=author, kind=kind)})
 
