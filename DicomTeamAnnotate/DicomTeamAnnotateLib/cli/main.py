@@ -15,11 +15,11 @@ import re
 import sys
 from importlib.metadata import entry_points
 
-from DicomTeamAnnotateLib.cli import info, ingest, pacs, store
+from DicomTeamAnnotateLib.cli import effort, info, ingest, pacs, store
 from DicomTeamAnnotateLib.cli.common import CommandError
 
 # The core's commands, in the order of `dicomteam --help`; plug-ins follow, sorted by name.
-CORE_COMMANDS = (ingest, info, store, pacs)
+CORE_COMMANDS = (ingest, info, store, effort, pacs)
 COMMAND_GROUP = "dicomteam.commands"
 
 
