@@ -133,6 +133,8 @@ def create_router(context):
     from fastapi import APIRouter, Depends
     from fastapi.responses import StreamingResponse
 
+    from DicomTeamAnnotateLib.store.server.schemas import ErrorBody
+
     PromptBody, PrecomputeBody, PropagateBody = request_models()
 
     options = context.options
@@ -141,7 +143,8 @@ def create_router(context):
                          getattr(options, "sam_cache_mb", DEFAULT_CACHE_MB))
     # Load the default model now, in the background: the first prompt should not wait for it.
     threading.Thread(target=lambda: _call(lambda: service.backend(None)), name="SAM model load", daemon=True).start()
-    router = APIRouter()
+    router = APIRouter(responses={SamOutOfMemory.status: {
+        "model": ErrorBody, "description": "the server's device ran out of memory: run the request locally"}})
     router.service = service  # for tests and embedders
 
     def segmenter(member, case_id: str, backend, window):

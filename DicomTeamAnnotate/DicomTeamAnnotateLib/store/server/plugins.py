@@ -45,6 +45,8 @@ Errors
     Raise the store's errors (``store.model``: InvalidInput 400, Unauthorized 401, Forbidden
     403, NotFound 404, Conflict 409, TooManyRequests 429, StoreUnavailable 503); they are
     answered in the server's one shape ``{"detail", "error"}``, as is anything unexpected (500).
+    Every plugin route is documented in the spec with 400, 401, 403, 404, 409, 429 and 503; a plugin
+    documents any other status it answers on its router (``APIRouter(responses={507: ...})``).
     The request guard runs before a plugin's routes too: the token is checked before the body
     is read, a JSON body must be an object of at most 1 MiB, strict JSON, nested at most 64 deep.
 """
@@ -58,7 +60,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from DicomTeamAnnotateLib.store.server.context import Member, ServerContext
+from DicomTeamAnnotateLib.store.server.errors import responses
 
+PLUGIN_ERRORS = (400, 401, 403, 404, 409, 429, 503)  # documented on every plugin route (a plugin adds its own)
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "dicomteam.server_plugins"
@@ -133,6 +137,8 @@ def include_plugins(app, api_prefix: str, context: ServerContext, deps, plugins:
         if router is None:
             log.info("server plugin %s added no routes", name)
             continue
-        app.include_router(router, prefix=f"{api_prefix}{PREFIX}/{name}", tags=[f"plugin {name}"])
+        # the errors every plugin route may answer (token, case rules, input, limits), in the spec
+        app.include_router(router, prefix=f"{api_prefix}{PREFIX}/{name}", tags=[f"plugin {name}"],
+                           responses=responses(*PLUGIN_ERRORS))
         mounted.append(name)
     return mounted
