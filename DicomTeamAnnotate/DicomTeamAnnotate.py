@@ -795,7 +795,7 @@ class DicomTeamAnnotateTest(ScriptedLoadableModuleTest):
         with tempfile.TemporaryDirectory() as folder:
             self._writePhantomSeries(folder)
             junk = os.path.join(folder, "notes.txt")
-            with open(junk, "w") as f:
+            with open(junk, "w", encoding="utf-8") as f:
                 f.write("not a DICOM file")
             nodes, result = logic.loadDicom([folder])
         self.assertEqual(len(nodes), 1)

@@ -243,7 +243,7 @@ def lib_files(module: str) -> list[Path]:
 
 
 def parse(path: Path) -> ast.Module:
-    return ast.parse(path.read_text(), filename=str(path))
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
 
 
 def top_level_classes(tree: ast.Module) -> dict[str, ast.ClassDef]:

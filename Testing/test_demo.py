@@ -56,7 +56,7 @@ def test_make_demo_writes_the_whole_workflow(tmp_path):
     _png(out / "sam" / "sam_liver.png")
 
     # training: an evaluation table over the held-out cases, a curve and a summary picture
-    with open(out / "train" / "job" / "evaluation" / "metrics.csv", newline="") as fh:
+    with open(out / "train" / "job" / "evaluation" / "metrics.csv", encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert rows and {"case", "label", "dice", "hd95_mm"} <= set(rows[0])
     assert all(0.0 <= float(r["dice"]) <= 1.0 for r in rows)

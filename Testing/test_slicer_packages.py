@@ -57,7 +57,7 @@ def test_the_development_environment_has_every_feature(name, feature):
 
 def test_constraints_hold_slicers_packages_at_their_installed_versions(tmp_path):
     path = write_constraints(str(tmp_path))
-    pins = dict(line.strip().split("==") for line in open(path) if line.strip())
+    pins = dict(line.strip().split("==") for line in open(path, encoding="utf-8") if line.strip())
     assert pins["numpy"] == held_versions()["numpy"] and "SimpleITK" in pins and "pydicom" in pins
     if "torch" in held_versions():
         assert pins["torch"] == held_versions()["torch"]

@@ -43,7 +43,7 @@ def _free_port() -> int:
 def _process_cpu(pid: int) -> float:
     """CPU seconds (user + system) a process has used, from /proc (0 where unavailable)."""
     try:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        fields = open(f"/proc/{pid}/stat", encoding="utf-8").read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return 0.0

@@ -23,7 +23,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="lidc_summary.json")
     args = ap.parse_args(argv)
     summary = reader_summary(args.data)
-    Path(args.out).write_text(json.dumps(to_json_safe(summary), indent=1))
+    Path(args.out).write_text(json.dumps(to_json_safe(summary), indent=1), encoding="utf-8")
     print(format_reader_summary(summary))
     print(f"written {args.out}")
     return 0

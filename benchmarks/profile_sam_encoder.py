@@ -82,7 +82,7 @@ def main(argv=None) -> int:
         for _ in range(args.runs):
             session.run(None, {"image": model_input})
         per_slice = (time.perf_counter() - t) / args.runs
-        events = json.loads(Path(session.end_profiling()).read_text())
+        events = json.loads(Path(session.end_profiling()).read_text(encoding="utf-8"))
     runs = args.runs + 1  # the warm-up is profiled too
     time_by_op, count_by_op, flop_by_op = collections.Counter(), collections.Counter(), collections.Counter()
     for e in events:

@@ -226,7 +226,6 @@ def nodes_and_files(app, files, not_a_segmentation):
     (added, one removed, added again), a file that is no segmentation (an error naming it), Cancel."""
     import numpy as np
     import qt
-    import slicer
     import slicer.packaging  # the harness's stand-in records each ask and install
 
     from ConsensusReviewLib.simulate import simulate_reader_segmentations

@@ -41,7 +41,7 @@ class PyTorchUtilsLogic:
             return None
         # installed = in this environment's site-packages for every later process too (pip sees it)
         site = sysconfig.get_paths()["purelib"]
-        with open(os.path.join(site, "_harness_torch.pth"), "w") as fh:
+        with open(os.path.join(site, "_harness_torch.pth"), "w", encoding="utf-8") as fh:
             fh.write(links + "\n")
         if links not in sys.path:
             sys.path.append(links)

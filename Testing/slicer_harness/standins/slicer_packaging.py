@@ -32,7 +32,7 @@ _in_progress = False
 
 def load_requirements(path) -> list[str]:
     out = []
-    for line in Path(path).read_text().splitlines():
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
         line = line.split("#", 1)[0].strip()
         if line and not line.startswith("-"):
             out.append(line)

@@ -214,5 +214,5 @@ class NnunetLogFollower:
 
 
 if __name__ == "__main__":  # debugging aid: python -m TrainBridgeLib.backends.nnunet LOG
-    for r in parse_nnunet_log(Path(sys.argv[1]).read_text()):
+    for r in parse_nnunet_log(Path(sys.argv[1]).read_text(encoding="utf-8")):
         print(json.dumps(r))

@@ -40,7 +40,7 @@ def labels_from(spec) -> dict | None:
     if spec is None:
         return None
     if isinstance(spec, (str, Path)):
-        spec = json.loads(Path(spec).read_text())
+        spec = json.loads(Path(spec).read_text(encoding="utf-8"))
     spec = spec.get("labels", spec)
     return {str(n): int(v) for n, v in spec.items() if int(v) != 0}
 

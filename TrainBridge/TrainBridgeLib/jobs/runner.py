@@ -141,7 +141,7 @@ def default_spawn(argv: list, cwd: str, env: dict, log_path: str):
 # ----- process helpers (no psutil: /proc on Linux, ps elsewhere, kernel32 on Windows) ---------------------
 def _proc_stat(pid: int):
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
     except OSError:
         return None
     fields = text[text.rfind(")") + 2:].split()
