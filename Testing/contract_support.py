@@ -111,7 +111,7 @@ def _strip_cmake_comments(text: str) -> str:
 def parse_module_cmake(module: str, root: Path = ROOT) -> dict:
     """Parse the module's CMakeLists.txt: its MODULE_NAME, SCRIPTS and RESOURCES (expanded)."""
     path = module_dir(module, root) / "CMakeLists.txt"
-    text = _strip_cmake_comments(path.read_text())
+    text = _strip_cmake_comments(path.read_text(encoding="utf-8"))
     name_match = re.search(r"set\(\s*MODULE_NAME\s+(\S+?)\s*\)", text)
     name = name_match.group(1) if name_match else None
 
@@ -476,7 +476,7 @@ def main(argv=None) -> int:
     if command == "cmake" and "--write" in args:
         for module in MODULES:
             path = module_dir(module) / "CMakeLists.txt"
-            path.write_text(render_module_cmake(module))
+            path.write_text(render_module_cmake(module), encoding="utf-8")
             print(f"wrote {path.relative_to(ROOT)}")
         return 0
     if command == "cmake":

@@ -120,7 +120,7 @@ class OrthancServer:
 
     def log_tail(self, n: int = 2000) -> str:
         try:
-            return self.log_path.read_text(errors="replace")[-n:]
+            return self.log_path.read_text(errors="replace", encoding="utf-8")[-n:]
         except OSError:
             return "(no log)"
 

@@ -27,7 +27,7 @@ def ct_case(dicom_dir: str, organs_path: str) -> tuple:
     ref = read_volume(organs_path)
     # By physical position, never by index: the label file may store flipped axes.
     labels = resample_like(ref.array, ref.geometry, ct.geometry, label=True)
-    values = json.loads((Path(organs_path).parent / "organs.json").read_text())["labels"]
+    values = json.loads((Path(organs_path).parent / "organs.json").read_text(encoding="utf-8"))["labels"]
     return ct, labels, values
 
 
@@ -76,7 +76,7 @@ def sam_project(project_dir, dicom_dir) -> dict:
     from DicomTeamAnnotateLib.store import admin
 
     labels = project_dir.parent / "sam-labels.json"
-    labels.write_text(json.dumps(LABELS))
+    labels.write_text(json.dumps(LABELS), encoding="utf-8")
     admin.init_project(project_dir, "SAM", labels)
     admin.add_case(project_dir, "ct1", dicom_dir, "P001")
     tokens = {u: admin.add_member(project_dir, u, r) for u, r in

@@ -132,7 +132,7 @@ class ProcessServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
+                raise RuntimeError(f"server exited: {self.log.read_text(encoding='utf-8')[-2000:]}")
             try:
                 if requests.get(self.url + "/api/v1/health", timeout=1).ok:
                     return self

@@ -35,7 +35,7 @@ def test_staple_outputs_and_agreement_json(readers, tmp_path, capsys):
                  "disagreement.nii.gz", "probability_liver.nii.gz", "probability_kidney_left.nii.gz",
                  "overlay_planes.png"):
         assert (out / name).is_file(), name
-    doc = json.loads((out / "agreement.json").read_text())
+    doc = json.loads((out / "agreement.json").read_text(encoding="utf-8"))
     assert doc["annotators"] == ["ann", "bob", "cat"] and doc["method"] == "staple"
     assert doc["parameters"]["threshold"] == 0.5 and doc["parameters"]["hd_mode"] == "max"
     assert "inf" in doc["metric_definitions"]["empty_mask_policy"]
@@ -59,7 +59,7 @@ def test_staple_outputs_and_agreement_json(readers, tmp_path, capsys):
         assert entry["consensus_volume_ml"] == pytest.approx(consensus.mask(label).sum() * voxel_ml)
     labelmap = read_segmentation(out / "consensus.nii.gz")
     assert np.array_equal(labelmap.mask("spleen"), consensus.mask("spleen"))
-    html = (out / "report.html").read_text()
+    html = (out / "report.html").read_text(encoding="utf-8")
     assert "Empty masks" in html and "heatmap_00.png" in html and "maximum of the two directed" in html
 
 
@@ -69,7 +69,7 @@ def test_other_methods(readers, tmp_path, method):
     out = tmp_path / method
     assert main(["consensus", "--method", method, "--no-report", "--hd-mode", "mean", "--out", str(out)]
                 + [str(f) for f in files]) == 0
-    doc = json.loads((out / "agreement.json").read_text())
+    doc = json.loads((out / "agreement.json").read_text(encoding="utf-8"))
     consensus = read_segmentation(out / "consensus.seg.nrrd")
     if method == "majority":
         votes = sum(s.mask("liver").astype(int) for s in segs)

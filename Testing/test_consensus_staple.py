@@ -173,6 +173,6 @@ def test_reader_summary_over_all_nodules(lidc_dir, capsys, tmp_path):
         assert 0.7 < r["mean_sensitivity"] < 0.95
         assert r["mean_specificity"] > 0.98
         assert 0.75 < r["mean_dice_vs_consensus"] < 0.95
-    (tmp_path / "lidc_summary.json").write_text(json.dumps(summary))
+    (tmp_path / "lidc_summary.json").write_text(json.dumps(summary), encoding="utf-8")
     with capsys.disabled():
         print("\n" + format_reader_summary(summary))

@@ -29,7 +29,7 @@ def team(tmp_path_factory):
     phantom = make_phantom(seed=3, shape=(24, 64, 64), spacing=(2.0, 2.0, 4.0))
     labels = [{"name": s.name, "value": s.label_value, "color": list(s.color), "terminology": s.terminology}
               for s in phantom.segmentation().segments]
-    (root / "labels.json").write_text(json.dumps(labels))
+    (root / "labels.json").write_text(json.dumps(labels), encoding="utf-8")
     admin.init_project(project, "Phantom team", root / "labels.json", blind=True)
     admin.add_case(project, "c1", phantom.volume, "P001")
     admin.add_case(project, "c2", phantom.volume, "P002")
@@ -118,13 +118,13 @@ def test_cli_consensus_from_the_store_publishes_and_reports(team, tmp_path, caps
     chain = [v for v in store.list_versions("c1") if v["kind"] == "adjudicated"]
     assert chain[-1]["meta"]["audit"]["method"] == "majority"
     assert not chain[-1]["conflict"] and chain[-1]["parent"] == (chain[-2]["id"] if len(chain) > 1 else None)
-    doc = json.loads((out / "agreement.json").read_text())
+    doc = json.loads((out / "agreement.json").read_text(encoding="utf-8"))
     assert doc["annotators"] == list(ANNOTATORS) and doc["sources"][0].startswith("version ")
     # every case: c2 has one annotator and is skipped; the project report and queue are written
     allout = tmp_path / "all"
     assert main(["consensus", "--store", project, "--user", "rev", "--all-cases", "--method", "staple",
                  "--out", str(allout), "--no-report"]) == 0
-    queue = json.loads((allout / "queue.json").read_text())
+    queue = json.loads((allout / "queue.json").read_text(encoding="utf-8"))
     assert [q["case_id"] for q in queue["queue"]] == ["c1"]
     assert "c2" in queue["skipped"][0] and "at least two annotators" in queue["skipped"][0]
     assert (allout / "project_report.html").is_file() and (allout / "review_queue.csv").is_file()

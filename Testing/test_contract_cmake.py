@@ -16,7 +16,7 @@ TOP = cs.ROOT / "CMakeLists.txt"
 
 
 def _top_text() -> str:
-    return cs._strip_cmake_comments(TOP.read_text())
+    return cs._strip_cmake_comments(TOP.read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("var", ["EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS",
@@ -46,7 +46,7 @@ def test_top_level_cmake_is_a_slicer_extension():
 def test_files_that_extension_packaging_requires_exist():
     # Slicer_EXTENSION_CPACK stops with FATAL_ERROR when README or LICENSE are missing.
     assert (cs.ROOT / "README.md").is_file(), "README.md missing (EXTENSION_README_FILE)"
-    license_text = (cs.ROOT / "LICENSE.txt").read_text()
+    license_text = (cs.ROOT / "LICENSE.txt").read_text(encoding="utf-8")
     assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
     assert "END OF TERMS AND CONDITIONS" in license_text, "LICENSE.txt must hold the full Apache-2.0 text"
     icon = cs.ROOT / "Resources" / "DicomTeamAnnotate.png"
@@ -88,18 +88,18 @@ def test_cmake_check_reports_unlisted_and_absent_files(tmp_path):
     """The checker itself: an unlisted Lib file and a listed-but-absent file are both named, as CMake lines."""
     module = "Fake"
     (tmp_path / module / f"{module}Lib").mkdir(parents=True)
-    (tmp_path / module / f"{module}.py").write_text("")
-    (tmp_path / module / f"{module}Lib" / "__init__.py").write_text("")
-    (tmp_path / module / f"{module}Lib" / "new_file.py").write_text("")
+    (tmp_path / module / f"{module}.py").write_text("", encoding="utf-8")
+    (tmp_path / module / f"{module}Lib" / "__init__.py").write_text("", encoding="utf-8")
+    (tmp_path / module / f"{module}Lib" / "new_file.py").write_text("", encoding="utf-8")
     (tmp_path / module / f"{module}Lib" / "__pycache__").mkdir()
     (tmp_path / module / f"{module}Lib" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"")
     (tmp_path / module / "Testing").mkdir()
-    (tmp_path / module / "Testing" / "test_x.py").write_text("")
+    (tmp_path / module / "Testing" / "test_x.py").write_text("", encoding="utf-8")
     (tmp_path / module / "CMakeLists.txt").write_text(
         "set(MODULE_NAME Fake)\n"
         "set(MODULE_PYTHON_SCRIPTS\n  ${MODULE_NAME}.py\n  ${MODULE_NAME}Lib/__init__.py\n  "
         "${MODULE_NAME}Lib/gone.py # removed\n  )\n"
-        "set(MODULE_PYTHON_RESOURCES\n  )\n")
+        "set(MODULE_PYTHON_RESOURCES\n  )\n", encoding="utf-8")
     problems = cs.cmake_problems(module, root=tmp_path)
     assert problems["missing_scripts"] == ["FakeLib/new_file.py"]
     assert problems["listed_but_absent"] == ["FakeLib/gone.py"]

@@ -17,11 +17,11 @@ ALLOWED = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_
 
 
 def _cmake(var: str) -> str:
-    return re.search(rf'set\({var}\s+"([^"]*)"\)', (ROOT / "CMakeLists.txt").read_text()).group(1)
+    return re.search(rf'set\({var}\s+"([^"]*)"\)', (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")).group(1)
 
 
 def test_entry_follows_the_catalog_schema():
-    entry = json.loads(ENTRY.read_text())
+    entry = json.loads(ENTRY.read_text(encoding="utf-8"))
     assert {"$schema", "category", "scm_url"} <= set(entry) <= ALLOWED
     assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.2.json#")
     assert isinstance(entry["tier"], int) and 1 <= entry["tier"] <= 5
@@ -31,7 +31,7 @@ def test_entry_follows_the_catalog_schema():
 
 def test_entry_agrees_with_the_extension_cmake():
     """The catalog names the same repository, category and dependencies as CMakeLists.txt."""
-    entry = json.loads(ENTRY.read_text())
+    entry = json.loads(ENTRY.read_text(encoding="utf-8"))
     assert entry["category"] == _cmake("EXTENSION_CATEGORY")
     assert entry["scm_url"].removesuffix(".git") == _cmake("EXTENSION_HOMEPAGE")
     assert entry["build_dependencies"] == _cmake("EXTENSION_DEPENDS").split()

@@ -53,11 +53,11 @@ def test_lib_files_import_slicer_and_qt_only_inside_functions(module):
 def test_the_import_hook_catches_heavy_imports(tmp_path):
     """The checker itself: a plain and a guarded module-level heavy import are both caught; lazy ones are not."""
     plain = tmp_path / "plain_heavy.py"
-    plain.write_text("import torch\n")
+    plain.write_text("import torch\n", encoding="utf-8")
     guarded = tmp_path / "guarded_heavy.py"
-    guarded.write_text("try:\n    from monai.networks import nets\nexcept ImportError:\n    nets = None\n")
+    guarded.write_text("try:\n    from monai.networks import nets\nexcept ImportError:\n    nets = None\n", encoding="utf-8")
     lazy = tmp_path / "lazy_heavy.py"
-    lazy.write_text("def run():\n    import nnunetv2\n    return nnunetv2\n")
+    lazy.write_text("def run():\n    import nnunetv2\n    return nnunetv2\n", encoding="utf-8")
     report = cs.run_import_check("import-file", plain, guarded, lazy)["results"]
     assert "ModuleNotFoundError" in report[str(plain)]["error"]
     assert [a["module"] for a in report[str(guarded)]["heavy_attempts"]] == ["monai"]

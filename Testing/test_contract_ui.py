@@ -74,7 +74,7 @@ def test_parameter_bound_widgets_name_real_parameters(module):
 
 @pytest.mark.parametrize("module", cs.MODULES)
 def test_widget_loads_its_ui_through_resource_path(module):
-    source = cs.module_source(module).read_text()
+    source = cs.module_source(module).read_text(encoding="utf-8")
     assert f'slicer.util.loadUI(self.resourcePath("UI/{module}.ui"))' in source
 
 

@@ -69,7 +69,7 @@ def test_ingest_cli_names_each_volume_by_its_frame_type(tmp_path, capsys):
     enhanced.write_enhanced(tmp_path / "mf.dcm", enhanced.FIELD_MAP)
     assert main(["ingest", str(tmp_path / "mf.dcm"), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    report = json.loads((tmp_path / "out" / "ingest_report.json").read_text())
+    report = json.loads((tmp_path / "out" / "ingest_report.json").read_text(encoding="utf-8"))
     names = sorted(e["output_file"].rsplit("-", 1)[1] for e in report["series"])
     assert names == ["B0_MAP.nrrd", "M.nrrd"] and "frame type ORIGINAL\\PRIMARY\\B0 MAP\\NONE" in out
 

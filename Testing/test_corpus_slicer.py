@@ -187,7 +187,7 @@ def test_export_nnunet_maps_both_lungs(tmp_path, capsys):
             "--out", str(out), "--name", "Lungs", "--test-fraction", "0", "--folds", "2"]
     assert main(argv) == 0, capsys.readouterr().err
     dataset = next(out.glob("Dataset*"))
-    doc = json.loads((dataset / "dataset.json").read_text())
+    doc = json.loads((dataset / "dataset.json").read_text(encoding="utf-8"))
     assert doc["labels"] == {"background": 0, "right lung": 1, "left lung": 2, "mass": 3}
     import nibabel as nib
 

@@ -118,7 +118,7 @@ def test_freesurfer_label_values_are_kept_everywhere(tmp_path, capsys):
     labels, names = vf.freesurfer_labels()
     affine = np.diag([1.0, 1.0, 1.2, 1.0])
     path = vf.write_nifti(tmp_path / "aparc+aseg.nii.gz", labels, affine)
-    (tmp_path / "aparc+aseg.json").write_text(json.dumps({"labels": {n: v for v, n in names.items()}}))
+    (tmp_path / "aparc+aseg.json").write_text(json.dumps({"labels": {n: v for v, n in names.items()}}), encoding="utf-8")
     assert main(["info", str(path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert {s["name"]: s["value"] for s in info["segments"]} == {n: v for v, n in names.items()}
@@ -128,7 +128,7 @@ def test_freesurfer_label_values_are_kept_everywhere(tmp_path, capsys):
     assert {s.name: s.label_value for s in seg.segments} == {n: v for v, n in names.items()}
     out = write_labelmap(seg, tmp_path / "again.nii.gz")
     assert np.array_equal(np.transpose(np.asarray(nib.load(out).dataobj), (2, 1, 0)), labels)
-    assert json.loads((tmp_path / "again.json").read_text())["labels"]["ctx-rh-insula"] == 2035
+    assert json.loads((tmp_path / "again.json").read_text(encoding="utf-8"))["labels"]["ctx-rh-insula"] == 2035
     seg_nrrd = tmp_path / "again.seg.nrrd"
     assert main(["consensus", "--method", "majority", "--out", str(tmp_path / "c"), "--no-report",
                  str(path), str(out)]) == 0
@@ -149,14 +149,14 @@ def test_export_nnunet_records_the_source_values(tmp_path, capsys):
     images, maps = [], []
     for n in range(2):
         maps.append(vf.write_nifti(tmp_path / f"l{n}.nii.gz", labels, affine))
-        (tmp_path / f"l{n}.json").write_text(json.dumps({"labels": {nm: v for v, nm in names.items()}}))
+        (tmp_path / f"l{n}.json").write_text(json.dumps({"labels": {nm: v for v, nm in names.items()}}), encoding="utf-8")
         g = read_volume(maps[-1]).geometry
         images.append(write_volume(Volume(np.zeros(labels.shape, np.int16), g), tmp_path / f"i{n}.nrrd"))
     argv = ["export-nnunet", "--images", *map(str, images), "--labels", *map(str, maps), "--patients", "a", "b",
             "--out", str(tmp_path / "raw"), "--name", "Aseg", "--test-fraction", "0", "--folds", "2"]
     assert main(argv) == 0, capsys.readouterr().err
     dataset = next((tmp_path / "raw").glob("Dataset*"))
-    record = json.loads((dataset / "trainbridge.json").read_text())
+    record = json.loads((dataset / "trainbridge.json").read_text(encoding="utf-8"))
     source = {d["name"]: d["source_value"] for d in record["label_source"]}
     assert source == {n: v for v, n in names.items()}
 

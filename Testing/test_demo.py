@@ -27,27 +27,27 @@ def test_make_demo_writes_the_whole_workflow(tmp_path):
 
     out = tmp_path / "demo-output"
     assert main(["--out", str(out)]) == 0
-    summary = json.loads((out / "demo_summary.json").read_text())
+    summary = json.loads((out / "demo_summary.json").read_text(encoding="utf-8"))
     assert list(summary) == [name for name, _ in steps()] == ["phantom", "ingest", "team", "consensus", "sam", "train"]
 
     # phantom + ingestion: 48 slices in, one volume out, the MPR picture is not blank
     assert len(list((out / "phantom_dicom").iterdir())) == 48
-    report = json.loads((out / "ingest" / "ingest_report.json").read_text())
+    report = json.loads((out / "ingest" / "ingest_report.json").read_text(encoding="utf-8"))
     assert len(report["series"]) == 1 and report["series"][0]["number_of_slices"] == 48 and not report["rejected"]
     mpr = _png(out / "phantom_mpr.png")
     assert mpr.shape[0] > 200 and mpr[..., :3].std() > 0.1
 
     # team round trip: two annotators' versions, both seen by the reviewer
-    team = json.loads((out / "team" / "team_round_trip.json").read_text())
+    team = json.loads((out / "team" / "team_round_trip.json").read_text(encoding="utf-8"))
     assert sorted({v["author"] for v in team["reviewer_sees"]}) == ["ann1", "ann2"]
 
     # consensus: the project report and its pictures
-    html = (out / "consensus" / "project_report.html").read_text()
+    html = (out / "consensus" / "project_report.html").read_text(encoding="utf-8")
     assert "<img src='annotator_dice.png'>" in html and "Review queue" in html
     _png(out / "consensus" / "annotator_dice.png")
     case = out / "consensus" / "phantom1" / "consensus"
-    assert "STAPLE" in (case / "report.html").read_text()
-    assert json.loads((case / "agreement.json").read_text())
+    assert "STAPLE" in (case / "report.html").read_text(encoding="utf-8")
+    assert json.loads((case / "agreement.json").read_text(encoding="utf-8"))
     overlay = _png(case / "overlay_planes.png")
     assert overlay[..., :3].std() > 0.05
 

@@ -18,11 +18,11 @@ def test_ingest_writes_volumes_and_report(tmp_path, capsys):
     ph = make_phantom(seed=21, shape=(10, 32, 36))
     dcm = tmp_path / "dicom"
     write_phantom_dicom(ph, dcm)
-    (dcm / "readme.txt").write_text("not dicom")
+    (dcm / "readme.txt").write_text("not dicom", encoding="utf-8")
     uid = pydicom.dcmread(next(dcm.glob("*.dcm")), stop_before_pixels=True).SeriesInstanceUID
     out = tmp_path / "out"
     assert main(["ingest", str(dcm), "--out", str(out), "--no-progress"]) == 0
-    report = json.loads((out / "ingest_report.json").read_text())
+    report = json.loads((out / "ingest_report.json").read_text(encoding="utf-8"))
     entry, = report["series"]
     assert entry["uid"] == uid and entry["series_id"] == uid
     assert entry["output_file"] == str(out / f"{uid}.nrrd")
@@ -38,10 +38,10 @@ def test_ingest_writes_volumes_and_report(tmp_path, capsys):
 
 
 def test_ingest_exit_code_when_nothing_is_a_volume(tmp_path, capsys):
-    (tmp_path / "a.txt").write_text("hello")
+    (tmp_path / "a.txt").write_text("hello", encoding="utf-8")
     out = tmp_path / "out"
     assert main(["ingest", str(tmp_path / "a.txt"), str(tmp_path / "missing"), "--out", str(out)]) == 1
-    report = json.loads((out / "ingest_report.json").read_text())
+    report = json.loads((out / "ingest_report.json").read_text(encoding="utf-8"))
     assert report["series"] == []
     assert {r["reason"] for r in report["rejected"]} == {"not a DICOM file", "no such file or folder"}
     assert "no volume" in capsys.readouterr().err
@@ -49,7 +49,7 @@ def test_ingest_exit_code_when_nothing_is_a_volume(tmp_path, capsys):
 
 def test_ingest_out_must_be_a_folder(tmp_path, capsys):
     not_a_dir = tmp_path / "file"
-    not_a_dir.write_text("x")
+    not_a_dir.write_text("x", encoding="utf-8")
     assert main(["ingest", str(tmp_path), "--out", str(not_a_dir)]) == 2
     assert "not a folder" in capsys.readouterr().err
 
@@ -62,7 +62,7 @@ def test_ingest_to_folder_is_what_the_demo_calls(tmp_path):
     report = ingest_to_folder([tmp_path / "dcm"], tmp_path / "out")
     vol = read_volume(report["series"][0]["output_file"])
     assert np.array_equal(vol.array, ph.volume.array)
-    assert json.loads((tmp_path / "out" / "ingest_report.json").read_text()) == report
+    assert json.loads((tmp_path / "out" / "ingest_report.json").read_text(encoding="utf-8")) == report
 
 
 def test_console_command_runs_as_a_user_types_it(tmp_path, ct_dicom_dir):
@@ -71,7 +71,7 @@ def test_console_command_runs_as_a_user_types_it(tmp_path, ct_dicom_dir):
     proc = subprocess.run([sys.executable, "-m", "DicomTeamAnnotateLib.cli", "ingest", str(ct_dicom_dir),
                            "--out", str(out)], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    report = json.loads((out / "ingest_report.json").read_text())
+    report = json.loads((out / "ingest_report.json").read_text(encoding="utf-8"))
     entry, = report["series"]
     assert entry["series_id"].startswith("derived-") and entry["derived_id"] is True
     assert (out / f"{entry['series_id']}.nrrd").exists()

@@ -89,7 +89,7 @@ def test_bad_files_are_reported_and_do_not_stop_the_rest(ct_dicom_dir, tmp_path,
     folder.mkdir()
     for f in files:
         shutil.copy(f, folder / f.name)
-    (folder / "notes.txt").write_text("a text file among the slices\n")
+    (folder / "notes.txt").write_text("a text file among the slices\n", encoding="utf-8")
     (folder / "empty.dcm").write_bytes(b"")
     # one slice cut short inside its JPEG 2000 stream: its header reads, its pixels do not
     broken = folder / files[7].name

@@ -48,7 +48,7 @@ def test_info_on_a_volume_and_a_labelmap(tmp_path, capsys, ct_organs_path):
     assert np.allclose(info["geometry"]["direction"], vol.geometry.direction, atol=1e-6)
     code, out, _ = run(capsys, ct_organs_path, "--json")
     info = json.loads(out)
-    expected = json.loads(CT_ORGANS_JSON.read_text())
+    expected = json.loads(CT_ORGANS_JSON.read_text(encoding="utf-8"))
     assert info["kind"] == "labelmap"
     assert {s["name"]: s["voxels"] for s in info["segments"]} == expected["voxels"]
     assert {s["name"]: s["value"] for s in info["segments"]} == expected["labels"]

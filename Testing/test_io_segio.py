@@ -47,7 +47,7 @@ def test_labelmap_round_trip_keeps_geometry_and_names(tmp_path, orientation, suf
     full = iocases.segmentation(orientation)
     seg = Segmentation.from_masks({n: full.mask(n) for n in ("liver", "vessel")}, full.geometry)  # no overlap
     path = segio.write_labelmap(seg, tmp_path / f"labels{suffix}", values={"liver": 5, "vessel": 63})
-    assert json.loads(segio.sidecar_path(path).read_text())["labels"] == {"liver": 5, "vessel": 63}
+    assert json.loads(segio.sidecar_path(path).read_text(encoding="utf-8"))["labels"] == {"liver": 5, "vessel": 63}
     back = segio.read_segmentation(path)
     assert back.geometry.differences(seg.geometry, **(FLOAT32 if suffix == ".nii.gz" else EXACT)) == []
     assert_same_segments(seg, back)
@@ -112,7 +112,7 @@ def test_cropped_file_with_reference_extent_offset(tmp_path):
 
 
 def test_real_labelmap_names_counts_and_physical_alignment(tmp_path, ct_organs_path):
-    expected = json.loads(CT_ORGANS_JSON.read_text())
+    expected = json.loads(CT_ORGANS_JSON.read_text(encoding="utf-8"))
     seg = segio.read_segmentation(ct_organs_path)  # names from the sidecar organs.json
     assert sorted(seg.names) == sorted(expected["labels"])
     for name, count in expected["voxels"].items():

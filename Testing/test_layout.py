@@ -98,19 +98,19 @@ def test_the_job_runner_knows_no_backend():
     runner = LIB_DIRS["TrainBridgeLib"] / "jobs" / "runner.py"
     imported = {t for t, _, _ in own_imports(runner, "TrainBridgeLib.jobs.runner")}
     assert not [t for t in imported if t.startswith("TrainBridgeLib.backends")]
-    text = runner.read_text()
+    text = runner.read_text(encoding="utf-8")
     assert "nnUNet" not in text and "monai" not in text.lower(), "backend names belong to the backends"
 
 
 def test_file_names_are_spelled_once():
     """The job folder's file names are constants of the runner, not strings spread over files."""
-    offenders = [str(p.relative_to(ROOT)) for _, _, p in ALL_FILES if '"job.json"' in p.read_text()
+    offenders = [str(p.relative_to(ROOT)) for _, _, p in ALL_FILES if '"job.json"' in p.read_text(encoding="utf-8")
                  and p.name != "runner.py"]
     assert not offenders
 
 
 def test_pyproject_lists_every_package():
-    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
     found = {m for _, m, p in ALL_FILES if p.name == "__init__.py"}
     assert listed == found
 

@@ -238,7 +238,7 @@ def test_real_ct_organs_round_trip_through_the_cli(ct_dicom_dir, ct_organs_path,
     assert main(["export-seg", "--segmentation", str(ct_organs_path), "--source", str(source),
                  "--out", str(tmp_path / "organs.seg.dcm")]) == 0
     labels = tmp_path / "labels.json"
-    labels.write_text(__import__("json").dumps({"labels": _values(organs)}))
+    labels.write_text(__import__("json").dumps({"labels": _values(organs)}), encoding="utf-8")
     for reader in READERS:
         out = tmp_path / f"back-{reader}.seg.nrrd"
         assert main(["import-seg", str(tmp_path / "organs.seg.dcm"), "--source", str(source), "--labels", str(labels),

@@ -19,7 +19,7 @@ SCRATCH = "/tmp/dicomteam-readme"
 
 def python_blocks(in_slicer: bool = False) -> list[tuple[int, str]]:
     """(line, code) of the README's Python blocks: plain ones, or those marked ``# In Slicer``."""
-    text = README.read_text()
+    text = README.read_text(encoding="utf-8")
     blocks = []
     for m in re.finditer(r"^```python\n(.*?)^```", text, flags=re.S | re.M):
         code = m.group(1)
@@ -29,7 +29,7 @@ def python_blocks(in_slicer: bool = False) -> list[tuple[int, str]]:
 
 
 def test_readme_starts_with_the_two_commands():
-    head = README.read_text().split("\n\n", 2)[1]
+    head = README.read_text(encoding="utf-8").split("\n\n", 2)[1]
     assert "make demo" in head and "make test" in head
 
 

@@ -207,7 +207,7 @@ def test_openvino_is_used_only_after_it_reproduces_onnxruntime(seg, tmp_path):
     session = ovr.verified_session(onnx, example, reference, None, atol=1e-4)
     assert session is not None and ox.engine_of(session) == "openvino"
     marker = list(tmp_path.glob("encoder.onnx.openvino-*.verified.json"))
-    assert len(marker) == 1 and json.loads(marker[0].read_text())["max_difference"] < 1e-4
+    assert len(marker) == 1 and json.loads(marker[0].read_text(encoding="utf-8"))["max_difference"] < 1e-4
     # once checked, the same file and OpenVINO version are not checked again
     assert ovr.verified_session(onnx, example, lambda: pytest.fail("checked twice"), None, atol=-1.0) is not None
 

@@ -91,7 +91,7 @@ def test_a_refused_int8_encoder_falls_back_to_fp32(seg, tmp_path, monkeypatch):
         marker.unlink()
     for precision in ("bf16", "f32"):
         quantize.marker_path(folder / "encoder.xml", ov.get_version(), precision).write_text(
-            json.dumps({"passed": False, "min": 0.5, "mean": 0.7, "dice": [0.5]}))
+            json.dumps({"passed": False, "min": 0.5, "mean": 0.7, "dice": [0.5]}), encoding="utf-8")
     backend = LiteMedSamBackend(precision="int8")
     assert backend.encoder_precision == "fp32" and backend.name == "litemedsam"
     assert "differ from fp32" in backend.int8_problem

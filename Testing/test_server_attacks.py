@@ -84,7 +84,7 @@ def _plant_event(project, record: dict, text: str | None = None) -> str:
     """Write an event file as an older server (or a damaged disk) left it."""
     stamp = record["time"].replace("-", "").replace(":", "")
     name = f"{stamp}-{record['id']}.json"
-    (project / "events" / name).write_text(text if text is not None else json.dumps(record))  # NaN allowed
+    (project / "events" / name).write_text(text if text is not None else json.dumps(record), encoding="utf-8")  # NaN allowed
     return name
 
 

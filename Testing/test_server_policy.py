@@ -96,7 +96,7 @@ def test_a_truncated_event_is_reported_by_verify(tmp_path, request):
     with backend_for("folder", tmp_path, request) as team:
         alice = team.open("alice")
         v = alice.push_version("c1", write_seg(tmp_path / "a.seg.nrrd", 1))
-        event = next(p for p in (team.project_dir / "events").iterdir() if v["id"] in p.read_text())
+        event = next(p for p in (team.project_dir / "events").iterdir() if v["id"] in p.read_text(encoding="utf-8"))
         event.write_bytes(event.read_bytes()[:40])  # a copy that stopped halfway
         assert team.open("alice").list_versions("c1") == []  # the version is gone from the record...
         problems = admin.verify_project(team.project_dir)

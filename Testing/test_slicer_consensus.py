@@ -131,7 +131,7 @@ def test_reviewer_computes_adjudicates_publishes_and_builds_the_queue(fresh_env,
 def test_nodes_and_files_as_inputs_cancel_and_a_file_that_is_no_segmentation(fresh_env, tmp_path):
     _project, files = make_team_project(tmp_path)
     junk = tmp_path / "notes.seg.nrrd"
-    junk.write_text("not a segmentation")
+    junk.write_text("not a segmentation", encoding="utf-8")
     r = run_in_slicer(fresh_env, tmp_path, "consensus:nodes_and_files", files=files, not_a_segmentation=junk)
     out = r["result"]
     assert out["visible"] == [False, True, False]

@@ -67,7 +67,7 @@ def installs(record) -> list:
 def test_export_train_one_epoch_evaluate_compare_and_export_the_model(fresh_env, tmp_path):
     project, image = make_project(tmp_path)
     junk = tmp_path / "junk.seg.nrrd"
-    junk.write_text("not a segmentation")
+    junk.write_text("not a segmentation", encoding="utf-8")
     r = run_in_slicer(fresh_env, tmp_path, "trainbridge:export_train_evaluate", project=project, work=tmp_path / "work",
                       image_file=image, junk_label=junk)
     out = r["result"]

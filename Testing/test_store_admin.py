@@ -12,12 +12,12 @@ from DicomTeamAnnotateLib.store import Conflict, InvalidInput, NotFound, admin, 
 
 def test_label_files_in_all_accepted_shapes(tmp_path):
     path = tmp_path / "labels.json"
-    path.write_text(json.dumps([{"name": "liver", "value": 3, "color": [220, 140, 112]}]))
+    path.write_text(json.dumps([{"name": "liver", "value": 3, "color": [220, 140, 112]}]), encoding="utf-8")
     assert admin.load_labels(path)["labels"] == [
         {"name": "liver", "value": 3, "color": [0.8627, 0.549, 0.4392], "terminology": None}]
     path.write_text(json.dumps({"labels": {"spleen": 1, "liver": 5}, "colors": {"liver": "#ff0000"},
                                 "terminology": {"liver": "SCT^10200004^Liver"}, "blind": False,
-                                "window_preset": "liver"}))
+                                "window_preset": "liver"}), encoding="utf-8")
     spec = admin.load_labels(path)
     assert [(lab["name"], lab["value"]) for lab in spec["labels"]] == [("spleen", 1), ("liver", 5)]
     assert spec["labels"][1]["color"] == [1.0, 0.0, 0.0] and spec["labels"][1]["terminology"].startswith("SCT")
@@ -34,11 +34,11 @@ def test_label_files_in_all_accepted_shapes(tmp_path):
 ])
 def test_bad_label_files_are_refused_with_the_field_named(tmp_path, labels, message):
     path = tmp_path / "labels.json"
-    path.write_text(json.dumps(labels))
+    path.write_text(json.dumps(labels), encoding="utf-8")
     with pytest.raises(InvalidInput, match=message):
         admin.init_project(tmp_path / "p", "P", path)
     assert not (tmp_path / "p" / "project.json").exists()
-    path.write_text("{not json")
+    path.write_text("{not json", encoding="utf-8")
     with pytest.raises(InvalidInput, match="malformed JSON"):
         admin.load_labels(path)
 
@@ -81,5 +81,5 @@ def test_verify_finds_a_corrupt_blob_and_a_stray_record_is_skipped(tmp_path):
     with pytest.raises(InvalidInput, match="corrupt"):
         alice.fetch_version(v["id"], tmp_path / "out.seg.nrrd")
     assert not (tmp_path / "out.seg.nrrd").exists()
-    (project / "events" / "20990101T000000.000000Z-0123456789abcdef0123456789abcdef.json").write_text("junk")
+    (project / "events" / "20990101T000000.000000Z-0123456789abcdef0123456789abcdef.json").write_text("junk", encoding="utf-8")
     assert [c["case_id"] for c in open_store(project, "rev").list_cases()] == ["c1", "c2"]

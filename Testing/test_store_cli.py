@@ -39,7 +39,7 @@ def cli_project(env, capsys):
     dicom = env / "dicom"
     write_phantom_dicom(phantom, dicom, patient_id="PH-4")
     write_volume(make_phantom(seed=5, shape=(12, 32, 32), spacing=(2.0, 2.0, 4.0)).volume, env / "ph5.nrrd")
-    (env / "labels.json").write_text(json.dumps(LABELS))
+    (env / "labels.json").write_text(json.dumps(LABELS), encoding="utf-8")
     proj = env / "proj"
     assert run(capsys, "project", "init", proj, "--name", "CLI team", "--labels", env / "labels.json")[0] == 0
     code, out, _ = run(capsys, "project", "add-case", proj, "--case", "ph4", "--image", dicom, "--patient", "PH-4")
@@ -163,13 +163,13 @@ def test_team_round_trip_demo(tmp_path):
     assert summary["case_state"] == "submitted"
     for author in ("ann1", "ann2"):
         assert (tmp_path / "demo" / f"phantom-01.{author}.seg.nrrd").exists()
-    assert json.loads((tmp_path / "demo" / "team_round_trip.json").read_text())["pushed"] == summary["pushed"]
+    assert json.loads((tmp_path / "demo" / "team_round_trip.json").read_text(encoding="utf-8"))["pushed"] == summary["pushed"]
 
 
 def test_real_ct_case_and_real_label_map(env, capsys, ct_dicom_dir, ct_organs_path):
     """The real abdominal CT through ingestion, its real TotalSegmentator label map pushed and pulled back."""
     proj = env / "ct"
-    (env / "labels.json").write_text(json.dumps(LABELS))
+    (env / "labels.json").write_text(json.dumps(LABELS), encoding="utf-8")
     assert run(capsys, "project", "init", proj, "--name", "CT", "--labels", env / "labels.json")[0] == 0
     assert run(capsys, "project", "add-case", proj, "--case", "ct01", "--image", ct_dicom_dir,
                "--patient", "TS-1")[0] == 0
@@ -182,7 +182,7 @@ def test_real_ct_case_and_real_label_map(env, capsys, ct_dicom_dir, ct_organs_pa
     image, seg_path = out.split()
     seg = read_segmentation(seg_path)
     assert seg.geometry.same_grid(read_volume(image).geometry)
-    voxels = json.loads(ct_organs_path.with_name("organs.json").read_text())["voxels"]
+    voxels = json.loads(ct_organs_path.with_name("organs.json").read_text(encoding="utf-8"))["voxels"]
     for organ in ("liver", "spleen", "aorta"):  # names from the label map's sidecar, voxels unchanged
         assert int(seg.mask(organ).sum()) == voxels[organ]
 

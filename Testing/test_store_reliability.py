@@ -158,7 +158,7 @@ def test_server_killed_mid_upload_then_the_client_retry_completes(tmp_path, chec
         assert not blob.exists()
         parts = list((project / "uploads").glob("*.part.seg.nrrd"))
         assert len(parts) == 1 and 0 < parts[0].stat().st_size < size
-        assert not [e for e in (project / "events").iterdir() if '"version"' in e.read_text()]
+        assert not [e for e in (project / "events").iterdir() if '"version"' in e.read_text(encoding="utf-8")]
         server.start()  # same port: the client's retries find it
         worker.join(120)
         assert not worker.is_alive() and "version" in seen

@@ -56,7 +56,7 @@ def test_tokens_are_required_and_checked(served):
     r = requests.get(api + "/me", headers=_auth(tokens, **{"X-DicomTeam-User": "bob"}), timeout=10)
     assert r.status_code == 401 and "alice" in r.json()["detail"]
     assert requests.get(api + "/me", headers=_auth(tokens), timeout=10).json()["user"] == "alice"
-    stored = "".join(p.read_text() for p in (project / "events").iterdir())
+    stored = "".join(p.read_text(encoding="utf-8") for p in (project / "events").iterdir())
     assert tokens["alice"] not in stored and hashlib.sha256(tokens["alice"].encode()).hexdigest() in stored
 
 

@@ -55,7 +55,7 @@ def folders(tmp_path_factory):
         write_volume(Volume(gt, g), gt_dir / f"case{n}.nii.gz")
         write_volume(Volume(pred.astype(np.uint8), g), pred_dir / f"case{n}.nii.gz")
         data[f"case{n}"] = (gt, pred, g)
-    (root / "dataset.json").write_text(json.dumps({"labels": {"background": 0, **LABEL_VALUES}}))
+    (root / "dataset.json").write_text(json.dumps({"labels": {"background": 0, **LABEL_VALUES}}), encoding="utf-8")
     return root, data
 
 
@@ -124,7 +124,7 @@ def test_cli_writes_csv_json_and_png(folders, tmp_path):
     assert {r["label"] for r in rows} == set(LABEL_VALUES)
     missed = [r for r in rows if r["case"] == "case2" and r["label"] == "spleen"][0]
     assert missed["dice"] == "0" and missed["hd95_mm"] == "inf"
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["cases"]["case2"]["spleen"]["hd95"] == "inf"
     assert isinstance(metrics["cases"]["case1"]["liver"]["hd95"], float)
     assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -110,17 +110,17 @@ def test_phantom_export_layout_labels_and_splits(phantom_export):
     cases, r = phantom_export
     d = r.dataset_dir
     assert d.name == "Dataset500_Phantoms" and r.dataset_id == 500
-    meta = json.loads((d / "dataset.json").read_text())
+    meta = json.loads((d / "dataset.json").read_text(encoding="utf-8"))
     assert meta["labels"] == {"background": 0, **{n: v for n, v in LABEL_VALUES.items()}}
     assert meta["channel_names"] == {"0": "CT"} and meta["file_ending"] == ".nii.gz"
-    records = json.loads((d / "cases.json").read_text())
+    records = json.loads((d / "cases.json").read_text(encoding="utf-8"))
     train = [c for c, rec in records.items() if rec["split"] == "train"]
     test = [c for c, rec in records.items() if rec["split"] == "test"]
     assert meta["numTraining"] == len(train) == len(list((d / "imagesTr").glob("*_0000.nii.gz")))
     assert sorted(p.name for p in (d / "labelsTs").iterdir()) == sorted(f"{c}.nii.gz" for c in test)
     # no patient in two splits, per cases.json and per nnU-Net's splits_final.json (the preprocessed copy)
-    splits = json.loads((r.preprocessed_dir / d.name / "splits_final.json").read_text())
-    assert splits == json.loads((d / "splits_final.json").read_text()) and len(splits) == 5
+    splits = json.loads((r.preprocessed_dir / d.name / "splits_final.json").read_text(encoding="utf-8"))
+    assert splits == json.loads((d / "splits_final.json").read_text(encoding="utf-8")) and len(splits) == 5
     test_patients = {records[c]["patient_id"] for c in test}
     for fold in splits:
         tr = {records[c]["patient_id"] for c in fold["train"]}
@@ -156,7 +156,8 @@ def test_free_id_taken_ids_and_existing_folder(tmp_path, phantom_export):
         export_nnunet(cases, raw, "Small", labels=LABEL_VALUES, preprocessed_dir=pre, dataset_id=502, folds=2)
     again = export_nnunet(cases[:2] + cases[2:], raw, "Small", labels=LABEL_VALUES, preprocessed_dir=pre,
                           dataset_id=502, folds=2, overwrite=True, seed=1)
-    assert again.dataset_dir == r.dataset_dir and json.loads((r.dataset_dir / "splits.json").read_text())["seed"] == 1
+    assert again.dataset_dir == r.dataset_dir
+    assert json.loads((r.dataset_dir / "splits.json").read_text(encoding="utf-8"))["seed"] == 1
     assert not [p for p in raw.iterdir() if p.name.startswith(".")]  # no partial or old folder left
     assert (r.dataset_dir.stat().st_mode & 0o777) == (0o777 & ~current_umask())
 
@@ -171,7 +172,7 @@ def test_nonconsecutive_values_and_multichannel_on_different_grids(tmp_path):
     cases = [CaseInput(f"c{i}", f"P{i}", [ph.volume, t2], Volume(labels, g)) for i in range(3)]
     r = export_nnunet(cases, tmp_path / "raw", "TwoChannel", labels={"liver": 40, "spleen": 7},
                       preprocessed_dir=tmp_path / "pre", test_fraction=0, folds=3, channel_names=["CT", "T2"])
-    meta = json.loads((r.dataset_dir / "dataset.json").read_text())
+    meta = json.loads((r.dataset_dir / "dataset.json").read_text(encoding="utf-8"))
     assert meta["labels"] == {"background": 0, "spleen": 1, "liver": 2}
     assert meta["channel_names"] == {"0": "CT", "1": "T2"}
     lab, gl = read(r.dataset_dir / "labelsTr" / "c0.nii.gz")
@@ -211,7 +212,7 @@ def test_export_refuses_labels_that_miss_the_image_and_mixed_channel_counts(tmp_
                     direction=g.direction)
     cases[1] = CaseInput("c1", "P1", [ph.volume], Volume(np.ascontiguousarray(ph.labels[:, :, 2:-2]), crop))
     r = export_nnunet(cases, tmp_path / "raw", "Crop", labels=LABEL_VALUES, test_fraction=0, folds=2)
-    assert any("resampled" in n for n in json.loads((r.dataset_dir / "cases.json").read_text())["c1"]["notes"])
+    assert any("resampled" in n for n in json.loads((r.dataset_dir / "cases.json").read_text(encoding="utf-8"))["c1"]["notes"])
     cases[1] = CaseInput("c1", "P1", [ph.volume, ph.volume], ph.label_volume())  # two channels among one
     with pytest.raises(PreflightError, match=r"case 'c1': channels: 2 channel\(s\), the dataset has 1"):
         export_nnunet(cases, tmp_path / "raw", "Chan", labels=LABEL_VALUES, test_fraction=0, folds=2)
@@ -253,7 +254,7 @@ def test_nnunet_verify_dataset_integrity_passes(tmp_path, phantom_export, ct_exp
     pre = r.preprocessed_dir / r.dataset_dir.name
     assert (pre / "nnUNetPlans_3d_fullres").is_dir()
     assert (r.preprocessed_dir / ct_export.dataset_dir.name / "nnUNetPlans.json").exists()
-    assert json.loads((pre / "splits_final.json").read_text()) == [
+    assert json.loads((pre / "splits_final.json").read_text(encoding="utf-8")) == [
         {"train": f["train"], "val": f["val"]} for f in r.splits.folds]
 
 
@@ -261,9 +262,9 @@ def test_nnunet_verify_dataset_integrity_passes(tmp_path, phantom_export, ct_exp
 def test_real_ct_export_matches_dicom_geometry_and_organ_voxels(ct_export, ct_dicom_dir):
     from DicomTeamAnnotateLib.dicom.ingest import load_dicom_volume
 
-    organs = json.loads(need(CT_ORGANS_JSON).read_text())
+    organs = json.loads(need(CT_ORGANS_JSON).read_text(encoding="utf-8"))
     r = ct_export
-    meta = json.loads((r.dataset_dir / "dataset.json").read_text())
+    meta = json.loads((r.dataset_dir / "dataset.json").read_text(encoding="utf-8"))
     ordered = sorted(organs["labels"].items(), key=lambda kv: kv[1])
     assert list(meta["labels"].items())[1:] == [(n, i) for i, (n, _) in enumerate(ordered, start=1)]
     assert meta["channel_names"] == {"0": "CT"}
@@ -290,7 +291,7 @@ def test_seg_nrrd_and_coco_slices_carry_labels_and_physical_positions(tmp_path, 
     assert seg.geometry.same_grid(g)
     for name, value in LABEL_VALUES.items():
         assert np.array_equal(seg.mask(name), lab == value), name
-    coco = json.loads(write_coco_slices(r.dataset_dir, tmp_path / "coco").read_text())
+    coco = json.loads(write_coco_slices(r.dataset_dir, tmp_path / "coco").read_text(encoding="utf-8"))
     assert [c["id"] for c in coco["categories"]] == sorted(LABEL_VALUES.values())
     images = {(i["case_id"], i["slice_index"]): i for i in coco["images"]}
     assert len(images) == len(r.cases) * SHAPE[0]
@@ -311,11 +312,11 @@ def test_cli_export_of_the_real_ct_takes_label_names_from_the_sidecar(tmp_path, 
     """organs.nii.gz's names come from organs.json beside it; no --label-names needed."""
     from DicomTeamAnnotateLib.cli.main import main as dicomteam
 
-    organs = json.loads(need(CT_ORGANS_JSON).read_text())["labels"]
+    organs = json.loads(need(CT_ORGANS_JSON).read_text(encoding="utf-8"))["labels"]
     assert dicomteam(["export-nnunet", "--images", str(ct_dicom_dir), "--labels", str(ct_organs_path),
                       "--patients", "TS-1", "--out", str(tmp_path / "raw"), "--name", "CT", "--folds", "1",
                       "--test-fraction", "0"]) == 0
-    meta = json.loads((tmp_path / "raw" / "Dataset500_CT" / "dataset.json").read_text())
+    meta = json.loads((tmp_path / "raw" / "Dataset500_CT" / "dataset.json").read_text(encoding="utf-8"))
     assert list(meta["labels"])[1:] == sorted(organs, key=organs.get)
     assert (tmp_path / "nnUNet_preprocessed" / "Dataset500_CT" / "splits_final.json").exists()
     assert dicomteam(["export-nnunet", "--images", str(ct_dicom_dir), "--labels", str(ct_organs_path), "x",

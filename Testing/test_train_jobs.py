@@ -48,7 +48,7 @@ def test_cancel_kills_the_process_tree_and_resume_continues(tmp_path):
     assert calls and calls[0][1:4] == ["-m", "TrainBridgeLib.jobs.runner", "supervise"]
     pids_file = job.dir / "pids.txt"
     wait_for(pids_file.exists, what="step b to start its child")
-    step_pid, grandchild = map(int, pids_file.read_text().split())
+    step_pid, grandchild = map(int, pids_file.read_text(encoding="utf-8").split())
     st = job.status()
     assert st["state"] == "running" and st["step"] == "b"
     assert [s["state"] for s in st["steps"]] == ["done", "running"]
@@ -63,8 +63,8 @@ def test_cancel_kills_the_process_tree_and_resume_continues(tmp_path):
 
     job.resume()
     assert job.wait(timeout=60) == "finished"
-    assert (job.dir / "resumed.txt").read_text() == "ok"
-    log = (job.dir / "log.txt").read_text()
+    assert (job.dir / "resumed.txt").read_text(encoding="utf-8") == "ok"
+    log = (job.dir / "log.txt").read_text(encoding="utf-8")
     assert log.splitlines().count("step a done") == 1  # the finished step was not run again
     assert [s["state"] for s in job.status()["steps"]] == ["done", "done"]
     assert len(calls) == 2
@@ -151,7 +151,7 @@ def test_parent_and_supervisor_never_overwrite_each_others_job_record(tmp_path):
     (before it, the parent's pid write could undo the supervisor's state='running')."""
     import multiprocessing
 
-    (tmp_path / "job.json").write_text(json.dumps({"state": "created", "steps": []}))
+    (tmp_path / "job.json").write_text(json.dumps({"state": "created", "steps": []}), encoding="utf-8")
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_bump_many, args=(str(tmp_path), f"p{i}", 150)) for i in range(2)]
     for p in procs:
@@ -159,5 +159,5 @@ def test_parent_and_supervisor_never_overwrite_each_others_job_record(tmp_path):
     for p in procs:
         p.join(120)
     assert [p.exitcode for p in procs] == [0, 0]
-    rec = json.loads((tmp_path / "job.json").read_text())
+    rec = json.loads((tmp_path / "job.json").read_text(encoding="utf-8"))
     assert (rec["p0"], rec["p1"], rec["total"]) == (150, 150, 300)

@@ -26,14 +26,14 @@ def trained(tmp_path_factory):
         images.append(str(write_volume(ph.volume, root / "src" / f"img{p}.nii.gz")))
         labels.append(str(write_volume(ph.label_volume(), root / "src" / f"lab{p}.nii.gz")))
         patients.append(f"PAT{p}")
-    (root / "labels.json").write_text(json.dumps(LABEL_VALUES))
+    (root / "labels.json").write_text(json.dumps(LABEL_VALUES), encoding="utf-8")
     assert dicomteam(["export-nnunet", "--images", *images, "--labels", *labels, "--patients", *patients,
                       "--label-names", str(root / "labels.json"), "--out", str(root / "raw"), "--name", "Tiny",
                       "--test-fraction", "0.2", "--folds", "2", "--monai-json",
                       "--case-attributes", *[f"site={'AB'[p % 2]},scanner=S{p}" for p in range(5)],
                       "--stratify", "site"]) == 0
     dataset = root / "raw" / "Dataset500_Tiny"
-    records = json.loads((dataset / "cases.json").read_text())
+    records = json.loads((dataset / "cases.json").read_text(encoding="utf-8"))
     assert [r["attributes"] for r in records.values()][:2] == [{"site": "A", "scanner": "S0"},
                                                                {"site": "B", "scanner": "S1"}]
     job = root / "job"
@@ -41,26 +41,26 @@ def trained(tmp_path_factory):
                       "--epochs", "2", "--device", "cpu", "--out", str(job), "--iterations", "6", "--threads", "2",
                       "--background"]) == 0  # returns at once; the job runs detached
     code = dicomteam(["jobs", str(job), "--wait"])
-    assert code == 0, (job / "log.txt").read_text()[-4000:]
+    assert code == 0, (job / "log.txt").read_text(encoding="utf-8")[-4000:]
     return root, dataset, job
 
 
 def test_training_job_loss_goes_down_and_progress_is_written(trained):
     _, _, job = trained
-    records = [json.loads(line) for line in (job / "progress.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (job / "progress.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["epoch"] for r in records] == [0, 1] and all(r["num_epochs"] == 2 for r in records)
     assert records[1]["loss"] < records[0]["loss"]
     for r in records:
         assert r["loss"] == pytest.approx(r["loss_dice"] + r["loss_ce"], rel=1e-5)
         assert 0.0 <= r["val_dice"] <= 1.0 and set(r["val_dice_per_label"]) == set(LABEL_VALUES)
     assert (job / "curves.png").read_bytes()[:4] == b"\x89PNG"
-    status = json.loads((job / "job.json").read_text())
+    status = json.loads((job / "job.json").read_text(encoding="utf-8"))
     assert status["state"] == "finished" and [s["name"] for s in status["steps"]] == ["train", "predict", "evaluate"]
 
 
 def test_test_set_is_predicted_on_the_source_grid_and_evaluated(trained):
     _, dataset, job = trained
-    cases = json.loads((dataset / "cases.json").read_text())
+    cases = json.loads((dataset / "cases.json").read_text(encoding="utf-8"))
     test = sorted(c for c, r in cases.items() if r["split"] == "test")
     assert sorted(p.name for p in (job / "predictions").iterdir()) == [f"{c}.nii.gz" for c in test]
     for c in test:
@@ -68,7 +68,7 @@ def test_test_set_is_predicted_on_the_source_grid_and_evaluated(trained):
         gt = sitk.ReadImage(str(dataset / "labelsTs" / f"{c}.nii.gz"))
         assert pred.GetSize() == gt.GetSize() and np.allclose(pred.GetOrigin(), gt.GetOrigin())
         assert np.allclose(pred.GetSpacing(), gt.GetSpacing()) and np.allclose(pred.GetDirection(), gt.GetDirection())
-    metrics = json.loads((job / "evaluation" / "metrics.json").read_text())
+    metrics = json.loads((job / "evaluation" / "metrics.json").read_text(encoding="utf-8"))
     assert sorted(metrics["cases"]) == test and set(metrics["labels"]) == set(LABEL_VALUES)
     assert (job / "evaluation" / "metrics.csv").exists() and (job / "evaluation" / "summary.png").exists()
     assert dicomteam(["jobs", str(job)]) == 0
@@ -79,7 +79,7 @@ def test_monai_datalist_has_the_same_splits(trained):
 
     _, dataset, _ = trained
     items = load_decathlon_datalist(str(dataset / "dataset_monai.json"), data_list_key="training", base_dir=str(dataset))
-    splits = json.loads((dataset / "splits_final.json").read_text())
+    splits = json.loads((dataset / "splits_final.json").read_text(encoding="utf-8"))
     for item in items:
         assert sitk.ReadImage(item["image"]) and sitk.ReadImage(item["label"])
         assert item["case_id"] in splits[item["fold"]]["val"]
@@ -93,13 +93,13 @@ def test_onnx_and_torchscript_equal_pytorch_and_infer_runs_on_a_new_image(traine
     root, _, job = trained
     assert dicomteam(["export-model", str(job), "--format", "onnx", "--out", str(tmp_path / "onnx")]) == 0
     assert dicomteam(["export-model", str(job), "--format", "torchscript", "--out", str(tmp_path / "ts")]) == 0
-    manifest = json.loads((tmp_path / "onnx" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "onnx" / "manifest.json").read_text(encoding="utf-8"))
     check = manifest["checks"]["onnx"]
     assert check["passed"] and check["max_abs_diff"] <= check["tolerance"] and check["argmax_agreement"] == 1.0
     assert "imagesTs" in check["input"] or "imagesTr" in check["input"]
     assert manifest["architecture"]["arch"] == "segresnet" and manifest["labels"]["liver"] == 1
     assert set(manifest["files"]) == {"model.pt", "model.onnx"}
-    assert json.loads((tmp_path / "ts" / "manifest.json").read_text())["checks"]["torchscript"]["passed"]
+    assert json.loads((tmp_path / "ts" / "manifest.json").read_text(encoding="utf-8"))["checks"]["torchscript"]["passed"]
     # a new image (another patient, another grid) through the manifest, with each runtime: same labels
     new = make_phantom(seed=77, shape=(20, 28, 28), spacing=(1.4, 1.4, 2.8))
     img = write_volume(new.volume, tmp_path / "new.nii.gz")
@@ -163,8 +163,8 @@ def test_resume_continues_from_the_last_checkpoint(trained, tmp_path):
     _, dataset, job = trained
     copy = tmp_path / "job"
     shutil.copytree(job, copy)
-    before = [json.loads(line) for line in (copy / "progress.jsonl").read_text().splitlines()]
+    before = [json.loads(line) for line in (copy / "progress.jsonl").read_text(encoding="utf-8").splitlines()]
     assert trainer(["--dataset", str(dataset), "--out", str(copy), "--epochs", "3", "--iterations", "2",
                     "--resume", "--threads", "2"]) == 0
-    after = [json.loads(line) for line in (copy / "progress.jsonl").read_text().splitlines()]
+    after = [json.loads(line) for line in (copy / "progress.jsonl").read_text(encoding="utf-8").splitlines()]
     assert after[:2] == before and [r["epoch"] for r in after] == [0, 1, 2]

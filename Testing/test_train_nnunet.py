@@ -39,11 +39,11 @@ def test_nnunet_one_epoch_job_end_to_end(tmp_path):
     records = job.progress()
     assert len(records) == 1 and records[0]["epoch"] == 0 and records[0]["num_epochs"] == 1
     assert isinstance(records[0]["loss"], float) and set(records[0]["val_dice_per_label"]) == set(LABEL_VALUES)
-    assert records == parse_nnunet_log((job.dir / "log.txt").read_text(), 1, list(LABEL_VALUES))
+    assert records == parse_nnunet_log((job.dir / "log.txt").read_text(encoding="utf-8"), 1, list(LABEL_VALUES))
     assert (job.dir / "curves.png").exists()
     test_case = r.splits.test[0]
     assert (job.dir / "predictions" / f"{test_case}.nii.gz").exists()
-    metrics = json.loads((job.dir / "evaluation" / "metrics.json").read_text())
+    metrics = json.loads((job.dir / "evaluation" / "metrics.json").read_text(encoding="utf-8"))
     assert list(metrics["cases"]) == [test_case] and set(metrics["labels"]) == set(LABEL_VALUES)
-    model_dir = json.loads((job.dir / "job.json").read_text())["outputs"]["model_dir"]
+    model_dir = json.loads((job.dir / "job.json").read_text(encoding="utf-8"))["outputs"]["model_dir"]
     assert (tmp_path / "job" / "nnUNet_results").is_dir() and model_dir.endswith("fold_0")

@@ -59,9 +59,9 @@ def test_export_from_store_uses_adjudicated_versions_and_the_project_ontology(tm
                       "--name", "FromStore", "--folds", "2", "--test-fraction", "0.25", "--seg-nrrd",
                       str(tmp_path / "segs"), "--coco", str(tmp_path / "coco")]) == 0
     d = raw / "Dataset500_FromStore"
-    meta = json.loads((d / "dataset.json").read_text())
+    meta = json.loads((d / "dataset.json").read_text(encoding="utf-8"))
     assert meta["labels"] == {"background": 0, "Leber": 1, "spleen": 2, "bone": 3}
-    cases = json.loads((d / "cases.json").read_text())
+    cases = json.loads((d / "cases.json").read_text(encoding="utf-8"))
     assert sorted(cases) == ["c1", "c2", "c3", "c4", "c5"]  # c6 has no adjudicated version
     assert {c: r["source"]["version_id"] for c, r in cases.items()} == adjudicated
     assert cases["c1"]["patient_id"] == cases["c2"]["patient_id"] == "P1"
@@ -84,7 +84,7 @@ def test_export_from_store_uses_adjudicated_versions_and_the_project_ontology(tm
     seg = read_segmentation(tmp_path / "segs" / "c1.seg.nrrd")
     assert {s.name for s in seg.segments} == {"Leber", "spleen", "bone"}
     assert np.array_equal(seg.mask("Leber"), truth["c1"].labels == 1)
-    coco = json.loads((tmp_path / "coco" / "coco.json").read_text())
+    coco = json.loads((tmp_path / "coco" / "coco.json").read_text(encoding="utf-8"))
     assert [c["name"] for c in coco["categories"]] == ["Leber", "spleen", "bone"]
 
 
@@ -118,11 +118,11 @@ def test_stratified_export_from_store_balances_sites_through_the_cli(tmp_path, c
     assert dicomteam(["export-nnunet", "--store", str(project), "--user", "rev", "--out", str(raw), "--name", "S",
                       "--folds", "2", "--test-fraction", "0.25", "--stratify", "site", "--preprocessed", str(pre),
                       "--seed", "5"]) == 0  # unstratified, seed 5 puts all of one site in one fold
-    cases = json.loads((raw / "Dataset500_S" / "cases.json").read_text())
+    cases = json.loads((raw / "Dataset500_S" / "cases.json").read_text(encoding="utf-8"))
     site = {c: r["attributes"]["site"] for c, r in cases.items()}
     assert sorted(site.values()) == list("AAAABBBB")
     assert {site[c] for c, r in cases.items() if r["split"] == "test"} == {"A", "B"}
-    folds = json.loads((pre / "Dataset500_S" / "splits_final.json").read_text())
+    folds = json.loads((pre / "Dataset500_S" / "splits_final.json").read_text(encoding="utf-8"))
     assert len(folds) == 2 and all({site[c] for c in f["val"]} == {"A", "B"} for f in folds)
     # an attribute no case has, and a malformed one: clear errors naming them
     assert dicomteam(["export-nnunet", "--store", str(project), "--user", "rev", "--out", str(raw), "--name", "T",

@@ -47,7 +47,7 @@ def load():
     ct = load_dicom_volume(DATA / "dicom")
     ref = read_volume(DATA / "organs.nii.gz")
     labels = resample_like(ref.array, ref.geometry, ct.geometry, label=True)
-    values = json.loads((DATA / "organs.json").read_text())["labels"]
+    values = json.loads((DATA / "organs.json").read_text(encoding="utf-8"))["labels"]
     return ct, labels, values
 
 

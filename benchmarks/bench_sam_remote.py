@@ -34,7 +34,7 @@ def make_project(folder: Path) -> str:
     from DicomTeamAnnotateLib.store import admin
 
     labels = folder / "labels.json"
-    labels.write_text(json.dumps(LABELS))
+    labels.write_text(json.dumps(LABELS), encoding="utf-8")
     admin.init_project(folder / "project", "bench", labels)
     admin.add_case(folder / "project", "ct1", DATA / "dicom", "P001")
     token = admin.add_member(folder / "project", "alice", "annotator")
@@ -48,7 +48,7 @@ def liver_mask(volume):
     from DicomTeamAnnotateLib.io.volumes import read_volume
 
     ref = read_volume(DATA / "organs.nii.gz")
-    value = json.loads((DATA / "organs.json").read_text())["labels"]["liver"]
+    value = json.loads((DATA / "organs.json").read_text(encoding="utf-8"))["labels"]["liver"]
     return resample_like(ref.array, ref.geometry, volume.geometry, label=True) == value
 
 

@@ -221,8 +221,8 @@ def main() -> int:
         writer = Writer(url, tokens["ann1"], args.writes_per_s)  # ann1 is on case0001
         for name, (path, headers) in targets.items():
             doc_file = root / f"{name}.json"
-            doc_file.write_text(json.dumps(docs[name]))
-            (root / "floor_app.py").write_text(FLOOR_APP)
+            doc_file.write_text(json.dumps(docs[name]), encoding="utf-8")
+            (root / "floor_app.py").write_text(FLOOR_APP, encoding="utf-8")
             floor = subprocess.Popen([sys.executable, "-c", FLOOR_APP + f"\nimport uvicorn\nuvicorn.run(app, port="
                                       f"{floor_port}, log_level='warning', http='httptools')\n", str(doc_file)],
                                      env=env)

@@ -39,7 +39,7 @@ def load_lidc_nodule(path) -> tuple:
 
 def lidc_index(lidc_dir) -> list:
     """The nodules listed in ``index.json``."""
-    return json.loads((Path(lidc_dir) / "index.json").read_text())
+    return json.loads((Path(lidc_dir) / "index.json").read_text(encoding="utf-8"))
 
 
 def nodule_files(lidc_dir) -> list:

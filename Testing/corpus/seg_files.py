@@ -109,7 +109,7 @@ def dcmqi_read(seg_path, out_folder, *, merge: bool = False) -> tuple[list, dict
         args.append("--mergeSegments")
     _run(args, "segimage2itkimage")
     files = sorted(out_folder.glob("seg-*.nrrd"), key=lambda p: int(p.stem.split("-")[-1]))
-    return files, json.loads((out_folder / "seg-meta.json").read_text())
+    return files, json.loads((out_folder / "seg-meta.json").read_text(encoding="utf-8"))
 
 
 def highdicom_seg(out, source_paths, pixels, kind: str, *, numbers=(1, 2, 3), palette: bool = False) -> Path:

@@ -70,7 +70,7 @@ try:
     scene_file = tmp / "scene.mrml"
     slicer.mrmlScene.SetURL(str(scene_file))
     slicer.mrmlScene.Commit()
-    out["token_in_scene"] = tokens["alice"] in scene_file.read_text()
+    out["token_in_scene"] = tokens["alice"] in scene_file.read_text(encoding="utf-8")
 
     # --- offline: the push is queued, the banner counts it ------------------------------------
     server.kill()

@@ -40,7 +40,7 @@ def _fingerprint() -> str:
 def slicer_pins() -> dict[str, str]:
     """{distribution name (lower case): version} of what Slicer 5.12 bundles."""
     pins = {}
-    for line in PINS.read_text().splitlines():
+    for line in PINS.read_text(encoding="utf-8").splitlines():
         line = line.split("#", 1)[0].strip()
         if "==" in line:
             name, version = line.split("==")
@@ -53,14 +53,14 @@ def ensure_base(env: Path) -> Path:
     env = Path(env).resolve()
     python = env / "bin" / "python"
     stamp = env / STAMP
-    if python.exists() and stamp.exists() and stamp.read_text() == _fingerprint():
+    if python.exists() and stamp.exists() and stamp.read_text(encoding="utf-8") == _fingerprint():
         return python
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run(pip + ["--no-deps", "-r", str(PINS)], check=True)
     subprocess.run(pip + ["--no-deps", *SLICER_CORE], check=True)
-    stamp.write_text(_fingerprint())
+    stamp.write_text(_fingerprint(), encoding="utf-8")
     return python
 
 
@@ -108,7 +108,7 @@ def session_environment(base: Path, dest: Path) -> dict:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(dest)], check=True)
     site = _site_packages(dest)
     site.mkdir(parents=True, exist_ok=True)
-    (site / "_slicer_base.pth").write_text(str(_site_packages(base)) + "\n")
+    (site / "_slicer_base.pth").write_text(str(_site_packages(base)) + "\n", encoding="utf-8")
     torch = _torch_links(dest.parent / (dest.name + "-torch"))
     return {"python": str(dest / "bin" / "python"), "torch_site": str(torch) if torch else ""}
 

@@ -25,7 +25,7 @@ def _strip_comments(text: str) -> str:
 
 def read_module_cmake(module_dir: Path) -> dict:
     """MODULE_NAME, and the SCRIPTS and RESOURCES of ``slicerMacroBuildScriptedModule``, expanded."""
-    text = _strip_comments((module_dir / "CMakeLists.txt").read_text())
+    text = _strip_comments((module_dir / "CMakeLists.txt").read_text(encoding="utf-8"))
     name = re.search(r"set\(\s*MODULE_NAME\s+(\S+?)\s*\)", text)
     if name is None:
         raise LayoutError(f"{module_dir / 'CMakeLists.txt'}: no set(MODULE_NAME ...)")
@@ -44,7 +44,7 @@ def read_module_cmake(module_dir: Path) -> dict:
 
 def extension_modules(root: Path) -> list[Path]:
     """The module folders the top-level CMakeLists.txt adds, in order."""
-    text = _strip_comments((root / "CMakeLists.txt").read_text())
+    text = _strip_comments((root / "CMakeLists.txt").read_text(encoding="utf-8"))
     return [root / d for d in re.findall(r"add_subdirectory\(\s*(\S+?)\s*\)", text)]
 
 

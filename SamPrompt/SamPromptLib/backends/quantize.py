@@ -237,7 +237,7 @@ def int8_session(onnx_path, preprocess, encode_fp32, mask_of, threads: int | Non
     session = OpenVinoSession(xml, threads, precision="bf16", cache_dir=folder / "compiled")
     marker = marker_path(xml, session.version, session.precision)
     if marker.exists():
-        report = json.loads(marker.read_text())
+        report = json.loads(marker.read_text(encoding="utf-8"))
     else:
         report = verify_masks(encode_fp32, lambda x: session.run(None, {"image": x})[0], preprocess, mask_of)
         report.update(openvino=session.version, precision=session.precision, nncf=version)

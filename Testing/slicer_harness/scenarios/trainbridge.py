@@ -85,8 +85,8 @@ def _dataset_facts(dataset):
     from pathlib import Path
 
     d = Path(dataset)
-    cases = json.loads((d / "cases.json").read_text())
-    return {"name": d.name, "labels": json.loads((d / "dataset.json").read_text())["labels"],
+    cases = json.loads((d / "cases.json").read_text(encoding="utf-8"))
+    return {"name": d.name, "labels": json.loads((d / "dataset.json").read_text(encoding="utf-8"))["labels"],
             "cases": sorted(cases), "kinds": sorted({c["source"].get("kind") for c in cases.values()}),
             "monai_json": (d / "dataset_monai.json").is_file(), "splits": (d / "splits_final.json").is_file()}
 

@@ -73,10 +73,10 @@ def dataset_info(dataset_dir) -> dict:
         raise ValueError(f"{d}: not an nnU-Net dataset folder (DatasetXXX_Name with dataset.json)")
     meta = {}
     if (d / "trainbridge.json").exists():
-        meta = json.loads((d / "trainbridge.json").read_text())
+        meta = json.loads((d / "trainbridge.json").read_text(encoding="utf-8"))
     pre = Path(meta["preprocessed_dir"]) if meta.get("preprocessed_dir") else d.parent.parent / "nnUNet_preprocessed"
     return {"id": int(m[1]), "name": m[2], "folder": d.name, "dir": d, "raw_root": d.parent,
-            "preprocessed_root": pre, "dataset_json": json.loads((d / "dataset.json").read_text())}
+            "preprocessed_root": pre, "dataset_json": json.loads((d / "dataset.json").read_text(encoding="utf-8"))}
 
 
 def build_nnunet_job(dataset_dir, job_dir, *, configuration: str = "3d_fullres", fold: int = 0,
@@ -192,8 +192,8 @@ class NnunetLogFollower:
         self._last = None
         self.labels = None
         try:
-            rec = json.loads((self.dir / JOB_FILE).read_text())
-            meta = json.loads((Path(rec["params"]["dataset"]) / "dataset.json").read_text())
+            rec = json.loads((self.dir / JOB_FILE).read_text(encoding="utf-8"))
+            meta = json.loads((Path(rec["params"]["dataset"]) / "dataset.json").read_text(encoding="utf-8"))
             self.labels = [n for n, v in sorted(meta["labels"].items(), key=lambda kv: kv[1]) if v != 0]
         except (OSError, KeyError, ValueError):
             pass
@@ -206,7 +206,7 @@ class NnunetLogFollower:
         if size == self._size:
             return
         self._size = size
-        records = parse_nnunet_log(self.log.read_text(errors="replace"), self.num_epochs, self.labels)
+        records = parse_nnunet_log(self.log.read_text(errors="replace", encoding="utf-8"), self.num_epochs, self.labels)
         if records and (len(records) != self._count or records[-1] != self._last):
             self._count, self._last = len(records), records[-1]
             write_records(self.out, records)

@@ -47,9 +47,9 @@ def _segmentation(array: np.ndarray, geometry, labels: dict, source: str) -> Seg
 def load_comparison(dataset_dir, case_id: str, prediction_dir) -> CaseComparison:
     """Image, ground truth and prediction of ``case_id`` (a test or training case of the dataset)."""
     d = Path(dataset_dir)
-    meta = json.loads((d / "dataset.json").read_text())
+    meta = json.loads((d / "dataset.json").read_text(encoding="utf-8"))
     labels = {n: int(v) for n, v in meta["labels"].items() if int(v) != 0}
-    record = json.loads((d / "cases.json").read_text()).get(case_id)
+    record = json.loads((d / "cases.json").read_text(encoding="utf-8")).get(case_id)
     if record is None:
         raise ValueError(f"{d}: no case '{case_id}' in cases.json")
     if not record.get("label"):

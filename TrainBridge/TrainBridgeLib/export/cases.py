@@ -83,7 +83,7 @@ def load_label_names(path) -> list[LabelDef]:
     """Read an ontology JSON file (organs.json, dataset.json, project.json or {name: value})."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: cannot read label names ({exc})") from None
     try:

@@ -24,8 +24,8 @@ ENDING = ".nii.gz"
 
 def _dataset(dataset_dir) -> tuple:
     d = Path(dataset_dir)
-    meta = json.loads((d / "dataset.json").read_text())
-    cases = json.loads((d / "cases.json").read_text())
+    meta = json.loads((d / "dataset.json").read_text(encoding="utf-8"))
+    cases = json.loads((d / "cases.json").read_text(encoding="utf-8"))
     return d, meta, cases
 
 
@@ -62,7 +62,7 @@ def write_seg_nrrd_folder(dataset_dir, out_dir) -> list[Path]:
     d, meta, cases = _dataset(dataset_dir)
     terms = {}
     if (d / "trainbridge.json").exists():
-        src = json.loads((d / "trainbridge.json").read_text()).get("label_source", [])
+        src = json.loads((d / "trainbridge.json").read_text(encoding="utf-8")).get("label_source", [])
         terms = {s["name"]: s.get("terminology") for s in src}
     segments = [Segment(name=n, label_value=v, color=default_color(v - 1), terminology=terms.get(n))
                 for v, n in sorted(_label_names(meta).items()) if v != 0]

@@ -111,7 +111,7 @@ def check_dataset(dataset_dir, *, folds: int | None = None, splits_path=None, re
     root = Path(dataset_dir)
     problems: list[Problem] = []
     try:
-        meta = json.loads((root / "dataset.json").read_text())
+        meta = json.loads((root / "dataset.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         return [Problem("", "dataset.json", f"cannot read ({exc})")]
     missing = [k for k in REQUIRED_KEYS if k not in meta]

@@ -74,7 +74,7 @@ def _update_job_file(job_dir, mutate, wait_s: float | None = None) -> dict:
     """Read job.json, ``mutate(record)``, write it back atomically, under the job lock."""
     path = Path(job_dir) / JOB_FILE
     with _job_lock(job_dir, wait_s):
-        rec = json.loads(path.read_text())
+        rec = json.loads(path.read_text(encoding="utf-8"))
         mutate(rec)
         write_json_atomic(path, rec)
     return rec
@@ -264,7 +264,7 @@ class Job:
     @property
     def record(self) -> dict:
         """job.json as it is now on disk."""
-        return json.loads((self.dir / JOB_FILE).read_text())
+        return json.loads((self.dir / JOB_FILE).read_text(encoding="utf-8"))
 
     def _update(self, **fields) -> dict:
         return _update_job_file(self.dir, lambda rec: rec.update(fields))
@@ -403,7 +403,7 @@ def supervise(job_dir) -> int:
     if os.name != "nt":
         signal.signal(signal.SIGTERM, on_term)
     update(lambda r: r.update(state="running", pid=os.getpid(), pid_start=process_start_token(os.getpid())))
-    rec = json.loads(path.read_text())
+    rec = json.loads(path.read_text(encoding="utf-8"))
     for i, step in enumerate(rec["steps"]):
         if step["state"] == "done":
             continue

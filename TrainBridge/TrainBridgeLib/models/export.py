@@ -56,7 +56,7 @@ def export_model(job_dir, fmt: str, out_dir, *, checkpoint: str = "best", check:
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     job_dir = Path(job_dir)
-    rec = json.loads((job_dir / JOB_FILE).read_text()) if (job_dir / JOB_FILE).exists() else {}
+    rec = json.loads((job_dir / JOB_FILE).read_text(encoding="utf-8")) if (job_dir / JOB_FILE).exists() else {}
     if rec.get("backend") == "nnunet":
         raise ValueError(f"{job_dir}: an nnU-Net job; export it with nnU-Net's own "
                          "'nnUNetv2_export_model_to_zip' (ONNX/TorchScript export covers MONAI models)")

@@ -32,7 +32,7 @@ def read_manifest(model) -> tuple:
     path = path / "manifest.json" if path.is_dir() else path
     if not path.exists():
         raise FileNotFoundError(f"{path}: no manifest.json")
-    manifest = json.loads(path.read_text())
+    manifest = json.loads(path.read_text(encoding="utf-8"))
     for key in ("architecture", "labels", "spacing", "normalization", "patch_size", "files"):
         if key not in manifest:
             raise ValueError(f"{path}: field '{key}' missing")

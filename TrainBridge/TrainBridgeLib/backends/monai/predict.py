@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     try:
-        rec = json.loads((Path(args.job) / JOB_FILE).read_text()) if (Path(args.job) / JOB_FILE).exists() else {}
+        rec = json.loads((Path(args.job) / JOB_FILE).read_text(encoding="utf-8")) if (Path(args.job) / JOB_FILE).exists() else {}
         if rec.get("backend") == "nnunet":
             written = predict_nnunet(rec["outputs"]["model_dir"].rsplit("/fold_", 1)[0], args.input, args.out,
                                      fold=int(rec["params"]["fold"]), device=args.device)
