@@ -78,7 +78,7 @@ def make_team_project(project_dir, *, blind: bool = True) -> dict:
     """Project 'Team' with cases c1 (alice, bob) and c2 (alice); returns {user: token}."""
     project_dir = Path(project_dir)
     labels = project_dir.parent / f"{project_dir.name}-labels.json"
-    labels.write_text(json.dumps(LABELS))
+    labels.write_text(json.dumps(LABELS), encoding="utf-8")
     admin.init_project(project_dir, "Team", labels, blind=blind)
     admin.add_case(project_dir, "c1", synthetic_volume(seed=1), "P001")
     admin.add_case(project_dir, "c2", synthetic_volume(seed=2), "P002", attributes={"site": "B", "scanner": "X 1"})

@@ -8,6 +8,8 @@
 - No file imports another file's private name (``_name``).
 - TrainBridge's job runner knows no training backend.
 - pyproject's package list is exactly the folders that are packages.
+- Every ``read_text``/``write_text`` names its encoding (ruff's PLW1514 sees only calls on what it
+  knows is a Path; Slicer on Windows would read a project's JSON as cp1252).
 """
 from __future__ import annotations
 
@@ -121,3 +123,23 @@ def test_the_effect_folder_holds_the_effect_alone():
     assert sorted(p.name for p in folder.iterdir() if p.name != "__pycache__") == ["SegmentEditorEffect.py"]
     for _, module, path in ALL_FILES:
         assert not [t for t, _, _ in own_imports(path, module) if t.startswith("SegmentEditorSamPromptLib")]
+
+
+def python_files():
+    """The project's own Python files (modules, benchmarks, tests), not the test corpus or build outputs."""
+    for top in (*MODULE_FILES, "benchmarks", "Testing"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            if "__pycache__" not in path.parts and "corpus" not in path.relative_to(ROOT).parts:
+                yield path
+
+
+def test_text_files_name_their_encoding():
+    offenders = []
+    for path in python_files():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("read_text", "write_text")
+                    and not any(k.arg == "encoding" for k in node.keywords)
+                    and len(node.args) < (2 if node.func.attr == "write_text" else 1)):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, "name the encoding (encoding=\"utf-8\"): " + ", ".join(offenders)

@@ -184,7 +184,7 @@ def read_splits_final(path) -> list[dict]:
     """Read a ``splits_final.json``; raise ValueError naming the file when malformed."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: cannot read splits ({exc})") from None
     if not isinstance(data, list) or not all(isinstance(f, dict) and "train" in f and "val" in f for f in data):

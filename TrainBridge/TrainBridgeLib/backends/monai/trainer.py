@@ -39,7 +39,7 @@ MODEL_CONFIG = "model_config.json"
 
 def load_fold(dataset_dir: Path, fold: int) -> tuple:
     """(dataset.json, train case ids, val case ids) from the export's splits_final.json."""
-    meta = json.loads((dataset_dir / "dataset.json").read_text())
+    meta = json.loads((dataset_dir / "dataset.json").read_text(encoding="utf-8"))
     splits = read_splits_final(dataset_dir / "splits_final.json")
     if not 0 <= fold < len(splits):
         raise ValueError(f"fold {fold} does not exist ({len(splits)} fold(s) in splits_final.json)")
