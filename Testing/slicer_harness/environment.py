@@ -19,9 +19,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
-
 HERE = Path(__file__).resolve().parent
 PINS = HERE / "slicer-5.12-python.txt"
 SLICER_CORE = ("slicer-core==5.12.4.0", "vtk==9.6.0")
@@ -70,6 +67,9 @@ def _torch_links(dest: Path) -> Path | None:
         importlib.metadata.distribution("torch")
     except importlib.metadata.PackageNotFoundError:
         return None
+    from packaging.requirements import Requirement  # the test environment's (``make test`` runs this file
+    from packaging.utils import canonicalize_name  # with the bare system Python, which may lack packaging)
+
     dest.mkdir(parents=True, exist_ok=True)
     bundled = {canonicalize_name(n) for n in slicer_pins()}
     # (name, extras) pairs: torch asks for cuda-toolkit[cublas,cufft,...], whose wheels are named only
