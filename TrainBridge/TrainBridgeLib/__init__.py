@@ -12,6 +12,8 @@ Packages in pipeline order, as nnU-Net names its stages:
 - ``evaluation``: Dice / HD95 / NSD per case and label (``evaluate``), what the panel shows
   (``review``).
 - ``models``: model export (TorchScript / ONNX / checkpoint with a manifest) and ``infer``.
+- ``loop``: the annotation loop: pre-annotation through the store (``preannotate``), retraining
+  when N new adjudicated cases came in (``retrain``), the models it opens (``backends``).
 - ``mrml``: the comparison view's MRML adapter; ``panel_*``: the panel's sections;
-  ``cli``: `dicomteam export-nnunet|train|jobs|evaluate|export-model`; ``demo``.
+  ``cli``: `dicomteam export-nnunet|train|jobs|evaluate|export-model|preannotate`; ``demo``.
 """

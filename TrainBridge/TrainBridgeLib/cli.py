@@ -1,22 +1,30 @@
-"""``dicomteam`` subcommands of TrainBridge: export-nnunet, train, jobs, evaluate, export-model.
+"""``dicomteam`` subcommands of TrainBridge: export-nnunet, train, jobs, evaluate, export-model, preannotate.
 
 Registration is cheap: every heavy import (torch, monai, nnunetv2) happens inside the commands.
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-from DicomTeamAnnotateLib.cli.common import CommandError, key_values
+from DicomTeamAnnotateLib.cli.common import CommandError, key_values, store_call
+from DicomTeamAnnotateLib.store import open_store
 from TrainBridgeLib.evaluation.evaluate import evaluate_folders, summary_text
 from TrainBridgeLib.export.cases import CaseInput
 from TrainBridgeLib.export.nnunet import export_nnunet
 from TrainBridgeLib.export.other_formats import write_coco_slices, write_monai_datalist, write_seg_nrrd_folder
 from TrainBridgeLib.jobs.runner import JOB_FILE, Job
 from TrainBridgeLib.jobs.training import build_training_job
+from TrainBridgeLib.loop.backends import open_model
+from TrainBridgeLib.loop.models import UNCERTAINTY_MEASURE
+from TrainBridgeLib.loop.preannotate import STRATEGIES, preannotate
+from TrainBridgeLib.loop.retrain import retrain_if_new
+from TrainBridgeLib.models.bundle import export_bundle
 from TrainBridgeLib.models.export import export_model
+from TrainBridgeLib.models.nnunet_results import export_nnunet_results
 
 
 def _error(message: str):
@@ -56,8 +64,9 @@ def register(subparsers) -> None:
     p.add_argument("--coco", metavar="DIR", help="also write axial slices as PNG + COCO JSON into DIR")
     p.set_defaults(func=cmd_export_nnunet)
 
-    p = subparsers.add_parser("train", help="train on an exported dataset (nnU-Net or MONAI), as a background job")
-    p.add_argument("--dataset", required=True, metavar="RAW_DIR/DatasetXXX_Name")
+    p = subparsers.add_parser("train", help="train on an exported dataset (nnU-Net or MONAI), as a background job; "
+                                            "or on a project's adjudicated cases when N new ones came in (--store)")
+    p.add_argument("--dataset", metavar="RAW_DIR/DatasetXXX_Name", help="an exported dataset (or give --store)")
     p.add_argument("--backend", required=True, choices=("nnunet", "monai"))
     p.add_argument("--arch", default="segresnet", choices=("segresnet", "unet", "swinunetr", "vnet"), help="MONAI network")
     p.add_argument("--epochs", type=int, help="MONAI: any; nnU-Net: 1, 5, 10, 20, 50, 100, 250, ... (default 1000)")
@@ -69,6 +78,9 @@ def register(subparsers) -> None:
     p.add_argument("--configuration", default="3d_fullres", help="nnU-Net configuration (3d_fullres, 2d, ...)")
     p.add_argument("--iterations", type=int, help="MONAI: iterations per epoch")
     p.add_argument("--no-test", action="store_true", help="skip predicting and evaluating the test set")
+    p.add_argument("--model-kwargs", default=None, metavar="JSON", help="MONAI: the network's arguments, e.g. "
+                   "'{\"channels\": [8, 16, 32, 64], \"strides\": [2, 2, 2]}'")
+    add_store_training_arguments(p)
     p.set_defaults(func=cmd_train)
 
     p = subparsers.add_parser("jobs", help="status of a training job (also --cancel, --resume, --wait)")
@@ -88,12 +100,16 @@ def register(subparsers) -> None:
     p.add_argument("--tolerance-mm", type=float, default=1.0, help="NSD tolerance (1 mm)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = subparsers.add_parser("export-model", help="export a MONAI job's model as ONNX or TorchScript + manifest")
+    p = subparsers.add_parser("export-model", help="export a job's model: MONAI as ONNX / TorchScript + manifest or "
+                                                   "as a MONAI Bundle; nnU-Net into nnU-Net's results layout")
     p.add_argument("job_dir", metavar="JOB_DIR")
-    p.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    p.add_argument("--format", required=True, choices=("onnx", "torchscript", "bundle", "nnunet"),
+                   help="bundle: MONAI Bundle (MONAI Label, MONAI Deploy); nnunet: OUT becomes an nnUNet_results root")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--checkpoint", default="best", choices=("best", "final", "latest"))
     p.set_defaults(func=cmd_export_model)
+
+    register_preannotate(subparsers)
 
 
 # ----- export ---------------------------------------------------------------------------------------------
@@ -163,10 +179,24 @@ def cmd_train(args) -> int:
         if args.no_test:
             kwargs["predict_test"] = False
     else:
+        extra = []
         if args.iterations:
-            kwargs["extra_args"] = ["--iterations", args.iterations]
+            extra += ["--iterations", args.iterations]
+        if args.model_kwargs:
+            try:
+                json.loads(args.model_kwargs)
+            except ValueError as exc:
+                raise _error(f"--model-kwargs: not JSON ({exc})") from None
+            extra += ["--model-kwargs", args.model_kwargs]
+        if extra:
+            kwargs["extra_args"] = extra
         if args.no_test:
             kwargs["predict_test"] = False
+    if args.store:
+        return cmd_train_from_store(args, dict(arch=args.arch, epochs=args.epochs, device=args.device,
+                                               threads=args.threads, **kwargs), _follow)
+    if not args.dataset:
+        raise _error("give --dataset (an exported dataset) or --store (train on the project's adjudicated cases)")
     job = build_training_job(args.dataset, args.out, backend=args.backend, arch=args.arch, epochs=args.epochs,
                              device=args.device, fold=args.fold, threads=args.threads, **kwargs).start()
     print(f"job started: {job.dir} (pid {job.record['pid']}); status: dicomteam jobs {job.dir}")
@@ -257,9 +287,112 @@ def cmd_export_model(args) -> int:
     if not (Path(args.job_dir) / f"checkpoint_{args.checkpoint}.pt").exists() and \
             not (Path(args.job_dir) / JOB_FILE).exists():
         raise _error(f"{args.job_dir}: not a training job folder")
+    if args.format == "nnunet":
+        try:
+            folder = export_nnunet_results(args.job_dir, args.out)
+        except (ValueError, FileNotFoundError) as exc:
+            raise _error(str(exc)) from None
+        print(f"wrote {folder} (nnUNet_results={args.out}; nnUNetv2_predict_from_modelfolder -m {folder})")
+        return 0
+    if args.format == "bundle":
+        bundle = export_bundle(args.job_dir, args.out, checkpoint=args.checkpoint)
+        print(f"wrote {bundle} (python -m monai.bundle run --config_file {bundle}/configs/inference.json "
+              f"--bundle_root {bundle} --dataset_dir IMAGES --output_dir OUT)")
+        return 0
     manifest = export_model(args.job_dir, args.format, args.out, checkpoint=args.checkpoint)
-    checks = json.loads(Path(manifest).read_text())["checks"]
+    checks = json.loads(Path(manifest).read_text(encoding="utf-8"))["checks"]
     for name, c in checks.items():
         print(f"{name} vs PyTorch on {c['input']}: max |diff| {c['max_abs_diff']:.3g} (tolerance {c['tolerance']:.3g})")
     print(f"wrote {manifest}")
     return 0
+
+
+# ----- the annotation loop: preannotate, train --store --when-new ------------------------------------------
+
+def register_preannotate(subparsers) -> None:
+    """Add ``preannotate`` to the ``dicomteam`` parser."""
+    p = subparsers.add_parser("preannotate", help="a trained model pre-annotates the project's cases not yet annotated "
+                                                  "(versions of kind 'prediction'); resumable")
+    p.add_argument("--store", required=True, metavar="DIR|URL", help="project folder or server URL")
+    p.add_argument("--user", required=True, metavar="U", help="a reviewer or admin of the project")
+    p.add_argument("--token", default=None, metavar="T", help="server token (default: $DICOMTEAM_TOKEN)")
+    p.add_argument("--model", required=True, metavar="JOB_OR_MODEL",
+                   help="a training job folder (MONAI or nnU-Net), a model from export-model, an nnU-Net model "
+                        "folder, or the loop folder of `train --when-new` (its latest model)")
+    p.add_argument("--cases", nargs="+", default=None, metavar="ID",
+                   help="these cases (default: every case without an annotation or adjudicated version)")
+    p.add_argument("--strategy", default="first", choices=STRATEGIES,
+                   help="which cases first: by case id, shuffled, or the most uncertain (predicts all, then pushes "
+                        "the --limit most uncertain)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="push at most N predictions")
+    p.add_argument("--seed", type=int, default=0, help="for --strategy random")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--checkpoint", default=None, help="MONAI: best, final or latest; nnU-Net: checkpoint file name")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_preannotate)
+
+
+def add_store_training_arguments(parser) -> None:
+    """``train``'s options for training from a project store (the loop)."""
+    group = parser.add_argument_group("training from the project store (the annotation loop)")
+    group.add_argument("--store", metavar="DIR|URL", help="train on the project's adjudicated cases (instead of "
+                                                        "--dataset); --out is then the loop folder")
+    group.add_argument("--user", metavar="U")
+    group.add_argument("--token", metavar="T", help="server token (default: $DICOMTEAM_TOKEN)")
+    group.add_argument("--when-new", type=int, default=1, metavar="N",
+                       help="start only when N adjudicated cases are new since the loop's last training (default 1)")
+    group.add_argument("--name", default="Loop", help="dataset name of the export (DatasetXXX_NAME)")
+
+
+def cmd_preannotate(args) -> int:
+    token = args.token or os.environ.get("DICOMTEAM_TOKEN")
+    try:
+        model = open_model(args.model, device=args.device, checkpoint=args.checkpoint)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    store = store_call(lambda: open_store(args.store, args.user, token))
+
+    def progress(fraction, message):
+        print(f"  [{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
+
+    print(f"model: {model.name} (weights sha256 {model.weights_sha256[:12]}...)", file=sys.stderr)
+    try:
+        summary = store_call(lambda: preannotate(store, model, cases=args.cases, strategy=args.strategy,
+                                                 limit=args.limit, seed=args.seed, progress=progress))
+    except KeyboardInterrupt:
+        print("cancelled: the predictions pushed so far are kept; run the same command again to go on",
+              file=sys.stderr)
+        return 130
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    for row in summary["pushed"]:
+        print(f"{row['case_id']}  {row['version']}  uncertainty {row['uncertainty']:.3f}")
+    for row in summary["skipped"]:
+        print(f"{row['case_id']}  skipped: {row['reason']}", file=sys.stderr)
+    if summary["unmapped"]:
+        print(f"model labels not in the project's ontology (left out): {', '.join(summary['unmapped'])}",
+              file=sys.stderr)
+    print(f"round {summary['round']}: {len(summary['pushed'])} prediction(s) pushed, {len(summary['skipped'])} "
+          f"skipped; uncertainty = {UNCERTAINTY_MEASURE}", file=sys.stderr)
+    return 0
+
+
+def cmd_train_from_store(args, job_options: dict, follow) -> int:
+    """``dicomteam train --store ... --when-new N``: export and train when enough is new (see loop.retrain)."""
+    if args.dataset:
+        raise CommandError("give either --dataset or --store, not both")
+    if not args.user:
+        raise CommandError("--store needs --user (a member who may read the adjudicated versions)")
+    token = args.token or os.environ.get("DICOMTEAM_TOKEN")
+    result = store_call(lambda: retrain_if_new(args.store, args.user, args.out, when_new=args.when_new, token=token,
+                                               backend=args.backend, name=args.name, fold=args.fold,
+                                               log=lambda m: print(m, file=sys.stderr), **job_options))
+    if not result["started"]:
+        print(f"no training started: {result['reason']}")
+        return 0
+    job = result["job"]
+    print(f"round {result['round']}: job started: {job.dir} (pid {job.record['pid']}); status: dicomteam jobs {job.dir}")
+    return 0 if args.background else follow(job)

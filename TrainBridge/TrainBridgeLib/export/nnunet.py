@@ -42,7 +42,7 @@ from TrainBridgeLib.export.cases import (
     parse_label_names,
 )
 from TrainBridgeLib.export.preflight import PreflightError, check_case
-from TrainBridgeLib.export.splits import Splits, check_splits, make_splits, write_splits_final
+from TrainBridgeLib.export.splits import Splits, check_splits, extend_splits, make_splits, write_splits_final
 
 FILE_ENDING = ".nii.gz"
 FIRST_FREE_ID = 500  # nnU-Net's published datasets use low ids; start above them to avoid clashes
@@ -200,12 +200,14 @@ def _source_text(src) -> str:
 def export_nnunet(cases: list, out_dir, name: str, *, labels=None, dataset_id: int | None = None,
                   test_fraction: float = 0.2, folds: int = 5, seed: int = 0, stratify_by: str | None = None,
                   channel_names: list | None = None, preprocessed_dir=None, overwrite: bool = False,
-                  drop_unknown_labels: bool = False, fsync: bool = True, progress=None) -> ExportResult:
+                  drop_unknown_labels: bool = False, fsync: bool = True, progress=None,
+                  previous_splits: Splits | None = None) -> ExportResult:
     """Write ``cases`` (CaseInput list) as ``out_dir/DatasetXXX_name``; see the module docstring.
 
     ``labels``: the ontology ({name: source value}, a list of {name, value, terminology}, or a
     JSON file); output values are 1..N in order of source value.  ``progress(done, total, case)``
-    is called after each case.
+    is called after each case.  ``previous_splits``: an earlier export's splits that every case it
+    holds keeps (``extend_splits``: a retrained model is tested on the same patients).
     """
     if not _NAME.match(name or ""):
         raise ValueError(f"dataset name {name!r}: use letters, digits, '-' and '_' only")
@@ -231,8 +233,12 @@ def export_nnunet(cases: list, out_dir, name: str, *, labels=None, dataset_id: i
         missing = [c for c, v in strata.items() if v is None]
         if missing:
             raise ValueError(f"case(s) {missing[:10]} have no attribute '{stratify_by}' to stratify by")
-    splits = make_splits({c.case_id: c.patient_id for c in labelled}, test_fraction=test_fraction, folds=folds,
-                         seed=seed, strata=strata)
+    if previous_splits is not None:
+        splits = extend_splits(previous_splits, {c.case_id: c.patient_id for c in labelled},
+                               test_fraction=test_fraction, seed=seed, strata=strata)
+    else:
+        splits = make_splits({c.case_id: c.patient_id for c in labelled}, test_fraction=test_fraction, folds=folds,
+                             seed=seed, strata=strata)
     splits.test = sorted(splits.test + [c.case_id for c in cases if c.label is None])
     for c in cases:
         splits.patient_of.setdefault(c.case_id, c.patient_id)

@@ -147,6 +147,52 @@ def make_splits(patient_of: dict, *, test_fraction: float = 0.2, folds: int = DE
                   strata=strata, seed=seed)
 
 
+def extend_splits(previous: Splits, patient_of: dict, *, test_fraction: float = 0.2, seed: int = 0,
+                  strata: dict | None = None) -> Splits:
+    """The splits of a grown dataset that keep every earlier case where it was (retraining in the loop).
+
+    A patient of ``previous`` keeps their place: test patients stay in the test set (a model is
+    never trained on what the earlier one was tested on), a training patient stays in the fold
+    that validates on them.  Patients new to the dataset are split among themselves as
+    ``make_splits`` splits (``test_fraction`` of them held out), then each new training patient
+    joins the fold with the fewest cases.  Cases no longer in ``patient_of`` are dropped.
+    """
+    if not patient_of:
+        raise ValueError("no cases to split")
+    old_patient_of = {c: str(p) for c, p in previous.patient_of.items()}
+    test_patients = {old_patient_of[c] for c in previous.test}
+    fold_of_patient = {}
+    for k, fold in enumerate(previous.folds):
+        for c in fold["val"]:
+            fold_of_patient[old_patient_of[c]] = k
+    k = max(1, len(previous.folds))
+    new = {c: p for c, p in patient_of.items() if str(p) not in test_patients and str(p) not in fold_of_patient}
+    if new:
+        # the new patients alone, as make_splits would split them (one fold: just the test choice)
+        fresh = make_splits(new, test_fraction=test_fraction, folds=1, seed=seed,
+                            strata={c: (strata or {}).get(c, "") for c in new} if strata else None)
+        test_patients |= {str(new[c]) for c in fresh.test}
+    cases_of: dict = defaultdict(list)
+    for case, patient in patient_of.items():
+        cases_of[str(patient)].append(case)
+    sizes = [0] * k
+    for p, f in fold_of_patient.items():
+        sizes[f] += len(cases_of.get(p, []))
+    for p in sorted(cases_of):  # new training patients, each to the fold with the fewest cases
+        if p not in test_patients and p not in fold_of_patient:
+            f = min(range(k), key=lambda i: (sizes[i], i))
+            fold_of_patient[p] = f
+            sizes[f] += len(cases_of[p])
+    train_cases = sorted(c for p, cs in cases_of.items() if p not in test_patients for c in cs)
+    folds = []
+    for f in range(k):
+        val = sorted(c for c in train_cases if fold_of_patient[str(patient_of[c])] == f)
+        folds.append({"train": train_cases if k == 1 else [c for c in train_cases if c not in set(val)], "val": val})
+    test = sorted(c for p, cs in cases_of.items() if p in test_patients for c in cs)
+    return Splits(test=test, folds=folds, patient_of={c: str(p) for c, p in patient_of.items()},
+                  strata={c: str(v) for c, v in (strata or {}).items()}, seed=previous.seed)
+
+
 def check_splits(splits: Splits) -> list[str]:
     """Problems with a split (empty list when sound): leakage of a patient, a test case in a fold..."""
     problems = []

@@ -3,8 +3,9 @@
     python -m TrainBridgeLib.backends.monai.trainer --dataset RAW/DatasetXXX_Name --out JOB_DIR
         [--arch segresnet|unet|swinunetr|vnet] [--epochs N] [--device cpu|cuda] [--fold K] [--resume]
 
-Patches sampled around labels and background (``RandCropByPosNegLabeld``), Dice + cross-entropy
-loss, sliding-window validation on the fold's validation cases.  Every epoch appends a record
+Patches sampled around labels and background (``RandCropByPosNegLabeld``; one per case when the
+patch holds the whole image), Dice + cross-entropy loss with nnU-Net's batch Dice over the
+foreground classes, sliding-window validation on the fold's validation cases.  Every epoch appends a record
 to ``progress.jsonl``, redraws ``curves.png`` and writes ``checkpoint_latest.pt`` (the resume
 point); the best validation Dice goes to ``checkpoint_best.pt``.  The dataset is preprocessed
 once and kept in memory: these runs are trials on small datasets.
@@ -88,7 +89,8 @@ def parse_args(argv=None):
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--patch", type=int, nargs=3, metavar=("K", "J", "I"), help="patch size (default: from data)")
     p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--samples-per-case", type=int, default=2)
+    p.add_argument("--samples-per-case", type=int, default=2,
+                   help="patches per case and batch (1 when the patch holds the whole image: its crops are all alike)")
     p.add_argument("--iterations", type=int, help="iterations per epoch (default: one pass over the cases)")
     p.add_argument("--lr", type=float, help="AdamW learning rate (default: per architecture)")
     p.add_argument("--val-every", type=int, default=1)
@@ -194,7 +196,20 @@ def prepare_data(dataset_dir: Path, fold: int) -> dict:
     spec = normalization_spec(channel_names, [c["image"] for c in raw_train], [c["label"] for c in raw_train])
     return {"train": preprocess(raw_train, spacing, spec), "val": preprocess(raw_val, spacing, spec),
             "train_ids": train_ids, "val_ids": val_ids, "labels": labels, "channel_names": channel_names,
-            "spacing": spacing, "normalization": spec}
+            "spacing": spacing, "normalization": spec,
+            # the orientation the network learnt (a prediction puts other images into it by physical position)
+            "direction": list(raw_train[0]["geometry"].to_lps().direction) if raw_train else None,
+            "terminology": label_terminology(dataset_dir)}
+
+
+def label_terminology(dataset_dir: Path) -> dict:
+    """{label name: terminology} from the export's trainbridge.json ({} when unknown): a model's labels map
+    onto a project's ontology by terminology first (see the loop's preannotation)."""
+    path = dataset_dir / "trainbridge.json"
+    if not path.exists():
+        return {}
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    return {d["name"]: d["terminology"] for d in doc.get("label_source") or [] if d.get("terminology")}
 
 
 def train(args) -> dict:
@@ -220,11 +235,16 @@ def train(args) -> dict:
     model = build_network(config).to(device)
     description = {"model": config, "labels": labels, "channel_names": data["channel_names"],
                    "spacing": data["spacing"], "normalization": data["normalization"], "patch_size": patch,
+                   "direction": data["direction"], "terminology": data["terminology"],
                    "dataset": str(dataset_dir), "fold": args.fold, "train_cases": data["train_ids"],
                    "val_cases": data["val_ids"], "epochs": args.epochs}
     write_json_atomic(out / MODEL_CONFIG, description)
 
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    # nnU-Net's choice: Dice over the whole batch (a small organ absent from one patch no longer gives that
+    # sample's Dice a 0/0) and over the foreground classes only (the background's Dice is ~1 from the start
+    # and dilutes the organs' gradient). On the demo's phantoms it took a short run from mean test Dice
+    # 0.33 (per-sample Dice with background, SegResNet) to 0.77 after 100 steps.
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True, include_background=False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr or DEFAULT_LR[args.arch], weight_decay=1e-5)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: (1 - e / max(1, args.epochs)) ** 0.9)
     start, best = 0, -1.0
@@ -241,7 +261,9 @@ def train(args) -> dict:
         progress_path.unlink()
 
     workers = default_workers(args.device) if args.workers is None else args.workers
-    stream = BatchStream(patch_loader(train_set, patch, args.batch_size, args.samples_per_case, workers))
+    whole = all(p >= s for p, s in zip(patch, np.max([c["image"].shape[1:] for c in train_set], axis=0)))
+    samples = 1 if whole else args.samples_per_case  # whole-image "patches" of one case would all be alike
+    stream = BatchStream(patch_loader(train_set, patch, args.batch_size, samples, workers))
     iterations = args.iterations or max(1, len(stream.loader))
     print(f"training {args.arch} on {len(train_set)} case(s), validating on {len(val_set)}; patch {patch}, "
           f"spacing {data['spacing']}, {iterations} iteration(s) x {args.epochs} epoch(s) on {device}", flush=True)
