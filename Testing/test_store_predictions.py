@@ -8,10 +8,13 @@ carry the prediction and its uncertainty, and order by it.
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 from store_support import backend_for, postgres_cluster, postgres_url, write_seg  # noqa: F401
 
-from ConsensusReviewLib.store_case import annotation_versions
+from ConsensusReviewLib.store_case import annotation_versions, load_store_case
+from DicomTeamAnnotateLib.cli.main import main as dicomteam
 from DicomTeamAnnotateLib.store import Forbidden, InvalidInput
 from DicomTeamAnnotateLib.store.model import choose_version
 from DicomTeamAnnotateLib.worklist.cases import open_case
@@ -88,6 +91,19 @@ def test_consensus_adjudication_and_exports_leave_predictions_out(team, tmp_path
     chosen = annotation_versions(rev, "c1")
     assert [v["author"] for v in chosen] == ["alice", "bob"]
     assert choose_version(rev.list_versions("c1"), "adjudicated") is None  # the export's choice: no prediction
+    # unless asked: the model joins as one more rater
+    inputs, _, versions = load_store_case(rev, "c1", tmp_path / "asked", include_predictions=True)
+    assert inputs.annotators == ["alice", "bob", "model"] and versions[-1]["id"] == p["id"]
+    assert "the model unet-r1" in inputs.sources[-1]
+    out = tmp_path / "consensus"
+    store_args = ["--store", team.location, "--user", "rev", "--case", "c1", "--method", "majority"]
+    if team.server:
+        store_args += ["--token", team.tokens["rev"]]
+    assert dicomteam(["consensus", *store_args, "--out", str(out / "without")]) == 0
+    assert dicomteam(["consensus", *store_args, "--include-predictions", "--out", str(out / "with")]) == 0
+    readers = [json.loads((out / w / "agreement.json").read_text(encoding="utf-8"))
+               for w in ("without", "with")]
+    assert [r["annotators"] for r in readers] == [["alice", "bob"], ["alice", "bob", "model"]]
 
 
 def test_worklist_rows_carry_the_prediction_and_order_by_uncertainty(team, tmp_path):

@@ -57,6 +57,9 @@ def register(subparsers) -> None:
     s.add_argument("--case", default=None, metavar="ID", help="the case whose annotations to combine")
     s.add_argument("--all-cases", action="store_true", help="every case with two or more annotators, plus "
                                                             "the project report and the review queue")
+    s.add_argument("--include-predictions", action="store_true",
+                   help="the model's latest prediction of the case joins as one more rater, 'model' (default: "
+                        "predictions are no reading and are left out)")
     s.add_argument("--include-unsubmitted", action="store_true",
                    help="also the latest version of annotators who have not submitted (default: submitted work only)")
     s.add_argument("--publish", nargs="?", const="consensus", default=None, metavar="FILE",
@@ -147,7 +150,8 @@ def _consensus_case(store, case_id, args, out_dir: Path) -> tuple:
 
 
     with tempfile.TemporaryDirectory(prefix="dicomteam-consensus-") as tmp:
-        inputs, image, versions = load_store_case(store, case_id, tmp, submitted_only=not args.include_unsubmitted)
+        inputs, image, versions = load_store_case(store, case_id, tmp, submitted_only=not args.include_unsubmitted,
+                                                  include_predictions=args.include_predictions)
     result = run_consensus(inputs, args.method, **_options(args))
     paths = write_consensus_outputs(result, out_dir, case_id=case_id, image=image, report=args.report)
     _print_summary(result, paths)
