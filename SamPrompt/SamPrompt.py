@@ -52,6 +52,11 @@ def registerSegmentEditorEffect():
     if effectRegistered():
         _effectRegistration = True
         return True
+    problem = slicer_version_problem(slicer.app.majorVersion, slicer.app.minorVersion)
+    if problem:  # the effect would fail at its first click (no package manager): the panel says why instead
+        logging.warning("SamPrompt: the SAM Prompt effect is not registered: %s", problem)
+        _effectRegistration = problem
+        return False
     try:
         import qSlicerSegmentationsEditorEffectsPythonQt as editorEffects
 

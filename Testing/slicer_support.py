@@ -34,7 +34,8 @@ def make_session_env(folder: Path) -> dict:
 
 
 def run_in_slicer(env: dict, tmp_path: Path, scenario: str, timeout: float = 900, check: bool = True,
-                  pytorch_extension: bool = True, testing: bool = False, **args) -> dict:
+                  pytorch_extension: bool = True, testing: bool = False, slicer_version: str = "5.12",
+                  **args) -> dict:
     """Run ``scenarios/<module>.py:<function>`` in a fresh Slicer session; the harness's JSON result.
 
     With ``check``: fail when a module failed to load, when the scenario raised, or when a Slicer,
@@ -47,6 +48,7 @@ def run_in_slicer(env: dict, tmp_path: Path, scenario: str, timeout: float = 900
         argv.append("--no-pytorch-extension")
     if testing:  # ctest's testing mode: slicer.util answers the message boxes itself
         argv.append("--testing")
+    argv += ["--slicer-version", slicer_version]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT),
                           env={**os.environ, "HARNESS_TORCH_SITE": env["torch_site"], "PYTHONNOUSERSITE": "1",
                                # a project server a scenario starts runs on the test environment's Python

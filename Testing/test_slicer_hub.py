@@ -82,6 +82,22 @@ def test_load_dicom_then_cancel(slicer_env, tmp_path, ct_dicom_dir):
     assert "Cancelling..." not in out["status_before_cancel"]
     assert out["summary_cancelled"] == "Loading cancelled." and out["volumes_after_cancel"] == 1
     assert out["load_enabled_cleared"] is False
+    # the shared CT is JPEG 2000, which Slicer's own Pillow decodes: nothing is asked for
+    assert not [i for i in r["installs"] if i["call"] == "pip_ensure" and i["missing"]], r["installs"]
+
+
+def test_load_dicom_asks_for_decoders_only_when_the_files_need_them(slicer_env, tmp_path):
+    from pydicom.data import get_testdata_file
+
+    folder = tmp_path / "jpeg-lossless"
+    folder.mkdir()
+    source = get_testdata_file("bad_sequence.dcm")  # a CT slice in JPEG Lossless SV1 (pydicom's test files)
+    (folder / "slice.dcm").write_bytes(open(source, "rb").read())
+    r = run_in_slicer(slicer_env, tmp_path, "hub:load_dicom_needing_decoders", folder=folder)
+    asked = [i for i in r["installs"] if i["call"] == "pip_ensure" and i["missing"]]
+    assert len(asked) == 1 and any(m.startswith("pylibjpeg-libjpeg") for m in asked[0]["missing"]), asked
+    assert asked[0]["prompted"]
+    assert r["result"]["summary"].startswith("Loaded 1 volume(s)") and r["result"]["volumes"] == 1, r["result"]
 
 
 def test_custom_window_spin_boxes_keep_their_range(slicer_env, tmp_path):
@@ -102,3 +118,23 @@ def test_the_thread_guard_catches_slicer_qt_and_mrml_calls_off_the_main_thread(s
     found = "\n".join(r["violations"])
     assert "vtkMRMLScene.GetNumberOfNodes" in found and "slicer.util.getNodes" in found and "qt.QTimer" in found
     assert "bad worker" in found
+
+
+def test_on_an_older_slicer_the_sam_effect_is_not_offered_and_the_panels_say_why(slicer_env, tmp_path):
+    """Slicer 5.10 has no slicer.packaging: the effect would fail at its first click, so it is not registered."""
+    r = run_in_slicer(slicer_env, tmp_path, "startup:older_slicer", slicer_version="5.10")
+    out = r["result"]
+    assert "SAM Prompt" not in out["effects"]
+    for name in ("SamPrompt", "DicomTeamAnnotate"):
+        assert any("needs 3D Slicer 5.12 or newer (this is 5.10)" in t for t in out["labels"][name]), out["labels"]
+    # reached another way (the console, a script), an install says the same instead of a ModuleNotFoundError
+    assert out["ensured"] is False
+    assert [b for b in out["boxes"] if "5.12" in b["text"]], out["boxes"]
+
+
+def test_a_failed_install_shows_one_error(slicer_env, tmp_path):
+    r = run_in_slicer(slicer_env, tmp_path, "startup:failed_install")
+    out = r["result"]
+    assert out["ok"] is False
+    errors = [b for b in out["boxes"] if "fail" in b["text"].lower()]
+    assert len(errors) == 1 and "Package installation failed" in errors[0]["text"], out["boxes"]

@@ -67,3 +67,13 @@ def test_an_older_slicer_gets_one_message_saying_which_version_and_why():
     assert packages.slicer_version_problem(5, 12) is None and packages.slicer_version_problem(6, 0) is None
     message = packages.slicer_version_problem(5, 10)
     assert "5.12" in message and "5.10" in message and "pip_ensure" in message
+
+
+def test_every_package_slicer_bundles_is_held():
+    """The held list is Slicer 5.12's bundled distributions (the harness's pins, read from Slicer's SuperBuild)."""
+    from packaging.utils import canonicalize_name
+    from slicer_harness.environment import slicer_pins
+
+    held = {canonicalize_name(n) for n in packages.SLICER_BUNDLED}
+    missing = sorted(n for n in map(canonicalize_name, slicer_pins()) if n not in held)
+    assert not missing, f"Slicer bundles these, an install could replace them: {missing}"

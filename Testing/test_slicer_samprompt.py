@@ -36,6 +36,8 @@ def test_stop_drops_a_running_prompt(slicer_env, tmp_path):
     assert out["started"] and out["busy_after_start"] and out["finished"]
     assert out["preview"] is False and out["preview_node"] is False and out["status"] == "Stopped."
     assert out["second_preview"] is True and out["preview_saved_with_scene"] is False
+    assert out["anchors_after_stopped_correction"] == [8] and out["results_after_stopped_correction"] == [8]
+    assert out["apply_would_write_what_is_shown"]
 
 
 @pytest.mark.slow

@@ -127,9 +127,10 @@ class EffectModel(Notifier):
                 segmenter = shared.remote_segmenter_for(volume, remote[0], remote[1], settings, window)
             else:  # keyed by content, not node: the panel's "precompute the volume" fills the same cache
                 segmenter = shared.segmenter_for(volume, None, settings, window)
-            session = current
-            if session is None or session.plane != plane or session.segmenter is not segmenter:
+            if current is None or current.plane != plane or current.segmenter is not segmenter:
                 session = PromptSession(segmenter, plane)
+            else:  # a copy: a stopped prompt must leave the preview and what Apply writes as they are
+                session = current.fork()
             if box is not None:
                 old = session.anchors.get(k)
                 result = session.prompt(k, box=box, points=old.points if old else None,
@@ -153,17 +154,19 @@ class EffectModel(Notifier):
         """Carry the preview through the volume from the prompted slices (a correction: from it only)."""
         if self.session is None or self.busy:
             return False
-        session = self.session
+        session = self.session.fork()  # adopted when the propagation ends; Stop leaves the preview as it was
         last = session.last_prompted if len(session.anchors) > 1 else None
 
         def work(task):
-            return session.propagate(direction, start=last,
-                                     progress=lambda done, total: task.report(done / total, f"{done}/{total}"))
+            session.propagate(direction, start=last,
+                              progress=lambda done, total: task.report(done / total, f"{done}/{total}"))
+            return session
 
         self._start(work, self._propagated, _("Propagating {direction}...").format(direction=direction))
         return True
 
-    def _propagated(self, results) -> None:
+    def _propagated(self, session) -> None:
+        self.session = session
         self.preview_version += 1
         stops = "; ".join(f"{k}: {why}" for k, why in self.segmenter.last_stops) or _("reached the volume's end")
         self.say(_("{n} slices. Stopped at {stops}. Fix a slice with a box and propagate again, or Apply.").format(

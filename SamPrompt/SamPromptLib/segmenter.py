@@ -249,6 +249,13 @@ class PromptSession:
         self.results: dict = {}   # slice -> SliceResult (prompted, propagated or reconciled)
         self.last_prompted: int | None = None
 
+    def fork(self) -> PromptSession:
+        """A copy to work on (a worker thread): the original is unchanged until the caller adopts the copy,
+        so a stopped or failed prompt or propagation leaves what the user sees as it was."""
+        copy = PromptSession(self.segmenter, self.plane)
+        copy.anchors, copy.results, copy.last_prompted = dict(self.anchors), dict(self.results), self.last_prompted
+        return copy
+
     def prompt(self, index: int, box=None, points=None, labels=None) -> SliceResult:
         """Set (replace) the prompt of one slice and return its preview mask; the slice becomes an anchor."""
         prompt = Prompt(box=box, points=points, labels=labels)

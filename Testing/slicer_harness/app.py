@@ -54,12 +54,15 @@ class ModuleLoadError(Exception):
 class SlicerApp:
     """One Slicer session: the stand-ins installed, a real MRML scene, the extension's modules loaded."""
 
-    def __init__(self, work_dir: Path, *, pytorch_extension: bool = True):
+    def __init__(self, work_dir: Path, *, pytorch_extension: bool = True, slicer_version: tuple = (5, 12)):
         self.work_dir = Path(work_dir)
         self.failed: dict[str, str] = {}
         extra = {"PyTorchUtils": "PyTorchUtils.py"} if pytorch_extension else {}
         sys.path.insert(0, str(STANDINS))  # qt, ctk, threadguard, slicer_app
-        sys.meta_path.insert(0, _StandInFinder(extra))
+        finder = _StandInFinder(extra)
+        if tuple(slicer_version) < (5, 12):
+            del finder.files["slicer.packaging"]  # Base/Python/slicer/packaging.py is new in 5.12
+        sys.meta_path.insert(0, finder)
         import qt  # noqa: F401  (the stand-in, before anything imports Slicer's util)
         import slicer
         import slicer_app
@@ -70,6 +73,7 @@ class SlicerApp:
         self._register_converters()
         slicer_app.install(slicer, str(self.work_dir / "home"), str(self.work_dir / "cache"))
         self.app = slicer.app
+        self.app.majorVersion, self.app.minorVersion = (int(v) for v in slicer_version)
         self.app.layoutManager()  # the main window's views exist from startup, as in Slicer
         threadguard.watch_worker_threads()
 

@@ -30,6 +30,8 @@ def main(argv=None) -> int:
     parser.add_argument("--args", default="{}")
     parser.add_argument("--no-pytorch-extension", action="store_true")
     parser.add_argument("--testing", action="store_true", help="ctest's testing mode (slicer.app.testingEnabled())")
+    parser.add_argument("--slicer-version", default="5.12", help="the Slicer version the session claims (5.10: no "
+                        "slicer.packaging)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")  # Slicer logs INFO
     sys.path.insert(0, str(HERE.parent))  # slicer_harness as a package
@@ -41,7 +43,8 @@ def main(argv=None) -> int:
            "result": None, "error": None}
     try:
         scripted = install_extension(ROOT, work / "install")
-        app = SlicerApp(work, pytorch_extension=not args.no_pytorch_extension)
+        app = SlicerApp(work, pytorch_extension=not args.no_pytorch_extension,
+                        slicer_version=tuple(int(v) for v in args.slicer_version.split(".")[:2]))
         app.app.testing = args.testing
         out["loaded"] = app.load_extension(scripted)
         out["failed"] = dict(app.failed)
@@ -57,8 +60,8 @@ def main(argv=None) -> int:
         out["violations"] = list(threadguard.violations)
         import qt
         out["message_boxes"] = list(qt.QMessageBox.shown)
-        import slicer.packaging  # the stand-in: what was asked for and installed
-        out["installs"] = list(slicer.packaging.record)
+        if "slicer.packaging" in sys.modules:  # the stand-in (absent before 5.12): what was asked and installed
+            out["installs"] = list(sys.modules["slicer.packaging"].record)
         if "PyTorchUtils" in sys.modules:
             out["torch"] = list(sys.modules["PyTorchUtils"].record)
     except Exception as exc:  # the session never started

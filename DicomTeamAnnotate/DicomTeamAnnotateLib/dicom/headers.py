@@ -36,6 +36,14 @@ class RejectedFile(Exception):
     """A file that is not turned into a volume; the message is the reason shown to the user."""
 
 
+class MissingDecoder(RejectedFile):
+    """A compressed file no installed plugin decodes (Slicer installs the decoders when a file needs them)."""
+
+    def __init__(self, message: str, transfer_syntax: str):
+        super().__init__(message)
+        self.transfer_syntax = transfer_syntax
+
+
 @dataclass(frozen=True)
 class Source:
     """Where one file's bytes come from: a path, or a member of a ZIP archive."""
@@ -254,8 +262,37 @@ def _check_decoder(ts: str) -> None:
     except NotImplementedError:
         raise RejectedFile(f"transfer syntax {UID(ts).name} ({ts}) is not supported by pydicom") from None
     if not decoder.is_available:
-        raise RejectedFile(f"no installed decoder for transfer syntax {UID(ts).name} ({ts}); "
-                           "install pylibjpeg plugins or python-gdcm")
+        raise MissingDecoder(f"no installed decoder for transfer syntax {UID(ts).name} ({ts}); "
+                             "install pylibjpeg plugins or python-gdcm", UID(ts).name)
+
+
+def refresh_decoders() -> None:
+    """Look again for decoder plugins installed since pydicom was imported (Slicer installs them at first use).
+
+    pydicom decides once, when its decoders are registered, which plugins are available (and its pylibjpeg
+    plugin module caches whether pylibjpeg imports): without this, files that need a just-installed decoder
+    stay unreadable until Slicer restarts.  pydicom has no public "rescan", so the plugin is re-added through
+    its public add/remove API.
+    """
+    import importlib
+
+    from pydicom import uid
+    from pydicom.pixels import get_decoder
+
+    importlib.invalidate_caches()
+    plugin = importlib.reload(importlib.import_module("pydicom.pixels.decoders.pylibjpeg"))
+    syntaxes = (*uid.JPEGTransferSyntaxes, *uid.JPEGLSTransferSyntaxes, *uid.JPEG2000TransferSyntaxes,
+                *uid.RLETransferSyntaxes)
+    for ts in syntaxes:
+        try:
+            decoder = get_decoder(ts)
+        except NotImplementedError:
+            continue
+        if "pylibjpeg" in decoder.available_plugins or not plugin.is_available(ts):
+            continue
+        if any(m.startswith("pylibjpeg ") for m in decoder.missing_dependencies):
+            decoder.remove_plugin("pylibjpeg")
+        decoder.add_plugin("pylibjpeg", ("pydicom.pixels.decoders.pylibjpeg", "_decode_frame"))
 
 
 def float_list(value, n: int | None = None) -> np.ndarray | None:

@@ -21,7 +21,7 @@ import numpy as np
 from DicomTeamAnnotateLib.core.volume import Volume
 from DicomTeamAnnotateLib.dicom.frames import Frame, frames_of
 from DicomTeamAnnotateLib.dicom.geometry import RefusedStack, regularize, stack_geometry
-from DicomTeamAnnotateLib.dicom.headers import RejectedFile, collect_sources, read_header
+from DicomTeamAnnotateLib.dicom.headers import MissingDecoder, RejectedFile, collect_sources, read_header
 from DicomTeamAnnotateLib.dicom.pixels import PROGRESS_MIN_FILES, decode_stacks
 from DicomTeamAnnotateLib.dicom.sort import SeriesPlan, plan_series, text_value
 from DicomTeamAnnotateLib.io.volumes import has_volume_suffix, read_volume
@@ -45,6 +45,7 @@ class IngestResult:
     series: list = field(default_factory=list)
     rejected: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    missing_decoders: list = field(default_factory=list)  # transfer syntaxes of files rejected for want of one
 
     def summary(self) -> str:
         """A few human-readable lines."""
@@ -103,9 +104,10 @@ def _metadata(plan: SeriesPlan, frames: list[Frame], volume_dtype) -> dict:
 HEADER_SHARE = 0.2  # the fraction of on_progress given to reading headers (decoding takes the rest)
 
 
-def _read_headers(sources, progress: bool, on_progress) -> tuple[list[Frame], list]:
+def _read_headers(sources, progress: bool, on_progress) -> tuple[list[Frame], list, list]:
     frames: list[Frame] = []
     rejected: list = []
+    missing: dict = {}  # transfer syntax name -> None (ordered set)
     items = sources.sources
     total = len(items)
     if progress and total >= PROGRESS_MIN_FILES and sys.stderr.isatty():
@@ -117,9 +119,11 @@ def _read_headers(sources, progress: bool, on_progress) -> tuple[list[Frame], li
             frames.extend(frames_of(read_header(sources, src)))
         except RejectedFile as exc:
             rejected.append((src.label, str(exc)))
+            if isinstance(exc, MissingDecoder):
+                missing[exc.transfer_syntax] = None
         if on_progress:
             on_progress(HEADER_SHARE * n / total, f"reading headers ({n}/{total})")
-    return frames, rejected
+    return frames, rejected, list(missing)
 
 
 def ingest(paths, progress: bool = False, *, workers: int | None = None, on_progress=None) -> IngestResult:
@@ -134,7 +138,7 @@ def ingest(paths, progress: bool = False, *, workers: int | None = None, on_prog
     with collect_sources(paths) as sources:
         result.rejected.extend(sources.rejected)
         result.notes.extend(sources.notes)
-        frames, rejected = _read_headers(sources, progress, on_progress)
+        frames, rejected, result.missing_decoders = _read_headers(sources, progress, on_progress)
         result.rejected.extend(rejected)
         plans, notes, duplicates = plan_series(frames)
         result.notes.extend(notes)

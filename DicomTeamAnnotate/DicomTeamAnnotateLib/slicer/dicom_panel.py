@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from DicomTeamAnnotateLib.core.tasks import TaskCancelled
+from DicomTeamAnnotateLib.dicom.headers import refresh_decoders
 from DicomTeamAnnotateLib.slicer.i18n import tr as _
 from DicomTeamAnnotateLib.slicer.packages import DICOM_DECODERS
 from DicomTeamAnnotateLib.slicer.panel import Section
@@ -45,8 +46,12 @@ class DicomSection(Section):
                 else _("Choose an existing folder or .zip file first."))
 
     def load(self) -> None:
-        """'Load': ingest on a worker thread with a progress dialog (decoders installed first, if agreed)."""
-        if not self.can_load or not self.panel.installer.ensure(DICOM_DECODERS):
+        """'Load': ingest on a worker thread with a progress dialog.
+
+        The decoders of compressed DICOM are asked for only when the files need them: the headers say so
+        (their transfer syntax) before any pixel is decoded; if the user agrees, the files are read again.
+        """
+        if not self.can_load:
             return
         path = self.path
         reading, done = _("Reading DICOM files..."), _("Creating volumes...")  # translated on the main thread
@@ -65,6 +70,11 @@ class DicomSection(Section):
             self.changed()
             self.ui.error(_("Failed to load the DICOM files: {error}").format(error=exc))
             return
+        if result.missing_decoders and self.panel.installer.missing(DICOM_DECODERS):
+            if self.panel.installer.ensure(DICOM_DECODERS):  # asked, naming what they are for
+                refresh_decoders()  # pydicom looks for decoders once, at import
+                self.load()  # again, now that the compressed files can be read
+                return
         failures = []
         with self.ui.busy():
             nodes = self.logic.createVolumeNodes(result, failures)

@@ -7,6 +7,7 @@ settings or the scene.
 from __future__ import annotations
 
 from DicomTeamAnnotateLib.core.tasks import TaskCancelled
+from DicomTeamAnnotateLib.dicom.headers import refresh_decoders
 from DicomTeamAnnotateLib.slicer.i18n import tr as _
 from DicomTeamAnnotateLib.slicer.packages import DICOM_DECODERS
 from DicomTeamAnnotateLib.slicer.panel import Section
@@ -79,6 +80,7 @@ class DicomWebSection(Section):
         settings.setValue(SETTINGS + "DicomwebReference", reference)
         if not self.panel.installer.ensure(DICOM_DECODERS):
             return
+        refresh_decoders()  # pydicom looks for decoders once, at import: see the ones just installed
         querying = _("Querying {url}...").format(url=url)  # translated here; the worker only formats
         template = _("Series {series} of {count}: {done} of {total} instances")
 

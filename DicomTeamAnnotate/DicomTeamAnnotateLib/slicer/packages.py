@@ -23,8 +23,10 @@ from DicomTeamAnnotateLib.slicer.i18n import tr as _
 
 # Slicer 5.12 bundles these (SuperBuild/External_python-*.cmake): an install must not replace them.
 SLICER_BUNDLED = ("numpy", "scipy", "SimpleITK", "pydicom", "pillow", "requests", "urllib3", "certifi", "idna",
-                  "charset-normalizer", "highdicom", "dicomweb-client", "dcmqi", "pyjpegls", "retrying",
-                  "packaging", "pyparsing", "six", "typing_extensions", "setuptools", "pip", "wheel")
+                  "charset-normalizer", "chardet", "highdicom", "dicomweb-client", "dcmqi", "pyjpegls", "retrying",
+                  "packaging", "pyparsing", "six", "typing_extensions", "setuptools", "pip", "wheel",
+                  "cryptography", "cffi", "pycparser", "PyNaCl", "PyJWT", "wrapt", "Deprecated", "python-dateutil",
+                  "couchdb", "GitPython", "gitdb", "smmap", "PyGithub")
 # Installed through the PyTorch extension, then held like Slicer's own.
 TORCH_PACKAGES = ("torch", "torchvision")
 MINIMUM_SLICER = (5, 12)
@@ -97,6 +99,12 @@ def slicer_version_problem(major: int, minor: int) -> str | None:
         need=".".join(map(str, MINIMUM_SLICER)), have=f"{major}.{minor}")
 
 
+def _slicer_version() -> tuple[int, int]:
+    import slicer
+
+    return int(slicer.app.majorVersion), int(slicer.app.minorVersion)
+
+
 _installing = []  # one installation at a time, whichever module asked (a non-empty list: one runs)
 
 
@@ -134,7 +142,13 @@ class Installer:
         missing = missing_requirements(feature.requirements)
         if missing:
             import slicer
-            import slicer.packaging
+
+            try:
+                import slicer.packaging
+            except ImportError:  # Slicer < 5.12 (the panels check first; an effect or the console may not)
+                self.ui.error(slicer_version_problem(*_slicer_version()) or _("This Slicer has no package manager "
+                                                                              "(slicer.packaging)."))
+                return False
 
             constraints = write_constraints()
             # In testing mode Slicer's confirmOkCancelDisplay answers `True == QMessageBox.Ok`, i.e. No:
@@ -146,10 +160,9 @@ class Installer:
             except RuntimeError as exc:  # the user declined, or pip is busy with another install
                 self.ui.status(_("Not installed: {reason}").format(reason=exc))
                 return False
-            except subprocess.CalledProcessError as exc:
-                self.ui.error(_("Installing {packages} for {purpose} failed; nothing of Slicer's own packages was "
-                                "changed.").format(packages=", ".join(missing), purpose=feature.purpose),
-                              details=str(exc.stderr or exc))
+            except subprocess.CalledProcessError:  # Slicer already showed "Package installation failed" and pip's log
+                self.ui.status(_("Installing {packages} for {purpose} failed.").format(
+                    packages=", ".join(missing), purpose=feature.purpose))
                 return False
             finally:
                 os.unlink(constraints)
@@ -168,8 +181,14 @@ class Installer:
                             "Manager, restart Slicer, and try again.").format(purpose=feature.purpose))
             return False
         # PyTorchUtils installs the torch build that matches the GPU driver (light-the-torch); plain pip does not
-        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True,
-                                                              torchVersionRequirement=feature.torch_requirement)
+        try:
+            torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True,
+                                                                  torchVersionRequirement=feature.torch_requirement)
+        except (subprocess.CalledProcessError, ImportError, OSError) as exc:  # light-the-torch failed, or torch broke
+            self.ui.error(_("Installing PyTorch for {purpose} through the PyTorch extension failed. Try again, or "
+                            "install it in the PyTorch Utils module.").format(purpose=feature.purpose),
+                          details=str(exc))
+            return False
         if torch is None:
             self.ui.status(_("PyTorch was not installed."))
             return False

@@ -174,6 +174,21 @@ def load_dicom_and_cancel(app, folder):
     return out
 
 
+def load_dicom_needing_decoders(app, folder):
+    """A folder of JPEG Lossless (process 14) files, which Slicer's own packages cannot decode: Load asks for
+    the decoders once the headers say so, installs them when the user agrees, and reads the files again."""
+    import slicer
+
+    w = app.panel("DicomTeamAnnotate")
+    ui, p = w.ui, w.panel
+    ui.inputPathLineEdit.currentPath = folder
+    ui.loadButton.click()
+    app.process_events(until=lambda: not p.tasks.busy and ui.loadSummaryLabel.text.startswith("Loaded"),
+                       timeout=900)
+    return {"summary": ui.loadSummaryLabel.text, "report": [list(r) for r in p.dicom.report_rows],
+            "volumes": slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")}
+
+
 def custom_window_range(app):
     """The custom window spin boxes keep the .ui file's range after the parameter node connects."""
     w = app.panel("DicomTeamAnnotate")

@@ -69,6 +69,14 @@ def stop_drops_a_running_prompt(app):
     effect.wait(300)
     out["second_preview"] = effect.model.has_preview
     out["preview_saved_with_scene"] = bool(effect.preview_node.GetSaveWithScene()) if effect.preview_node else None
+    # Stop during a correction on another slice: the preview, and what Apply would write, stay as they were
+    shown = effect.model.session.mask_volume().array.copy()
+    effect.prompt_box("axial", 11, (12, 12, 42, 42))
+    effect.stopButton.click()
+    effect.wait(300)
+    out["anchors_after_stopped_correction"] = sorted(effect.model.session.anchors)
+    out["results_after_stopped_correction"] = sorted(effect.model.session.results)
+    out["apply_would_write_what_is_shown"] = bool(np.array_equal(effect.model.session.mask_volume().array, shown))
     return out
 
 

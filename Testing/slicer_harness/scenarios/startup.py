@@ -27,7 +27,6 @@ def thread_guard_catches(app):
     import threading
 
     import qt
-
     import slicer
 
     def worker():
@@ -39,3 +38,35 @@ def thread_guard_catches(app):
     thread.start()
     thread.join()
     return {"done": True}
+
+
+def older_slicer(app):
+    """A session started as Slicer 5.10 (no slicer.packaging): what the user meets in the SAM and hub modules."""
+    import qt
+    import slicer
+
+    from DicomTeamAnnotateLib.slicer.packages import Feature, Installer
+    from DicomTeamAnnotateLib.slicer.ui import SlicerUi
+
+    effects = [e.name for e in slicer.qSlicerSegmentEditorEffectFactory.instance().registeredEffects()]
+    labels = {}
+    for name in ("SamPrompt", "DicomTeamAnnotate"):
+        w = app.panel(name)
+        labels[name] = [c.text for c in w.parent.findChildren(qt.QLabel)]
+    before = len(qt.QMessageBox.shown)
+    # an install reached another way (a package this session's environment surely lacks)
+    ensured = Installer("harness", SlicerUi()).ensure(Feature("a feature", ("dicomteam-harness-absent>=1.0",)))
+    return {"effects": effects, "labels": labels, "ensured": ensured, "boxes": qt.QMessageBox.shown[before:]}
+
+
+def failed_install(app):
+    """pip fails (no such distribution): the user sees one error (Slicer's, with pip's log), not two."""
+    import qt
+
+    from DicomTeamAnnotateLib.slicer.packages import Feature, Installer
+    from DicomTeamAnnotateLib.slicer.ui import SlicerUi
+
+    before = len(qt.QMessageBox.shown)
+    feature = Feature("a harness feature", ("dicomteam-harness-no-such-distribution>=1.0",))
+    ok = Installer("harness", SlicerUi()).ensure(feature)
+    return {"ok": ok, "boxes": qt.QMessageBox.shown[before:]}

@@ -110,6 +110,9 @@ def pip_install(requirements, constraints=None, no_deps_requirements=None, skip_
         _in_progress = False
     if proc.returncode != 0:
         record[-1]["error"] = proc.stderr[-2000:]
+        if blocking and show_progress:  # Slicer's progress dialog path: it shows the failure and pip's log itself
+            slicer.util.errorDisplay("Package installation failed.", detailedText=proc.stdout + proc.stderr)
+            raise subprocess.CalledProcessError(proc.returncode, "pip install")
         raise subprocess.CalledProcessError(proc.returncode, "pip install", proc.stdout, proc.stderr)
     importlib.invalidate_caches()
     if completedCallback:
