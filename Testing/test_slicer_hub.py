@@ -138,3 +138,9 @@ def test_a_failed_install_shows_one_error(slicer_env, tmp_path):
     assert out["ok"] is False
     errors = [b for b in out["boxes"] if "fail" in b["text"].lower()]
     assert len(errors) == 1 and "Package installation failed" in errors[0]["text"], out["boxes"]
+
+
+def test_a_failed_pytorch_install_is_a_message(slicer_env, tmp_path):
+    out = run_in_slicer(slicer_env, tmp_path, "startup:failed_torch_install")["result"]
+    assert out["ok"] is False
+    assert [b for b in out["boxes"] if "Installing PyTorch for a torch feature" in b["text"]], out["boxes"]

@@ -70,3 +70,19 @@ def failed_install(app):
     feature = Feature("a harness feature", ("dicomteam-harness-no-such-distribution>=1.0",))
     ok = Installer("harness", SlicerUi()).ensure(feature)
     return {"ok": ok, "boxes": qt.QMessageBox.shown[before:]}
+
+
+def failed_torch_install(app):
+    """The PyTorch extension's install fails: a message naming what failed, not a traceback in the console."""
+    import os
+
+    import qt
+
+    from DicomTeamAnnotateLib.slicer.packages import Feature, Installer
+    from DicomTeamAnnotateLib.slicer.ui import SlicerUi
+
+    os.environ["HARNESS_TORCH_FAIL"] = "1"
+    before = len(qt.QMessageBox.shown)
+    feature = Feature("a torch feature", (), needs_torch=True, torch_requirement=">=99")  # never installed here
+    ok = Installer("harness", SlicerUi()).ensure(feature)
+    return {"ok": ok, "boxes": qt.QMessageBox.shown[before:]}

@@ -10,6 +10,7 @@ code asks for torch, when, and what it does after). Every call is recorded in ``
 import importlib
 import importlib.metadata
 import os
+import subprocess
 import sys
 import sysconfig
 
@@ -36,6 +37,8 @@ class PyTorchUtilsLogic:
         if askConfirmation and not slicer.app.commandOptions().testingEnabled:
             if not slicer.util.confirmOkCancelDisplay("This module requires PyTorch. Install it?"):
                 return None
+        if os.environ.get("HARNESS_TORCH_FAIL"):  # light-the-torch failing (no network, a full disk): as the
+            raise subprocess.CalledProcessError(1, "light_the_torch")  # extension's _executePythonModule raises
         links = os.environ.get("HARNESS_TORCH_SITE")
         if not links:
             return None
