@@ -71,12 +71,13 @@ def module_dir(module: str, root: Path = ROOT) -> Path:
 
 # What ships to Slicer is what Slicer runs: the project server, its SQL index, the command line and
 # `make demo`'s driver run headless only (the `dicomteam` package), never inside Slicer. Globs
-# relative to the module folder; Testing/test_slicer_layout.py checks that no shipped file
-# imports one of these.
+# relative to the module folder; Testing/test_layout.py checks that no shipped file imports one of
+# these.
 NOT_SHIPPED = (
     "*Lib/cli.py", "*Lib/cli/*", "*Lib/demo.py", "*/__main__.py",
     "DicomTeamAnnotateLib/store/server/*", "DicomTeamAnnotateLib/store/server.py",
-    "DicomTeamAnnotateLib/store/sqlindex.py", "DicomTeamAnnotateLib/demo/driver.py",
+    "DicomTeamAnnotateLib/store/sqlindex.py", "DicomTeamAnnotateLib/store/verify.py",
+    "DicomTeamAnnotateLib/demo/driver.py",
     "DicomTeamAnnotateLib/demo/team.py", "ConsensusReviewLib/lidc.py",
     "SamPromptLib/server_plugin.py", "SamPromptLib/service.py",
 )

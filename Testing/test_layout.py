@@ -143,3 +143,29 @@ def test_text_files_name_their_encoding():
                     and len(node.args) < (2 if node.func.attr == "write_text" else 1)):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not offenders, "name the encoding (encoding=\"utf-8\"): " + ", ".join(offenders)
+
+
+def test_no_file_slicer_packages_imports_a_file_it_does_not():
+    """What ships to Slicer runs there: no shipped file may import the server, the SQL index, the CLI or the
+    demo driver (contract_support.NOT_SHIPPED), which the Slicer package leaves out."""
+    from contract_support import MODULES, packaged_files, shipped
+
+    where = {}  # dotted module -> (module folder, path relative to it)
+    for _top, dotted, path in lib_files():
+        module_folder = path.relative_to(ROOT).parts[0]
+        where[dotted] = (module_folder, path.relative_to(ROOT / module_folder).as_posix())
+    offenders = []
+    for module in MODULES:
+        for rel in sorted(packaged_files(module)):
+            if not rel.endswith(".py"):
+                continue
+            path = ROOT / module / rel
+            dotted = ".".join(Path(rel).with_suffix("").parts).removesuffix(".__init__")
+            for target, name, line in own_imports(path, dotted):
+                for candidate in (f"{target}.{name}" if name else None, target):
+                    if candidate in where:
+                        folder, target_rel = where[candidate]
+                        if not shipped(target_rel):
+                            offenders.append(f"{module}/{rel}:{line} imports {candidate}")
+                        break
+    assert not offenders, "\n".join(offenders)

@@ -18,6 +18,7 @@ pytest.importorskip("highdicom")
 from DicomTeamAnnotateLib.pacs import PacsError  # noqa: E402
 from DicomTeamAnnotateLib.pacs import dicomweb as dw  # noqa: E402
 from DicomTeamAnnotateLib.store.dicomweb_import import import_dicomweb  # noqa: E402
+from DicomTeamAnnotateLib.store.verify import verify_project  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*person name:UserWarning")
 
@@ -355,7 +356,7 @@ def test_reference_mode_records_the_location_and_fetches_on_demand(orthanc, tmp_
     assert case["reference"] == ref.to_dict()  # kind, url, UIDs and the user name; never a password
     assert case["image_sha256"] is None and not [p for p in (project / "blobs").rglob("*") if p.is_file()]
     assert Geometry.from_dict(case["geometry"]).same_grid(phantom.volume.geometry)
-    assert admin.verify_project(project) == []
+    assert verify_project(project) == []
 
     # 2. the folder store fetches the pixels from the PACS on demand, with this machine's credentials
     monkeypatch.setenv("DICOMTEAM_CACHE", str(tmp_path / "folder-cache"))

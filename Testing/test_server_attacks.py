@@ -23,8 +23,9 @@ from store_support import (  # noqa: F401
     write_seg,
 )
 
-from DicomTeamAnnotateLib.store import Conflict, InvalidInput, admin, open_store
+from DicomTeamAnnotateLib.store import Conflict, InvalidInput, open_store
 from DicomTeamAnnotateLib.store.server import BackgroundServer
+from DicomTeamAnnotateLib.store.verify import verify_project
 from DicomTeamAnnotateLib.worklist.offline import OfflineQueue, push_or_queue
 
 SERVERS = ["sqlite", "postgres"]
@@ -123,7 +124,7 @@ def test_non_standard_json_is_refused_and_a_bad_record_never_breaks_a_listing(te
             listed = store.list_versions("c1")
             assert [v["id"] for v in listed] == [good["id"], "vnanrecord0001"]
             assert listed[1]["meta"] == {"score": None}
-    problems = admin.verify_project(team.project_dir)
+    problems = verify_project(team.project_dir)
     assert any(torn in p and "unreadable" in p for p in problems), problems
 
 
@@ -194,14 +195,14 @@ def test_one_version_id_pushed_by_two_users_at_once(team, tmp_path):
         winners.append((vid, user))
     listed = team.open("rev").list_versions("c1")
     assert [(v["id"], v["author"]) for v in listed] == winners
-    assert admin.verify_project(team.project_dir) == []
+    assert verify_project(team.project_dir) == []
     if team.kind == "sqlite":  # verify compares the index's records with the events, field by field
         import sqlite3
 
         with sqlite3.connect(team.project_dir / "index.sqlite") as db:
             db.execute("UPDATE versions SET data = replace(data, '\"message\": \"\"', '\"message\": \"forged\"') "
                        "WHERE id = ?", (winners[0][0],))
-        problems = admin.verify_project(team.project_dir)
+        problems = verify_project(team.project_dir)
         assert problems == [f"version {winners[0][0]}: the index and the event files disagree on message"]
 
 
@@ -221,7 +222,7 @@ def test_a_full_disk_after_the_blob_is_finished_by_a_retry_and_a_push_is_queued(
             filler = fill_disk(disk, leave=4096)  # room for the version id's claim, none for its event
             r = api("POST", f"/uploads/{uid}/finalize", json={"sha256": sha(data)})
             assert r.status_code == 503 and r.json()["error"] == "StoreUnavailable", r.text  # retryable
-            problems = admin.verify_project(project, db_url)
+            problems = verify_project(project, db_url)
             assert any(p.startswith(f"blob {sha(data)}: referenced by no case or version") for p in problems)
             assert any("claimed but no readable event" in p for p in problems), problems
             filler.unlink()
@@ -237,4 +238,4 @@ def test_a_full_disk_after_the_blob_is_finished_by_a_retry_and_a_push_is_queued(
             assert r.status_code == 200 and r.json()["sha256"] == sha(data), r.text
             assert queue.flush(alice)["remaining"] == 0
             assert {v["id"] for v in alice.list_versions("c2")} == {queued["id"]}
-        assert admin.verify_project(project, db_url) == []
+        assert verify_project(project, db_url) == []

@@ -8,6 +8,7 @@ import pytest
 from store_support import make_team_project, write_seg
 
 from DicomTeamAnnotateLib.store import Conflict, InvalidInput, NotFound, admin, open_store
+from DicomTeamAnnotateLib.store.verify import verify_project
 
 
 def test_label_files_in_all_accepted_shapes(tmp_path):
@@ -73,11 +74,11 @@ def test_verify_finds_a_corrupt_blob_and_a_stray_record_is_skipped(tmp_path):
     make_team_project(project)
     alice = open_store(project, "alice")
     v = alice.push_version("c1", write_seg(tmp_path / "a.seg.nrrd", 1))
-    assert admin.verify_project(project) == []
+    assert verify_project(project) == []
     blob = project / "blobs" / "sha256" / v["sha256"][:2] / v["sha256"]
     os.chmod(blob, 0o644)
     blob.write_bytes(blob.read_bytes()[:-1] + b"!")
-    assert [p for p in admin.verify_project(project) if v["id"] in p]
+    assert [p for p in verify_project(project) if v["id"] in p]
     with pytest.raises(InvalidInput, match="corrupt"):
         alice.fetch_version(v["id"], tmp_path / "out.seg.nrrd")
     assert not (tmp_path / "out.seg.nrrd").exists()

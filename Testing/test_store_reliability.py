@@ -29,6 +29,7 @@ from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation
 from DicomTeamAnnotateLib.io.segmentations import read_segmentation, write_seg_nrrd
 from DicomTeamAnnotateLib.store import admin, open_store
 from DicomTeamAnnotateLib.store.model import StoreError
+from DicomTeamAnnotateLib.store.verify import verify_project
 from DicomTeamAnnotateLib.worklist.offline import OfflineQueue, push_or_queue
 
 N_CLIENTS, N_VERSIONS = 20, 10
@@ -89,7 +90,7 @@ def test_twenty_clients_push_concurrently_to_the_server(tmp_path):
         _check_all_present(open_store(server.url, "rev", tokens["rev"], cache=tmp_path / "cache-rev"), files, tmp_path)
     finally:
         server.stop()
-    assert admin.verify_project(project) == []
+    assert verify_project(project) == []
 
 
 def _folder_client(project, user, case, paths, queue):
@@ -112,7 +113,7 @@ def test_twenty_processes_push_concurrently_to_the_folder_store(tmp_path):
         p.join(timeout=60)
     assert all(isinstance(o, list) and len(o) == N_VERSIONS for o in outcomes), outcomes
     _check_all_present(open_store(project, "rev"), files, tmp_path)
-    assert admin.verify_project(project) == []
+    assert verify_project(project) == []
     assert not list((project / "events").glob(".*"))  # no temporary event file left behind
 
 
@@ -168,7 +169,7 @@ def test_server_killed_mid_upload_then_the_client_retry_completes(tmp_path, chec
     assert version["sha256"] == digest and version["size"] == size
     assert blob.exists() and sha(blob) == digest
     assert not list((project / "uploads").glob("*.part.seg.nrrd"))  # the session was consumed
-    assert admin.verify_project(project) == []  # index == event files, blobs intact
+    assert verify_project(project) == []  # index == event files, blobs intact
     rev = open_store(project, "rev")
     assert [v["id"] for v in rev.list_versions("big")] == [version["id"]]
 
@@ -290,4 +291,4 @@ def test_two_server_instances_share_one_project(tmp_path, request, db):
     finally:
         one.stop()
         two.stop()
-    assert admin.verify_project(project, db_url) == []
+    assert verify_project(project, db_url) == []

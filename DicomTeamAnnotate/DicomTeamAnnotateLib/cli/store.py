@@ -26,10 +26,10 @@ from DicomTeamAnnotateLib.store.admin import (
     remove_member,
     rotate_token,
     unassign,
-    verify_project,
 )
 from DicomTeamAnnotateLib.store.model import KINDS, ROLES, StoreError, StoreUnavailable
 from DicomTeamAnnotateLib.store.server.plugins import add_plugin_arguments
+from DicomTeamAnnotateLib.store.verify import verify_project
 from DicomTeamAnnotateLib.worklist.cases import as_seg_nrrd
 from DicomTeamAnnotateLib.worklist.offline import OfflineQueue, push_or_queue
 from DicomTeamAnnotateLib.worklist.rows import ORDERS, flush_queue, worklist_rows

@@ -2,8 +2,8 @@
 
 The panel models (``*_panel.py``) never import Qt: they call these services, which the module
 widgets hand them. Everything here runs on the main thread; Qt and slicer are imported inside the
-methods so that this file imports in plain Python. Tests give the models their own services with
-the same methods (Testing/panel_support.py).
+methods so that this file imports in plain Python. The tests run the models with these very
+services, inside the Slicer harness (Testing/slicer_harness/).
 """
 from __future__ import annotations
 
