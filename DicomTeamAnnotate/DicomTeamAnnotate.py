@@ -747,6 +747,8 @@ class DicomTeamAnnotateTest(ScriptedLoadableModuleTest):
         self.test_RejectedFilesAreReported()
         self.setUp()
         self.test_ProjectRoundTrip()
+        self.setUp()
+        self.test_LoadDicomThroughThePanel()
 
     def _writePhantomSeries(self, folder):
         """A synthetic CT series (known geometry) written by DicomTeamAnnotateLib.demo.phantom."""
@@ -759,7 +761,6 @@ class DicomTeamAnnotateTest(ScriptedLoadableModuleTest):
         import tempfile
 
         import numpy as np
-
 
         self.delayDisplay("Starting the test")
         logic = DicomTeamAnnotateLogic()
@@ -785,6 +786,26 @@ class DicomTeamAnnotateTest(ScriptedLoadableModuleTest):
         red = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceCompositeNode()
         self.assertEqual(red.GetBackgroundVolumeID(), nodes[0].GetID())
         self.assertTrue(red.GetLinkedControl())
+        self.delayDisplay("Test passed")
+
+    def test_LoadDicomThroughThePanel(self):
+        """The panel's main action as a user does it: choose a DICOM folder, press Load, get the volume shown."""
+        import tempfile
+
+        widget = slicer.util.getModuleWidget("DicomTeamAnnotate")
+        with tempfile.TemporaryDirectory() as folder:
+            phantom = self._writePhantomSeries(folder)
+            widget.ui.inputPathLineEdit.currentPath = folder
+            self.assertTrue(widget.ui.loadButton.enabled)
+            widget.ui.loadButton.click()
+            while widget.panel.tasks.busy:  # ingestion runs on a worker; the panel polls it from the main thread
+                slicer.app.processEvents()
+        nodes = slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
+        self.assertEqual(len(nodes), 1)
+        self.assertEqual(slicer.util.arrayFromVolume(nodes[0]).shape, phantom.volume.array.shape)
+        self.assertTrue(widget.ui.loadSummaryLabel.text.startswith("Loaded 1 volume(s) from 1 series"))
+        red = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceCompositeNode()
+        self.assertEqual(red.GetBackgroundVolumeID(), nodes[0].GetID())
         self.delayDisplay("Test passed")
 
     def test_RejectedFilesAreReported(self):

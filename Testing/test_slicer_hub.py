@@ -107,7 +107,8 @@ def test_custom_window_spin_boxes_keep_their_range(slicer_env, tmp_path):
 
 def test_the_modules_own_self_test_passes_in_slicer(slicer_env, tmp_path):
     """DicomTeamAnnotateTest, as ctest runs it inside Slicer: ingestion into nodes, presets, the layout, a round trip."""
-    names = ["test_LoadPhantomSeries", "test_RejectedFilesAreReported", "test_ProjectRoundTrip"]
+    names = ["test_LoadPhantomSeries", "test_RejectedFilesAreReported", "test_ProjectRoundTrip",
+             "test_LoadDicomThroughThePanel"]
     out = run_in_slicer(slicer_env, tmp_path, "scripts:self_tests", testing=True,
                         tests={"DicomTeamAnnotate": names})["result"]
     assert out == {f"DicomTeamAnnotate.{n}": "passed" for n in names}, out
