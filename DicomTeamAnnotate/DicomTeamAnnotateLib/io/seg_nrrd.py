@@ -375,6 +375,24 @@ def write_seg_nrrd(seg: Segmentation, path, *, compression_level: int = 6) -> Pa
 
 
 # ----- the store's push check ---------------------------------------------------------------------
+def uploaded_seg_nrrd_geometry(path) -> Geometry:
+    """The voxel grid (LPS) of an uploaded ``.seg.nrrd``, from its header and a few bytes; ValueError saying why not.
+
+    Whatever the file's name (the store keeps a blob under its sha256, without a suffix): attached data
+    only, Slicer's segmentation fields present, sizes, layers and payload as ``nrrd_payload_problem``
+    checks them.  The header is read within ``nrrd_payload.MAX_HEADER_BYTES`` (an endless header is
+    refused unread).
+    """
+    path = Path(path)
+    header = read_header(path)[0]
+    if not any(SEGMENT_KEY.match(k) or k.startswith("Segmentation_") for k in header):
+        raise ValueError("not a Slicer .seg.nrrd segmentation (no Segment*/Segmentation_* fields)")
+    problem = nrrd_payload_problem(path)
+    if problem:
+        raise ValueError(problem)
+    return read_seg_nrrd_geometry(path)
+
+
 def nrrd_payload_problem(path) -> str | None:
     """Why a ``.seg.nrrd`` cannot be accepted as an upload, told from its header and a few bytes (None if it can).
 

@@ -11,13 +11,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 from pathlib import Path
 
 from DicomTeamAnnotateLib.core.geometry import Geometry
 from DicomTeamAnnotateLib.core.hashing import sha256_file
-from DicomTeamAnnotateLib.io.seg_nrrd import nrrd_payload_problem
-from DicomTeamAnnotateLib.io.segmentations import is_seg_nrrd, read_segmentation_geometry
+from DicomTeamAnnotateLib.io.seg_nrrd import uploaded_seg_nrrd_geometry
 from DicomTeamAnnotateLib.pacs import PacsError
 from DicomTeamAnnotateLib.pacs.reference import fetch_case_image
 from DicomTeamAnnotateLib.store import auth
@@ -471,19 +469,6 @@ def _public_event_data(record: dict) -> dict:
 
 
 # ----- geometry check of a pushed segmentation --------------------------------------------------
-MAX_HEADER_BYTES = 1 << 20  # a .seg.nrrd header is a few kB; its readers would take any length line by line
-
-
-def _check_header_bounded(path: Path) -> None:
-    """ValueError unless the NRRD header ends (a blank line) within MAX_HEADER_BYTES: the readers
-    that follow read the header whole, so an endless one (a 32 GiB "line") must be refused unread."""
-    with open(path, "rb") as fh:
-        head = fh.read(MAX_HEADER_BYTES)
-    if b"\n\n" not in head and b"\n\r\n" not in head:
-        raise ValueError(f"no end of the NRRD header within its first {MAX_HEADER_BYTES} bytes (only attached "
-                         "data is accepted: the header, a blank line, then the voxels)")
-
-
 def check_segmentation_fits(path: Path, case: dict, name: str) -> None:
     """InvalidInput unless ``path`` is a .seg.nrrd on the case image's voxel grid (header only).
 
@@ -492,26 +477,8 @@ def check_segmentation_fits(path: Path, case: dict, name: str) -> None:
     A file cropped to its content (as Slicer can save it) is accepted when it lies exactly on
     the image grid (same spacing and axes, whole-voxel offset, inside the image).
     """
-    if not path.name.lower().endswith(".nrrd"):  # a blob has no suffix; the reader goes by it
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="segcheck-") as tmp:
-            link = Path(tmp) / "check.seg.nrrd"
-            try:
-                os.symlink(path.resolve(), link)
-            except OSError:  # no symlinks here (Windows without the privilege): copy
-                import shutil
-
-                shutil.copyfile(path, link)
-            return check_segmentation_fits(link, case, name)
     try:
-        _check_header_bounded(path)
-        if not is_seg_nrrd(path):
-            raise ValueError("not a Slicer .seg.nrrd segmentation (no Segment*/Segmentation_* fields)")
-        geometry = read_segmentation_geometry(path)
-        problem = nrrd_payload_problem(path)
-        if problem:
-            raise ValueError(problem)
+        geometry = uploaded_seg_nrrd_geometry(path)
     except (ValueError, OSError) as exc:
         msg = str(exc).replace(str(path), name)
         raise InvalidInput(f"{name}: not a readable segmentation ({msg})") from None
