@@ -33,6 +33,7 @@ from DicomTeamAnnotateLib.slicer.mrml import node_to_segmentation, node_to_volum
 from DicomTeamAnnotateLib.slicer.packages import NIFTI_FILES, Installer, require, slicer_version_problem
 from DicomTeamAnnotateLib.slicer.qt_binding import bind_path, fill_combo, fill_table, set_text
 from DicomTeamAnnotateLib.slicer.ui import SlicerUi
+from DicomTeamAnnotateLib.worklist.effort_report import effort_rows, effort_table, plot_effort
 from TrainBridgeLib.backends.monai.models import ARCHITECTURES
 from TrainBridgeLib.evaluation_panel import EVALUATION_COLUMNS, WORST_SLICE_COLUMNS, headers
 from TrainBridgeLib.export.cases import CaseInput
@@ -41,6 +42,9 @@ from TrainBridgeLib.export.nnunet import export_nnunet
 from TrainBridgeLib.export.other_formats import write_monai_datalist
 from TrainBridgeLib.jobs.runner import FINAL_STATES, JOB_FILE, Job
 from TrainBridgeLib.jobs.training import start_training
+from TrainBridgeLib.loop.backends import open_model
+from TrainBridgeLib.loop.preannotate import preannotate
+from TrainBridgeLib.loop_panel import EFFORT_COLUMNS
 from TrainBridgeLib.models.export import export_model
 from TrainBridgeLib.mrml import (
     jump_to_slice,
@@ -49,10 +53,11 @@ from TrainBridgeLib.mrml import (
     set_comparison_view,
     show_comparison,
 )
-from TrainBridgeLib.requirements import MODEL_EXPORT, TRAINING, export_feature
+from TrainBridgeLib.requirements import EFFORT_REPORT, MODEL_EXPORT, TRAINING, export_feature, preannotate_feature
 from TrainBridgeLib.trainbridge_panel import TrainBridgePanel
 
 CURVES_SIZE = (480, 216)  # the curves picture in the panel (width, height; aspect ratio kept)
+EFFORT_PICTURE_SIZE = (480, 192)  # the effort picture (width, height; aspect ratio kept)
 
 #
 # TrainBridge
@@ -76,9 +81,11 @@ nnU-Net v2 dataset with patient-level splits and a held-out test set; train with
 background job that keeps running when Slicer closes (reattach from its folder), with live epochs,
 losses, validation Dice and curves; read the test-set evaluation, compare a case's prediction with its
 ground truth one label at a time (side by side on the same plane, or overlaid), jump to the worst
-slices; export the model to ONNX or TorchScript. The Python packages a feature needs (MONAI, nnU-Net,
-pynrrd, nibabel, matplotlib, ONNX) are installed at its first use, after you confirm. Headless twin:
-<code>dicomteam export-nnunet | train | jobs | evaluate | export-model</code>.
+slices; export the model to ONNX or TorchScript; close the annotation loop: the model pre-annotates the
+project's cases not yet annotated (annotators start from its prediction; least certain cases first), and
+the effort table shows what each round of the loop took per annotator. The Python packages a feature needs
+(MONAI, nnU-Net, pynrrd, nibabel, matplotlib, ONNX) are installed at its first use, after you confirm.
+Headless twin: <code>dicomteam export-nnunet | train | jobs | evaluate | export-model | preannotate | effort</code>.
 """)
         self.parent.acknowledgementText = _("""
 nnU-Net v2 (Isensee et al., Nature Methods 2021); MONAI (Project MONAI).
@@ -129,6 +136,7 @@ class TrainBridgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._curvesStamp = None
+        self._effortStamp = None
 
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
@@ -207,6 +215,16 @@ class TrainBridgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelOutputLineEdit.currentPath = model.output_folder
         bind_path(self.ui.modelOutputLineEdit, model.set_output_folder)
         self.ui.exportModelButton.connect("clicked(bool)", lambda: model.export())
+        # Annotation loop
+        loop = p.loop
+        bind_path(self.ui.loopModelLineEdit, loop.set_model_folder)
+        fill_combo(self.ui.strategyComboBox, loop.strategy_choices(), loop.strategy)
+        self._bindCombo(self.ui.strategyComboBox, loop.set_strategy)
+        self.ui.limitSpinBox.connect("valueChanged(int)", loop.set_limit)
+        self.ui.preannotateButton.connect("clicked(bool)", lambda: loop.preannotate())
+        self.ui.effortTableWidget.setColumnCount(len(EFFORT_COLUMNS))
+        self.ui.effortTableWidget.setHorizontalHeaderLabels(headers(EFFORT_COLUMNS))
+        self.ui.effortButton.connect("clicked(bool)", lambda: loop.report_effort())
 
         p.on_change(self.refresh)
         self.initializeParameterNode()
@@ -322,6 +340,22 @@ class TrainBridgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.ui.exportModelButton.enabled = model.can_export
         self.ui.modelStatusLabel.text = model.status_text
+
+        loop = p.loop
+        self._setPath(self.ui.loopModelLineEdit, loop.model)
+        self.ui.preannotateButton.enabled = loop.can_preannotate
+        self.ui.preannotateStatusLabel.text = loop.status_text
+        self.ui.preannotateStatusLabel.toolTip = loop.skipped_text
+        self.ui.effortButton.enabled = loop.can_report_effort
+        self.ui.effortStatusLabel.text = loop.effort_text
+        fill_table(self.ui.effortTableWidget, loop.effort_cells)
+        picture = loop.effort_picture
+        stamp = (picture, os.stat(picture).st_mtime_ns) if picture and os.path.isfile(picture) else None
+        if stamp != self._effortStamp:
+            pixmap = qt.QPixmap(picture) if stamp else qt.QPixmap()
+            self._effortStamp = stamp
+            self.ui.effortPictureLabel.setPixmap(pixmap if pixmap.isNull() else pixmap.scaled(
+                *EFFORT_PICTURE_SIZE, qt.Qt.KeepAspectRatio, qt.Qt.SmoothTransformation))
 
 
 #
@@ -543,6 +577,26 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
     def jumpToSlice(worst) -> None:
         """Main thread: centre every slice view on a worst slice's error (RAS position from the evaluation)."""
         jump_to_slice(worst)
+
+    # ----- the annotation loop -----------------------------------------------------------------------------
+
+    def preannotate(self, modelFolder, strategy="first", limit=None, cases=None, store=None, progress=None) -> dict:
+        """Any thread (with ``store``): the model's predictions of the project's cases not yet annotated (or
+        ``cases``) pushed as versions of kind 'prediction'; resumable (see TrainBridgeLib.loop.preannotate)."""
+        require(preannotate_feature(modelFolder), _("Train Bridge"))
+        store = store or self.projectStore()
+        return preannotate(store, open_model(modelFolder), cases=cases, strategy=strategy, limit=limit,
+                           progress=progress)
+
+    def effortReport(self, picture, store=None, progress=None) -> dict:
+        """Any thread (with ``store``): {'cases': one row per case and annotator, 'table': per round and annotator,
+        'picture': the PNG of time and edit size per case (None without records)} from the versions' effort."""
+        require(EFFORT_REPORT, _("Train Bridge"))
+        store = store or self.projectStore()
+        if progress is not None:
+            progress(None, _("Reading the effort records..."))
+        rows = effort_rows(store)
+        return {"cases": rows, "table": effort_table(rows), "picture": plot_effort(rows, picture) if rows else None}
 
     # ----- model export ------------------------------------------------------------------------------------
 

@@ -9,8 +9,12 @@ which reads the NIfTI predictions (nibabel checks a NIfTI's length before ITK re
 """
 from __future__ import annotations
 
+import json
+import os
+
 from DicomTeamAnnotateLib.slicer.i18n import tr as _
 from DicomTeamAnnotateLib.slicer.packages import REPORTS, SEGMENTATION_FILES, Feature
+from TrainBridgeLib.jobs.runner import JOB_FILE
 
 TORCH = ">=2.2"
 MONAI = "monai>=1.3"
@@ -27,6 +31,18 @@ TORCHSCRIPT_EXPORT = Feature(_("exporting the trained model to TorchScript"), (M
 ONNX_EXPORT = Feature(_("exporting the trained model to ONNX (checked with ONNX Runtime)"),
                       (MONAI, "onnx>=1.15", "onnxruntime>=1.17"), needs_torch=True, torch_requirement=TORCH)
 
+# Pre-annotation reads the case images and writes the predictions as NRRD (pynrrd) and runs the model in
+# Slicer's Python: MONAI's sliding window (an ONNX export also needs ONNX Runtime) or nnU-Net's predictor.
+MONAI_PREANNOTATION = Feature(_("pre-annotating the project's cases with a MONAI model"),
+                              (MONAI, *SEGMENTATION_FILES.requirements), needs_torch=True, torch_requirement=TORCH)
+ONNX_PREANNOTATION = Feature(_("pre-annotating the project's cases with an ONNX model"),
+                             (MONAI, "onnxruntime>=1.17", *SEGMENTATION_FILES.requirements), needs_torch=True,
+                             torch_requirement=TORCH)
+NNUNET_PREANNOTATION = Feature(_("pre-annotating the project's cases with an nnU-Net model"),
+                               ("nnunetv2>=2.4", *SEGMENTATION_FILES.requirements), needs_torch=True,
+                               torch_requirement=TORCH)
+EFFORT_REPORT = Feature(_("the effort table's picture"), REPORTS.requirements)
+
 TRAINING = {"monai": MONAI_TRAINING, "nnunet": NNUNET_TRAINING}
 MODEL_EXPORT = {"torchscript": TORCHSCRIPT_EXPORT, "onnx": ONNX_EXPORT}
 
@@ -41,3 +57,19 @@ def export_feature(source: str, paths=()) -> Feature:
     if any(n.endswith(NIFTI_SUFFIXES) for n in names):
         requirements.append(NIBABEL)
     return Feature(_("exporting the dataset"), tuple(requirements))
+
+
+def preannotate_feature(model_folder) -> Feature:
+    """What 'Pre-annotate' needs for the model in ``model_folder``: nnU-Net's for an nnU-Net job or model
+    folder, ONNX Runtime besides MONAI for an ONNX export, else MONAI's."""
+    folder = str(model_folder or "")
+    job = os.path.join(folder, JOB_FILE)
+    if os.path.isfile(job):
+        with open(job, encoding="utf-8") as fh:
+            backend = json.load(fh).get("backend")
+        return NNUNET_PREANNOTATION if backend == "nnunet" else MONAI_PREANNOTATION
+    if os.path.isfile(os.path.join(folder, "plans.json")):
+        return NNUNET_PREANNOTATION
+    if os.path.isfile(os.path.join(folder, "model.onnx")):
+        return ONNX_PREANNOTATION
+    return MONAI_PREANNOTATION

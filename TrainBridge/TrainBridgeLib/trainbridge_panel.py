@@ -5,6 +5,7 @@
     panel.training.start()            # a detached job, polled on the main thread
     panel.evaluation.show_case(); panel.evaluation.set_mode("overlaid"); panel.evaluation.jump()
     panel.model.export()
+    panel.loop.preannotate(); panel.loop.report_effort()   # the annotation loop: predictions, effort
 
 The module widget (TrainBridge.py) builds one, forwards each widget signal to an input or an action
 and copies the outputs to the widgets on ``on_change``; the tests drive it through the widgets. The
@@ -17,12 +18,13 @@ from DicomTeamAnnotateLib.slicer.panel import Notifier
 from DicomTeamAnnotateLib.slicer.tasks import TaskRunner
 from TrainBridgeLib.evaluation_panel import EvaluationSection
 from TrainBridgeLib.export_panel import ExportSection
+from TrainBridgeLib.loop_panel import LoopSection
 from TrainBridgeLib.model_panel import ModelSection
 from TrainBridgeLib.training_panel import TrainingSection
 
 
 class TrainBridgePanel(Notifier):
-    """Export, Training, Evaluation (with the comparison view) and Model export sections of TrainBridge."""
+    """Export, Training, Evaluation (with the comparison view), Model export and Annotation loop sections."""
 
     def __init__(self, logic, ui, installer, parameters=None):
         """``parameters``: the module's wrapped parameter node (case nodes, dataset name and id, folds, epochs)."""
@@ -34,6 +36,7 @@ class TrainBridgePanel(Notifier):
         self.training = TrainingSection(self)
         self.evaluation = EvaluationSection(self)
         self.model = ModelSection(self)
+        self.loop = LoopSection(self)
 
     def set_parameters(self, parameters) -> None:
         """The widget (re)connected a parameter node (or None while the scene closes)."""

@@ -1,0 +1,56 @@
+"""The annotation loop in the TrainBridge panel, inside the Slicer harness (Slicer 5.12's packages, real MRML):
+'Pre-annotate' with a MONAI job trained here pushes predictions of the cases not yet annotated through the
+hub's connection (first use asks for torch, MONAI and pynrrd), a second click pushes nothing twice, and
+'Effort' shows the table per round and annotator with its picture. The harness fails a run when a Slicer, Qt
+or MRML call happens off the main thread."""
+from __future__ import annotations
+
+import pytest
+from loop_support import ONTOLOGY, SHAPE, train_small_monai_job
+from slicer_support import make_session_env, run_in_slicer
+
+from DicomTeamAnnotateLib.demo.phantom import make_phantom
+from DicomTeamAnnotateLib.io.segmentations import write_seg_nrrd
+from DicomTeamAnnotateLib.store import admin, open_store
+from DicomTeamAnnotateLib.worklist.effort import EffortTracker
+
+pytestmark = pytest.mark.slow  # a short training here, then first-use installs and predictions in the harness
+
+
+@pytest.fixture
+def fresh_env(tmp_path):
+    """A Slicer environment of this test alone: its first-use installs are its own."""
+    return make_session_env(tmp_path / "session")
+
+
+def test_preannotate_then_effort_from_the_panel(fresh_env, tmp_path):
+    model = train_small_monai_job(tmp_path / "model")
+    project = tmp_path / "project"
+    admin.init_project(project, "Loop", ONTOLOGY)
+    admin.add_member(project, "rev", "reviewer")
+    admin.add_member(project, "alice", "annotator")
+    for seed in (30, 31, 32):
+        admin.add_case(project, f"ph{seed}", make_phantom(seed=seed, shape=SHAPE).volume, f"P{seed}")
+        admin.assign(project, f"ph{seed}", "alice")
+    # alice annotated ph30 from scratch in 7 active minutes: no candidate for the model, one effort row
+    truth = make_phantom(seed=30, shape=SHAPE).segmentation()
+    tracker = EffortTracker(now=0)
+    for minute in range(1, 8):  # an edit a minute for seven minutes
+        tracker.editor_operation("Paint", 60 * minute)
+    alice = open_store(project, "alice")
+    alice.push_version("ph30", write_seg_nrrd(truth, tmp_path / "a.seg.nrrd"), meta={"effort": tracker.record(None, truth, 420)})
+    r = run_in_slicer(fresh_env, tmp_path, "loop:preannotate_and_effort", project=project, work=tmp_path / "work",
+                      model=model)
+    out = r["result"]
+    assert out["enabled_before_connect"] == [False, False] and out["enabled"] is True
+    assert out["strategies"] == ["first", "random", "uncertainty"]
+    assert out["status"].startswith("Round 2: 2 prediction(s) pushed by model/job"), out["status"]
+    assert out["kinds"] == {"ph30": ["annotation"], "ph31": ["prediction"], "ph32": ["prediction"]}
+    assert all(0.0 <= s <= 1.0 for s in out["scores"].values())
+    assert out["again"]["status"].startswith("Round 2: 0 prediction(s) pushed") and "2 case(s) skipped" in out["again"]["status"]
+    assert "ph31: already pre-annotated by this model" in out["again"]["skipped"]
+    effort = out["effort"]
+    assert effort["status"] == "1 case(s) with effort records." and effort["picture"].endswith("effort.png")
+    assert [row[:4] for row in effort["rows"]] == [["1", "alice", "1", "7.000"], ["1", "all", "1", "7.000"]]
+    asked = " ".join(out["questions"])
+    assert "PyTorch" in asked and "monai>=1.3" in asked and "matplotlib>=3.7" in asked

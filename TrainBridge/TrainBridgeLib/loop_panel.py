@@ -1,0 +1,131 @@
+"""The Annotation loop section of the TrainBridge panel: pre-annotate the project with a model, the effort table.
+
+'Pre-annotate' pushes the chosen model's predictions of the project's cases not yet annotated as
+versions of kind ``prediction`` (TrainBridgeLogic.preannotate on a worker: progress per case,
+Cancel between cases, a rerun goes on where it stopped). 'Effort' reads the effort records of the
+project's versions (TrainBridgeLogic.effortReport on a worker): one row per round of the loop and
+annotator, and the picture of time and edit size per case. The project is the hub's connection,
+read on the main thread and handed to the worker.
+"""
+from __future__ import annotations
+
+import os
+
+from DicomTeamAnnotateLib.slicer.i18n import tr as _
+from DicomTeamAnnotateLib.slicer.panel import Section
+from TrainBridgeLib.evaluation_panel import cells
+from TrainBridgeLib.requirements import EFFORT_REPORT, preannotate_feature
+
+STRATEGIES = ("first", "random", "uncertainty")
+EFFORT_COLUMNS = ("round", "annotator", "cases", "median_active_min", "total_active_min", "sam_prompts_per_case",
+                  "editor_operations_per_case", "voxels_changed_per_case", "mean_dice_start_result")
+
+
+class LoopSection(Section):
+    """The model to pre-annotate with, its order and limit, 'Pre-annotate'; 'Effort' with its table and picture."""
+
+    def __init__(self, panel):
+        """No model chosen yet: the Training section's job once it has one."""
+        super().__init__(panel)
+        self.model_folder = ""
+        self.strategy = "uncertainty"
+        self.limit = 0  # 0: every case not yet annotated
+        self.status_text = ""
+        self.skipped_text = ""
+        self.effort_rows = []
+        self.effort_picture = ""
+        self.effort_text = ""
+
+    # ----- inputs -----------------------------------------------------------------------------------
+    @staticmethod
+    def strategy_choices() -> list[tuple[str, str]]:
+        """(key, text) of the orders: by case id, shuffled, the model's least certain cases first."""
+        texts = {"first": _("first (by case id)"), "random": _("random"),
+                 "uncertainty": _("uncertainty (least certain first)")}
+        return [(s, texts[s]) for s in STRATEGIES]
+
+    def set_model_folder(self, path) -> None:
+        """A training job folder, a model from 'Model export' or an nnU-Net model folder."""
+        self.model_folder = str(path or "")
+        self.changed()
+
+    def set_strategy(self, strategy) -> None:
+        """One of STRATEGIES."""
+        self.strategy = str(strategy) if strategy in STRATEGIES else self.strategy
+
+    def set_limit(self, limit) -> None:
+        """Push at most this many predictions (0: all)."""
+        self.limit = max(0, int(limit or 0))
+
+    # ----- outputs ----------------------------------------------------------------------------------
+    @property
+    def model(self) -> str:
+        """The model used: the chosen folder, else the Training section's job folder when it holds a job."""
+        if self.model_folder:
+            return self.model_folder
+        job = self.panel.training.job_folder
+        return job if self.logic.isJobFolder(job) else ""
+
+    @property
+    def can_preannotate(self) -> bool:
+        """'Pre-annotate' can be used now: connected to a project, a model folder, nothing running."""
+        return self.panel.store is not None and bool(self.model) and os.path.isdir(self.model) and not self.busy
+
+    @property
+    def can_report_effort(self) -> bool:
+        """'Effort' can be used now: connected to a project, nothing running."""
+        return self.panel.store is not None and not self.busy
+
+    @property
+    def effort_cells(self) -> list:
+        """The effort table's cells."""
+        return cells(self.effort_rows, EFFORT_COLUMNS)
+
+    # ----- actions ----------------------------------------------------------------------------------
+    def preannotate(self) -> None:
+        """'Pre-annotate': the model's packages first (asked), then predict and push on a worker."""
+        model = self.model
+        if not self.can_preannotate or not self.panel.installer.ensure(preannotate_feature(model)):
+            return
+        store, strategy, limit, logic = self.panel.store, self.strategy, self.limit or None, self.logic
+        self.status_text, self.skipped_text = _("Pre-annotating..."), ""
+        self.tasks.start(lambda task: logic.preannotate(model, strategy=strategy, limit=limit, store=store,
+                                                        progress=task.report),
+                         self._preannotated, name="pre-annotate", title=_("Pre-annotation"), text=self.status_text)
+        self.changed()
+
+    def _preannotated(self, task) -> None:
+        """The pre-annotation ended (main thread): what was pushed and skipped, or why not."""
+        ok, summary = self.panel.result(task, _("The cases were not pre-annotated."))
+        if ok:
+            self.status_text = _("Round {round}: {pushed} prediction(s) pushed by {model}, {skipped} case(s) skipped.").format(
+                round=summary["round"], pushed=len(summary["pushed"]), model=summary["model"]["name"],
+                skipped=len(summary["skipped"]))
+            self.skipped_text = "\n".join(f"{s['case_id']}: {s['reason']}" for s in summary["skipped"])
+        else:
+            self.status_text = _("Pre-annotation stopped: the predictions pushed so far are kept; "
+                                 "'Pre-annotate' again goes on where it stopped.")
+        self.changed()
+
+    def report_effort(self) -> None:
+        """'Effort': the table per round and annotator and its picture, computed on a worker."""
+        if not self.can_report_effort or not self.panel.installer.ensure(EFFORT_REPORT):
+            return
+        store, logic = self.panel.store, self.logic
+        picture = os.path.join(logic.defaultFolder("effort"), "effort.png")
+        self.effort_text = _("Reading the effort records...")
+        self.tasks.start(lambda task: logic.effortReport(picture, store=store, progress=task.report),
+                         self._reported, name="effort", title=_("Effort"), text=self.effort_text)
+        self.changed()
+
+    def _reported(self, task) -> None:
+        """The effort report ended (main thread): its rows and picture, or why not."""
+        ok, report = self.panel.result(task, _("The effort could not be read."))
+        if ok:
+            self.effort_rows, self.effort_picture = report["table"], report["picture"] or ""
+            self.effort_text = (_("{cases} case(s) with effort records.").format(cases=len(report["cases"]))
+                                if report["cases"] else _("No effort records yet (they come with versions "
+                                                          "pushed from the DICOM Team Annotate panel)."))
+        else:
+            self.effort_text = _("The effort could not be read.")
+        self.changed()
