@@ -142,3 +142,24 @@ def test_segments_of_one_value_in_two_layers_are_compared_by_name():
     b = seg_of({"x": box(0, 4), "y": box(2, 8)})
     out = compare_segmentations(a, b)
     assert out["segments"]["x"]["voxels_changed"] == 0 and out["segments"]["y"]["voxels_changed"] == 2 * 64
+
+
+def test_the_hubs_push_carries_the_effort_record(tmp_path):
+    from DicomTeamAnnotateLib.worklist.cases import save_version, submit_case
+    from DicomTeamAnnotateLib.worklist.offline import OfflineQueue
+
+    project = tmp_path / "project"
+    make_team_project(project)
+    alice = open_store(project, "alice")
+    seg = seg_of({"liver": box(0, 4)})
+    path = write_seg_nrrd(seg, tmp_path / "a.seg.nrrd")
+    t = EffortTracker(now=0)
+    t.sam_prompt(30)
+    saved = save_version(alice, "c2", path, meta={"effort": t.record(None, seg, 40)}, queue=OfflineQueue(tmp_path / "q"))
+    done = submit_case(alice, "c2", path, parent=saved["id"], meta={"effort": t.record(None, seg, 90)},
+                       queue=OfflineQueue(tmp_path / "q"))
+    assert alice.get_version(saved["id"])["meta"]["effort"]["active_s"] == 40.0
+    assert alice.get_version(done["id"])["meta"]["effort"]["active_s"] == 90.0
+    assert alice.states("c2")["annotators"]["alice"] == "submitted"
+    rows = effort_rows(alice)
+    assert len(rows) == 1 and rows[0]["active_s"] == 90.0 and rows[0]["sessions"] == 1  # one session, its last record

@@ -6,6 +6,7 @@ belong in a background thread in the GUI.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from DicomTeamAnnotateLib.io.segmentations import is_seg_nrrd, read_sidecar, segmentation_from_labelmap, write_seg_nrrd
@@ -26,14 +27,28 @@ def draft_path(work_dir, store, case_id: str) -> Path:
     return work_folder(work_dir, store, case_id) / "draft.seg.nrrd"
 
 
-def open_case(store, case_id: str, work_dir, progress=None) -> dict:
-    """Download a case for work: the image, my latest version, the draft if any, and the project settings.
+@dataclass
+class OpenedCase:
+    """A case downloaded for work (``open_case``): its files on my disk and what the project says about it."""
 
-    Returns {'case', 'image_path', 'segmentation_path' (my latest version, or None), 'version' (its
-    record, the parent of my next push), 'draft_path' (existing draft or None), 'labels',
-    'window_preset', 'versions' (all versions I may see: a reviewer sees every annotator's),
-    'start' ("version", "prediction" or "new"), 'prediction' (the model's latest prediction of the
-    case as ``model.prediction_summary``, or None)}.
+    case: dict                      # the store's case record
+    image_path: Path
+    segmentation_path: Path | None  # the file of ``version`` (None: nothing to start from)
+    version: dict | None            # my latest version, or the prediction I start from: my next push's parent
+    draft_path: Path | None         # my autosaved draft, when there is one
+    labels: list                    # the project's label ontology
+    window_preset: str | None
+    versions: list                  # every version I may see (a reviewer: every annotator's)
+    start: str                      # what I start from: "version", "prediction" or "new"
+    prediction: dict | None         # the model's latest prediction (``model.prediction_summary``), or None
+
+    @property
+    def case_id(self) -> str:
+        return self.case["case_id"]
+
+
+def open_case(store, case_id: str, work_dir, progress=None) -> OpenedCase:
+    """Download a case for work: the image, my latest version, the draft if any, and the project settings.
 
     With no version of my own yet, a case the model has pre-annotated starts from the model's
     latest prediction: it is returned as 'version' (so my first push has the prediction as its
@@ -52,10 +67,10 @@ def open_case(store, case_id: str, work_dir, progress=None) -> dict:
     draft = draft_path(work_dir, store, case_id)
     if mine and mine.get("conflict"):
         log.warning("your latest version %s of %s is flagged as a conflict", mine["id"], case_id)
-    return {"case": case, "image_path": image, "segmentation_path": seg, "version": mine,
-            "draft_path": draft if draft.exists() else None, "labels": project["labels"],
-            "window_preset": project.get("window_preset"), "versions": store.list_versions(case_id),
-            "start": start, "prediction": prediction_summary(predicted) if predicted else None}
+    return OpenedCase(case=case, image_path=image, segmentation_path=seg, version=mine,
+                      draft_path=draft if draft.exists() else None, labels=project["labels"],
+                      window_preset=project.get("window_preset"), versions=store.list_versions(case_id),
+                      start=start, prediction=prediction_summary(predicted) if predicted else None)
 
 
 def fetch_all_versions(store, case_id: str, dest_dir, latest_only: bool = True) -> list[tuple[dict, Path]]:
@@ -93,13 +108,19 @@ def as_seg_nrrd(path, labels: list[dict], work_dir) -> Path:
     return out
 
 
-def save_version(store, case_id: str, seg_path, parent=None, message: str = "", *, queue=None, progress=None) -> dict:
-    """Push my work as a new version without submitting (queued when the store is unreachable)."""
-    return push_or_queue(store, case_id, seg_path, parent=parent, message=message, queue=queue, progress=progress)
+def save_version(store, case_id: str, seg_path, parent=None, message: str = "", *, queue=None, progress=None,
+                 meta: dict | None = None) -> dict:
+    """Push my work as a new version without submitting (queued when the store is unreachable).
+
+    ``meta``: the version's metadata, e.g. ``{"effort": EffortTracker.record(...)}`` (worklist.effort).
+    """
+    return push_or_queue(store, case_id, seg_path, parent=parent, message=message, meta=meta, queue=queue,
+                         progress=progress)
 
 
 def submit_case(store, case_id: str, seg_path, parent=None, message: str = "submitted", *, queue=None,
-                progress=None) -> dict:
-    """Push my segmentation and mark my work on the case submitted (both queued when offline)."""
-    return push_or_queue(store, case_id, seg_path, parent=parent, message=message, queue=queue, submit=True,
-                         progress=progress)
+                progress=None, meta: dict | None = None) -> dict:
+    """Push my segmentation and mark my work on the case submitted (both queued when offline); ``meta`` as
+    for save_version."""
+    return push_or_queue(store, case_id, seg_path, parent=parent, message=message, meta=meta, queue=queue,
+                         submit=True, progress=progress)

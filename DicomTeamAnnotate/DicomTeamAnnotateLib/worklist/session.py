@@ -8,6 +8,7 @@ file does, at Slicer's startup) stays cheap.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import logging
@@ -18,7 +19,14 @@ import uuid
 from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation
 from DicomTeamAnnotateLib.io.segmentations import read_segmentation, write_seg_nrrd
 from DicomTeamAnnotateLib.io.volumes import read_volume
-from DicomTeamAnnotateLib.worklist.cases import draft_path, open_case, save_version, submit_case, work_folder
+from DicomTeamAnnotateLib.worklist.cases import (
+    OpenedCase,
+    draft_path,
+    open_case,
+    save_version,
+    submit_case,
+    work_folder,
+)
 
 
 class CaseSession:
@@ -51,36 +59,42 @@ class CaseSession:
         return node is not None and node.GetScene() is not None and self.volume_node.GetScene() is not None
 
 
-def fetch_case(store, case_id, work_dir, progress=None) -> dict:
-    """Download the case and read the image, my latest version and my draft.
+@dataclasses.dataclass
+class FetchedCase(OpenedCase):
+    """An opened case read into memory, ready to become nodes (``fetch_case``; any thread)."""
 
-    Returns worklist.open_case's dict plus 'store', 'work_dir', 'volume' (Volume),
-    'version_segmentation' and 'draft_segmentation' (Segmentation or None), 'draft_time'.
-    """
+    store: object = None
+    work_dir: str = ""
+    volume: object = None                # Volume of the case image
+    version_segmentation: Segmentation | None = None
+    draft_segmentation: Segmentation | None = None
+    draft_time: float | None = None      # the draft file's modification time (seconds since the epoch)
+
+    def draft_is_newer(self) -> bool:
+        """True when the local draft was written after my latest version was created."""
+        if self.draft_segmentation is None:
+            return False
+        if not self.version:
+            return True
+        created = datetime.datetime.fromisoformat(str(self.version["created"]).replace("Z", "+00:00")).timestamp()
+        return self.draft_time > created
+
+
+def fetch_case(store, case_id, work_dir, progress=None) -> FetchedCase:
+    """Download the case and read the image, my latest version and my draft."""
     opened = open_case(store, case_id, work_dir, progress=progress)
-    volume = read_volume(opened["image_path"])
+    volume = read_volume(opened.image_path)
     version_seg = draft_seg = draft_time = None
-    if opened["segmentation_path"] is not None:
-        version_seg = read_segmentation(opened["segmentation_path"], reference=volume.geometry)
-    if opened["draft_path"] is not None:
+    if opened.segmentation_path is not None:
+        version_seg = read_segmentation(opened.segmentation_path, reference=volume.geometry)
+    if opened.draft_path is not None:
         try:
-            draft_seg = read_segmentation(opened["draft_path"], reference=volume.geometry)
-            draft_time = os.path.getmtime(opened["draft_path"])
+            draft_seg = read_segmentation(opened.draft_path, reference=volume.geometry)
+            draft_time = os.path.getmtime(opened.draft_path)
         except (OSError, ValueError) as exc:  # a damaged draft must not block opening the case
-            logging.warning(f"DicomTeamAnnotate: draft {opened['draft_path']} not usable: {exc}")
-    return {**opened, "store": store, "work_dir": str(work_dir), "volume": volume,
-            "version_segmentation": version_seg, "draft_segmentation": draft_seg, "draft_time": draft_time}
-
-
-def draft_is_newer(fetched) -> bool:
-    """True when the local draft was written after my latest version was created."""
-    if fetched.get("draft_segmentation") is None:
-        return False
-    version = fetched.get("version")
-    if not version:
-        return True
-    created = datetime.datetime.fromisoformat(str(version["created"]).replace("Z", "+00:00")).timestamp()
-    return fetched["draft_time"] > created
+            logging.warning(f"DicomTeamAnnotate: draft {opened.draft_path} not usable: {exc}")
+    return FetchedCase(**vars(opened), store=store, work_dir=str(work_dir), volume=volume,
+                       version_segmentation=version_seg, draft_segmentation=draft_seg, draft_time=draft_time)
 
 
 def with_ontology(seg, labels, geometry):
@@ -129,15 +143,18 @@ def write_draft(session, seg, digest):
     return path
 
 
-def push_segmentation(session, seg, message="", submit=False, progress=None, queue=None) -> dict:
-    """Push ``seg`` as my new version (and submit); queued in ``queue`` when the store is unreachable."""
+def push_segmentation(session, seg, message="", submit=False, progress=None, queue=None, meta=None) -> dict:
+    """Push ``seg`` as my new version (and submit); queued in ``queue`` when the store is unreachable.
+
+    ``meta``: the version's metadata; the hub passes ``{"effort": tracker.record(start, seg)}`` (worklist.effort).
+    """
     outgoing = work_folder(session.work_dir, session.store, session.case_id) / f"outgoing-{uuid.uuid4().hex[:12]}.seg.nrrd"
     outgoing.parent.mkdir(parents=True, exist_ok=True)
     write_seg_nrrd(seg, outgoing)
     push = submit_case if submit else save_version
     try:
         version = push(session.store, session.case_id, outgoing, parent=session.parent,
-                       message=message or ("submitted" if submit else ""), queue=queue, progress=progress)
+                       message=message or ("submitted" if submit else ""), queue=queue, progress=progress, meta=meta)
     finally:
         outgoing.unlink(missing_ok=True)  # a queued push keeps its own copy
     return {**version, "digest": segmentation_digest(seg)}
