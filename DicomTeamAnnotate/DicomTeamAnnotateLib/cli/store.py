@@ -299,7 +299,7 @@ def cmd_status(args) -> int:
         extra += f"  ({r['queued']} queued)" if r["queued"] else ""
         pred = r.get("prediction")
         score = f"{r['score']:.3f}" if r.get("score") is not None else "-"
-        model = f"{pred['model']} (job {pred['job_id'] or '-'})" if pred else "-"
+        model = f"{pred['model']} (round {pred['round'] or '-'})" if pred else "-"
         print(f"{r['case_id']:<20} {str(r['patient_id']):<16} {r['state_label']:<12} {r['n_versions']:>8}  "
               f"{r['latest_version'] or '-':<20}  {score:>11}  {model}{extra}")
     waiting = len(queue.pending(store.location, store.user))
