@@ -425,11 +425,11 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
 
     # ----- opening a case -----------------------------------------------------------------------
 
-    def fetchCase(self, caseId, workDir, progress=None) -> dict:
+    def fetchCase(self, caseId, workDir, progress=None):
         """Any thread: download the case and read the image, my latest version and my draft.
 
-        Returns worklist.open_case's dict plus 'store', 'work_dir', 'volume' (Volume),
-        'version_segmentation' and 'draft_segmentation' (Segmentation or None), 'draft_time'.
+        Returns a ``worklist.session.FetchedCase`` (its files, the project's labels and window preset,
+        the image as a Volume, my version and my draft as Segmentations, where the case starts from).
         """
         require(SEGMENTATION_FILES, _("DICOM Team Annotate"))
         return case_session.fetch_case(self.requireStore(), caseId, workDir, progress=progress)
@@ -437,7 +437,7 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def draftIsNewer(fetched) -> bool:
         """True when the local draft was written after my latest version was created."""
-        return case_session.draft_is_newer(fetched)
+        return fetched.draft_is_newer()
 
     @staticmethod
     def withOntology(seg, labels, geometry):
@@ -454,9 +454,9 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
 
         Returns the CaseSession (also kept as ``self.session``).
         """
-        case, store = fetched["case"], fetched["store"]
+        case, store = fetched.case, fetched.store
         caseId = case["case_id"]
-        volume = fetched["volume"]
+        volume = fetched.volume
         previous = self.session
         if previous is not None and previous.alive() and previous.case_id == caseId:
             # opened again: the new nodes replace the old ones (the caller saved their draft first)
@@ -465,25 +465,25 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
             self.session = None
         volumeNode = volume_to_node(volume, scene, name=caseId)
         volumeNode.SetAttribute(CASE_ATTRIBUTE, caseId)
-        preset = fetched.get("window_preset")
+        preset = fetched.window_preset
         if preset:
             try:
                 apply_window_to_display_node(volumeNode, preset)
             except ValueError as exc:  # a preset name this Slicer does not know: keep the header's window
                 logging.warning(f"DicomTeamAnnotate: project window preset not applied: {exc}")
-        if useDraft and fetched.get("draft_segmentation") is not None:
-            seg, source = fetched["draft_segmentation"], "draft"
-        elif fetched.get("version_segmentation") is not None:
-            seg, source = fetched["version_segmentation"], "version"
+        if useDraft and fetched.draft_segmentation is not None:
+            seg, source = fetched.draft_segmentation, "draft"
+        elif fetched.version_segmentation is not None:
+            seg, source = fetched.version_segmentation, "version"
         else:
             seg, source = None, "new"
-        seg = self.withOntology(seg, fetched["labels"], volume.geometry)
+        seg = self.withOntology(seg, fetched.labels, volume.geometry)
         segNode = segmentation_to_node(seg, scene, reference_volume_node=volumeNode,
                                        name=f"{caseId} - {store.user}")
         segNode.SetAttribute(CASE_ATTRIBUTE, caseId)
-        version = fetched.get("version")
-        session = CaseSession(store, caseId, fetched["work_dir"], fetched["image_path"], volume.geometry,
-                              fetched["labels"], version["id"] if version else None, volumeNode, segNode, source)
+        version = fetched.version
+        session = CaseSession(store, caseId, fetched.work_dir, fetched.image_path, volume.geometry,
+                              fetched.labels, version["id"] if version else None, volumeNode, segNode, source)
         if version:
             segNode.SetAttribute(VERSION_ATTRIBUTE, version["id"])
         if source != "draft":

@@ -87,7 +87,7 @@ def test_predictions_are_versions_authored_by_the_model_in_the_project_ontology(
     assert dice(seg.mask("Leber"), phantom.labels == 1) > 0.7  # the model learnt the liver
     # the annotator starts from it; a rerun pushes nothing twice
     opened = open_case(open_store(project, "alice"), "ph50", tmp_path / "work")
-    assert opened["start"] == "prediction" and opened["prediction"]["model"] == model.name
+    assert opened.start == "prediction" and opened.prediction["model"] == model.name
     again = preannotate(rev, model)
     assert again["pushed"] == [] and all("already pre-annotated" in s["reason"] for s in again["skipped"])
     assert version["id"] == prediction_version_id(model.weights_sha256, rev.get_case("ph50"))

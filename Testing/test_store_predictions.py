@@ -69,17 +69,17 @@ def test_opening_a_preannotated_case_starts_from_the_prediction(team, tmp_path):
     alice, rev = team.open("alice"), team.open("rev")
     p = rev.push_version("c1", write_seg(tmp_path / "p.seg.nrrd", seed=1), kind="prediction", meta=model_meta())
     opened = open_case(alice, "c1", tmp_path / "work")
-    assert opened["start"] == "prediction" and opened["version"]["id"] == p["id"]
-    assert opened["segmentation_path"].read_bytes() == (tmp_path / "p.seg.nrrd").read_bytes()
-    assert opened["prediction"]["model"] == "unet-r1" and opened["prediction"]["uncertainty"] == 0.2
-    mine = alice.push_version("c1", write_seg(tmp_path / "a.seg.nrrd", seed=4), parent=opened["version"]["id"])
+    assert opened.start == "prediction" and opened.version["id"] == p["id"]
+    assert opened.segmentation_path.read_bytes() == (tmp_path / "p.seg.nrrd").read_bytes()
+    assert opened.prediction["model"] == "unet-r1" and opened.prediction["uncertainty"] == 0.2
+    mine = alice.push_version("c1", write_seg(tmp_path / "a.seg.nrrd", seed=4), parent=opened.version["id"])
     assert mine["parent"] == p["id"] and mine["conflict"] is False
     alice.set_state("c1", "submitted")
     assert rev.states("c1")["annotators"]["alice"] == "submitted"
     # from now on she continues her own version
     again = open_case(alice, "c1", tmp_path / "work2")
-    assert again["start"] == "version" and again["version"]["id"] == mine["id"]
-    assert open_case(alice, "c2", tmp_path / "work3")["start"] == "new"
+    assert again.start == "version" and again.version["id"] == mine["id"]
+    assert open_case(alice, "c2", tmp_path / "work3").start == "new"
 
 
 def test_consensus_adjudication_and_exports_leave_predictions_out(team, tmp_path):

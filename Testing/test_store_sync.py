@@ -67,16 +67,16 @@ def test_worklist_open_submit_reopen(served, tmp_path, kind):
         [("c1", "todo", "todo", 0), ("c2", "todo", "todo", 0)]
     assert [r["case_id"] for r in worklist_rows(alice, text="p002", queue=queue)] == ["c2"]
     opened = open_case(alice, "c1", tmp_path / "work")
-    assert opened["image_path"].exists() and opened["segmentation_path"] is None and opened["version"] is None
-    assert [lab["name"] for lab in opened["labels"]] == ["liver", "spleen"] and opened["window_preset"]
+    assert opened.image_path.exists() and opened.segmentation_path is None and opened.version is None
+    assert [lab["name"] for lab in opened.labels] == ["liver", "spleen"] and opened.window_preset
     draft = draft_path(tmp_path / "work", alice, "c1")
     write_seg(draft, 1)  # what the panel's autosave writes
     v = submit_case(alice, "c1", draft, parent=None, queue=queue)
     assert not v.get("queued")
     assert [r["case_id"] for r in worklist_rows(alice, state="submitted", queue=queue)] == ["c1"]
     again = open_case(alice, "c1", tmp_path / "work")
-    assert again["version"]["id"] == v["id"] and again["draft_path"] == draft
-    assert again["segmentation_path"].read_bytes() == draft.read_bytes()
+    assert again.version["id"] == v["id"] and again.draft_path == draft
+    assert again.segmentation_path.read_bytes() == draft.read_bytes()
     assert reopen_case(alice, "c1")["annotators"] == {"alice": "in_progress"}
     rev = connect(location, "rev", tokens.get("rev"), **options)
     bob = connect(location, "bob", tokens.get("bob"), **options)

@@ -74,9 +74,9 @@ def annotate_round(project_dir, case_ids: list, shape, work_dir, *, target_dice:
         assigned = [a["user"] for a in reviewer.assignments(case_id)]
         annotator = open_store(project_dir, assigned[0])
         opened = open_case(annotator, case_id, work_dir)
-        start = read_segmentation(opened["segmentation_path"]) if opened["segmentation_path"] else None
-        parent = opened["version"]["id"] if opened["version"] else None
-        result, effort = correct_segmentation(start, truth_of(opened["case"], shape), start_kind=opened["start"],
+        start = read_segmentation(opened.segmentation_path) if opened.segmentation_path else None
+        parent = opened.version["id"] if opened.version else None
+        result, effort = correct_segmentation(start, truth_of(opened.case, shape), start_kind=opened.start,
                                               start_version=parent, target_dice=target_dice)
         path = write_seg_nrrd(result, work_dir / assigned[0] / case_id / "submit.seg.nrrd")
         version = annotator.push_version(case_id, path, parent=parent, message="simulated reading",
@@ -84,6 +84,6 @@ def annotate_round(project_dir, case_ids: list, shape, work_dir, *, target_dice:
         annotator.set_state(case_id, "submitted")
         adjudicated = reviewer.push_version(case_id, path, parent=version["id"], kind="adjudicated",
                                            message=f"adjudicated: {assigned[0]}'s reading accepted")
-        rows.append({"case_id": case_id, "annotator": assigned[0], "start": opened["start"], "version": version["id"],
+        rows.append({"case_id": case_id, "annotator": assigned[0], "start": opened.start, "version": version["id"],
                      "adjudicated": adjudicated["id"], "effort": effort})
     return rows

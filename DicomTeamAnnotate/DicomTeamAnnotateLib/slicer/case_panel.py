@@ -103,11 +103,11 @@ class CaseSection(Section):
         if not ok:
             return
         use_draft = False
-        if fetched["draft_segmentation"] is not None and self.logic.draftIsNewer(fetched):
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(fetched["draft_time"]))
+        if fetched.draft_is_newer():
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(fetched.draft_time))
             use_draft = self.ui.ask(_("A local draft of case {case} from {time} has changes that were not pushed. "
                                       "Continue from the draft? (No: start from your latest version in the "
-                                      "project.)").format(case=fetched["case"]["case_id"], time=when))
+                                      "project.)").format(case=fetched.case_id, time=when))
         try:
             session = self.logic.loadCase(fetched, useDraft=use_draft)
             self.logic.showCase(session)
@@ -116,8 +116,8 @@ class CaseSection(Section):
             self.ui.error(_("Could not show the case: {error}").format(error=exc))
             return
         self.note = ""
-        self.panel.view.case_opened(session.volume_node, fetched.get("window_preset"))
-        self.panel.worklist.versions = fetched.get("versions") or []
+        self.panel.view.case_opened(session.volume_node, fetched.window_preset)
+        self.panel.worklist.versions = fetched.versions or []
         self.panel.worklist.refresh_after_change(session.case_id)
         self.changed()
 

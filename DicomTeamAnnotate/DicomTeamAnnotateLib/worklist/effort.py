@@ -3,7 +3,7 @@
 ``EffortTracker`` is created when a case is opened and told about the user's actions; ``record``
 at a push returns the dict that goes into the version's ``meta["effort"]``::
 
-    tracker = EffortTracker(start="prediction", start_version=fetched["version"]["id"])
+    tracker = EffortTracker(start="prediction", start_version=fetched.version["id"])
     tracker.activity()            # any interaction (mouse in a view, a key, a slider)
     tracker.sam_prompt()          # a SAM box or click
     tracker.sam_propagation()     # SAM propagated through the volume
