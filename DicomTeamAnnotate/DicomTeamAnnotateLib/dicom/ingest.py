@@ -33,9 +33,13 @@ class IngestedSeries:
 
     series_id: str
     volume: Volume
-    metadata: dict
     warnings: list = field(default_factory=list)
     files: list = field(default_factory=list)
+
+    @property
+    def metadata(self) -> dict:
+        """The series summary (modality, uid, description, ...): the volume's own metadata."""
+        return self.volume.metadata
 
 
 @dataclass
@@ -173,10 +177,9 @@ def ingest(paths, progress: bool = False, *, workers: int | None = None, on_prog
         if frames_ok[0].file.ds.get("PhotometricInterpretation", "") == "MONOCHROME1":
             warnings.append("MONOCHROME1: low values display bright; values are kept as stored (not inverted)")
         array = regularize(array, sg)
-        metadata = _metadata(plan, frames_ok, array.dtype)
-        volume = Volume(array, sg.geometry, dict(metadata))
+        volume = Volume(array, sg.geometry, _metadata(plan, frames_ok, array.dtype))
         files = list(dict.fromkeys(f.file.source.label for f in frames_ok))
-        result.series.append(IngestedSeries(plan.series_id, volume, metadata, warnings, files))
+        result.series.append(IngestedSeries(plan.series_id, volume, warnings, files))
     if not result.series and not result.rejected:
         result.notes.append("no files found")
     return result
