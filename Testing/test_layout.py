@@ -8,6 +8,8 @@
 - No file imports another file's private name (``_name``).
 - TrainBridge's job runner knows no training backend.
 - pyproject's package list is exactly the folders that are packages.
+- The project's own modules are imported at the top of a file; a function-level import of one says
+  why on its line or the line above (``# lazy: ...``: a cycle, a heavy package behind it).
 - Every ``read_text``/``write_text`` names its encoding (ruff's PLW1514 sees only calls on what it
   knows is a Path; Slicer on Windows would read a project's JSON as cp1252).
 """
@@ -169,3 +171,23 @@ def test_no_file_slicer_packages_imports_a_file_it_does_not():
                             offenders.append(f"{module}/{rel}:{line} imports {candidate}")
                         break
     assert not offenders, "\n".join(offenders)
+
+
+def test_own_modules_are_imported_at_the_top():
+    own = (CORE, *MODULE_LIBS, "SegmentEditorSamPromptLib")
+    offenders = []
+    for path in python_files():
+        if path.relative_to(ROOT).parts[0] not in MODULE_FILES:
+            continue
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for fn in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level
+                         else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+                if any(n.split(".")[0] in own for n in names):
+                    said = " ".join(lines[max(0, node.lineno - 2):node.end_lineno])
+                    if "lazy:" not in said:
+                        offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, "import at the top, or say why not (# lazy: ...): " + ", ".join(offenders)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from DicomTeamAnnotateLib.core.atomic import write_bytes_atomic
+from DicomTeamAnnotateLib.core.geometry import resample_like
 from DicomTeamAnnotateLib.core.metrics import EMPTY_POLICY_TEXT
 from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation
 from DicomTeamAnnotateLib.core.volume import Volume
@@ -108,7 +109,6 @@ def overlay_png(result, path, image=None, preset=None) -> Path:
         window = (50.0, 100.0)
     else:
         if not image.geometry.same_grid(geometry):
-            from DicomTeamAnnotateLib.core.geometry import resample_like
 
             image = Volume(resample_like(image.array, image.geometry, geometry, label=False), geometry)
         window = preset or "soft tissue"

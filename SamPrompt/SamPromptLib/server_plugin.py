@@ -133,6 +133,7 @@ def create_router(context):
     from fastapi import APIRouter, Depends
     from fastapi.responses import StreamingResponse
 
+    # lazy: pydantic; every `dicomteam` command imports this plugin for its options
     from DicomTeamAnnotateLib.store.server.schemas import ErrorBody
 
     PromptBody, PrecomputeBody, PropagateBody = request_models()

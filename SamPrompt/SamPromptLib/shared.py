@@ -15,6 +15,7 @@ import os
 import threading
 
 from SamPromptLib.backends import DEFAULT_BACKEND, available_backends, create_backend
+from SamPromptLib.backends.remote import RemoteBackend
 from SamPromptLib.cache import DEFAULT_MAX_BYTES, EmbeddingCache
 from SamPromptLib.segmenter import SamSegmenter, volume_fingerprint
 
@@ -182,7 +183,6 @@ def remote_segmenter_for(volume, store, case_id: str, settings: dict | None = No
     (server, case, user, model). Raises RemoteSamError subclasses (SamPromptLib.backends.remote) when
     the server cannot answer, ValueError when the store is not a server.
     """
-    from SamPromptLib.backends.remote import RemoteBackend
 
     s = model_settings(settings)
     url, token = getattr(store, "location", ""), getattr(store, "token", None)

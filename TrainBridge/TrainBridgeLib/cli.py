@@ -14,6 +14,7 @@ from DicomTeamAnnotateLib.cli.common import CommandError, key_values, store_call
 from DicomTeamAnnotateLib.store import open_store
 from TrainBridgeLib.evaluation.evaluate import evaluate_folders, summary_text
 from TrainBridgeLib.export.cases import CaseInput
+from TrainBridgeLib.export.from_store import cases_from_store
 from TrainBridgeLib.export.nnunet import export_nnunet
 from TrainBridgeLib.export.other_formats import write_coco_slices, write_monai_datalist, write_seg_nrrd_folder
 from TrainBridgeLib.jobs.runner import JOB_FILE, Job
@@ -147,7 +148,6 @@ def cmd_export_nnunet(args) -> int:
     if args.store:
         import tempfile
 
-        from TrainBridgeLib.export.from_store import cases_from_store
 
         Path(args.out).mkdir(parents=True, exist_ok=True)
         # downloads are only needed until they are written as NIfTI; same disk as the output

@@ -12,13 +12,23 @@ import sys
 
 from DicomTeamAnnotateLib.cli.common import CommandError
 from DicomTeamAnnotateLib.dicom.ingest import load_dicom_volume
-from DicomTeamAnnotateLib.io.segmentations import read_segmentation
+from DicomTeamAnnotateLib.io.segmentations import read_segmentation, write_seg_nrrd
+from DicomTeamAnnotateLib.io.volumes import read_volume
 from DicomTeamAnnotateLib.pacs import PacsError
 from DicomTeamAnnotateLib.pacs.dicomweb import connect, resolve_password
 from DicomTeamAnnotateLib.pacs.seg_export import export_seg
+from DicomTeamAnnotateLib.pacs.seg_import import read_seg
+from DicomTeamAnnotateLib.store.admin import load_labels
 from DicomTeamAnnotateLib.store.dicomweb_import import import_dicomweb
 from DicomTeamAnnotateLib.store.interface import open_store
-from DicomTeamAnnotateLib.store.seg_exchange import export_case_seg, find_seg_series, retrieve_seg_files
+from DicomTeamAnnotateLib.store.model import StoreError
+from DicomTeamAnnotateLib.store.seg_exchange import (
+    case_geometry,
+    export_case_seg,
+    find_seg_series,
+    import_seg_version,
+    retrieve_seg_files,
+)
 
 PASSWORD_HELP = "password (default: $DICOMWEB_PASSWORD, the OS keyring, else asked for on a terminal)"
 
@@ -100,10 +110,6 @@ def run_import_dicomweb(args) -> int:
 
 def _reraise_store_error(exc: Exception) -> None:
     """A store error (Conflict, NotFound...) as a one-line CommandError."""
-    try:
-        from DicomTeamAnnotateLib.store.model import StoreError
-    except ImportError:
-        return
     if isinstance(exc, StoreError):
         raise _command_error(str(exc)) from None
 
@@ -239,15 +245,12 @@ def _import_seg(args) -> int:
         store = _open_store(args) if args.store else None
         result = {"seg": str(seg_path)}
         if args.out:
-            from DicomTeamAnnotateLib.io.segmentations import write_seg_nrrd
-            from DicomTeamAnnotateLib.pacs.seg_import import read_seg
 
             reference, labels = _reference_and_labels(args, store)
             seg = read_seg(seg_path, reference, reader=args.reader, labels=labels)
             result["out"] = str(write_seg_nrrd(seg, args.out))
             result["segments"] = seg.names
         if store is not None:
-            from DicomTeamAnnotateLib.store.seg_exchange import import_seg_version
 
             version = import_seg_version(store, args.case, seg_path, reader=args.reader, message=args.message)
             result["version"] = version["id"]
@@ -290,19 +293,15 @@ def _reference_and_labels(args, store):
     """The reference grid (--source / --image / the case) and label names (--labels / the project)."""
     labels = None
     if args.labels:
-        from DicomTeamAnnotateLib.store.admin import load_labels
 
         labels = load_labels(args.labels)["labels"]
     if args.source:
-        from DicomTeamAnnotateLib.dicom.ingest import load_dicom_volume
 
         reference = load_dicom_volume(args.source).geometry
     elif args.image:
-        from DicomTeamAnnotateLib.io.volumes import read_volume
 
         reference = read_volume(args.image).geometry
     elif store is not None:
-        from DicomTeamAnnotateLib.store.seg_exchange import case_geometry
 
         reference = case_geometry(store, args.case)
     else:

@@ -61,7 +61,7 @@ def team_round_trip(out_dir, *, use_server: bool = True) -> dict:
             admin.assign(project, "phantom-01", user)
         server = None
         if use_server:
-            from DicomTeamAnnotateLib.store.server import BackgroundServer
+            from DicomTeamAnnotateLib.store.server import BackgroundServer  # lazy: FastAPI only when serving
 
             server = BackgroundServer(project)
         try:

@@ -26,6 +26,7 @@ import numpy as np
 from DicomTeamAnnotateLib.core.atomic import atomic_path
 from DicomTeamAnnotateLib.core.geometry import Geometry
 from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation, TerminologyEntry
+from DicomTeamAnnotateLib.pacs.dicomweb import connect, stow
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +344,6 @@ def export_seg(seg: Segmentation, source, *, out=None, stow_url: str | None = No
     if out is not None:
         result["path"] = str(write_seg(seg_ds, out))
     if stow_url is not None:
-        from DicomTeamAnnotateLib.pacs.dicomweb import connect, stow
 
         stow(connect(stow_url, user, password), [seg_ds])
         result["stowed"] = True

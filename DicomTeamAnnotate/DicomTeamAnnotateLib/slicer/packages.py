@@ -20,6 +20,7 @@ import tempfile
 from dataclasses import dataclass
 
 from DicomTeamAnnotateLib.slicer.i18n import tr as _
+from DicomTeamAnnotateLib.slicer.ui import SlicerUi
 
 # Slicer 5.12 bundles these (SuperBuild/External_python-*.cmake): an install must not replace them.
 SLICER_BUNDLED = ("numpy", "scipy", "SimpleITK", "pydicom", "pillow", "requests", "urllib3", "certifi", "idna",
@@ -209,7 +210,6 @@ def require(feature: Feature, requester: str, ui=None) -> None:
         return
     if threading.current_thread() is threading.main_thread():
         if ui is None:
-            from DicomTeamAnnotateLib.slicer.ui import SlicerUi
 
             ui = SlicerUi()
         if Installer(requester, ui).ensure(feature):

@@ -16,6 +16,7 @@ from pathlib import Path
 from DicomTeamAnnotateLib.core.atomic import write_json_atomic
 from DicomTeamAnnotateLib.core.segmentation import default_color
 from DicomTeamAnnotateLib.core.volume import Volume
+from DicomTeamAnnotateLib.core.windowing import DEFAULT_PRESET, resolve_window
 from DicomTeamAnnotateLib.dicom.ingest import load_image
 from DicomTeamAnnotateLib.io.volumes import has_volume_suffix, write_volume
 from DicomTeamAnnotateLib.pacs import PacsError
@@ -138,19 +139,11 @@ def init_project(project_dir, name: str, labels, *, blind: bool | None = None,
 
 
 def _default_preset() -> str | None:
-    try:
-        from DicomTeamAnnotateLib.core.windowing import DEFAULT_PRESET
-    except ImportError:
-        return None
     return DEFAULT_PRESET
 
 
 def _check_preset(preset) -> None:
     if preset is None:
-        return
-    try:
-        from DicomTeamAnnotateLib.core.windowing import resolve_window
-    except ImportError:
         return
     try:
         resolve_window(preset)

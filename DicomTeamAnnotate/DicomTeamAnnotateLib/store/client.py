@@ -27,6 +27,7 @@ from DicomTeamAnnotateLib.store.model import (
     check_version_id,
     new_version_id,
 )
+from DicomTeamAnnotateLib.store.service import fetch_reference_case_image
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +288,6 @@ class HttpStore:
         """
         case = self.get_case(case_id)
         if case.get("reference") is not None:
-            from DicomTeamAnnotateLib.store.service import fetch_reference_case_image
 
             cache_dir = self.cache.root / "dicomweb" if self.cache is not None else None
             return fetch_reference_case_image(case, dest_dir, cache_dir=cache_dir, progress=progress)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from DicomTeamAnnotateLib.store.client import HttpStore
 from DicomTeamAnnotateLib.store.folder import FolderStore
 
 
@@ -87,7 +88,6 @@ def open_store(location, user: str, token: str | None = None, **options) -> Stor
     ``options`` go to HttpStore (cache, timeout, retry_window_s, chunk_size).
     """
     if is_url(location):
-        from DicomTeamAnnotateLib.store.client import HttpStore
 
         return HttpStore(location, user, token, **options)
     return FolderStore(Path(location).expanduser(), user)

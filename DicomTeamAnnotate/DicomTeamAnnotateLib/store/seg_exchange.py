@@ -18,9 +18,10 @@ from DicomTeamAnnotateLib.core.geometry import Geometry
 from DicomTeamAnnotateLib.io.segmentations import read_segmentation, write_seg_nrrd
 from DicomTeamAnnotateLib.pacs import PacsError
 from DicomTeamAnnotateLib.pacs.dicomweb import pacs_errors, query_series, retrieve_series
-from DicomTeamAnnotateLib.pacs.reference import PacsReference
+from DicomTeamAnnotateLib.pacs.reference import PacsReference, fetch_reference
 from DicomTeamAnnotateLib.pacs.seg_export import export_seg
 from DicomTeamAnnotateLib.pacs.seg_import import read_seg, referenced_series_uid
+from DicomTeamAnnotateLib.store.model import choose_version
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,6 @@ def export_case_seg(store, case_id: str, *, version_id: str | None = None, kind:
     ``source``: a DICOM folder, a PacsReference, or None for the PACS location the case records.
     """
     if version_id is None:
-        from DicomTeamAnnotateLib.store.model import choose_version
 
         chosen = choose_version(store.list_versions(case_id), kind)
         if chosen is None:
@@ -124,7 +124,6 @@ def export_case_seg(store, case_id: str, *, version_id: str | None = None, kind:
         if source is None:
             raise PacsError(f"case {case_id!r} records no PACS location; give the source DICOM series")
     if isinstance(source, PacsReference):
-        from DicomTeamAnnotateLib.pacs.reference import fetch_reference
 
         source = fetch_reference(source, user=user, password=password, cache_dir=cache_dir).files
     with tempfile.TemporaryDirectory(prefix="dicomteam-seg-") as tmp:

@@ -35,6 +35,7 @@ from DicomTeamAnnotateLib.core.atomic import write_json_atomic
 from DicomTeamAnnotateLib.core.metrics import dice
 from DicomTeamAnnotateLib.demo.phantom import make_phantom
 from DicomTeamAnnotateLib.dicom.ingest import load_image
+from SamPromptLib.backends.openvino_runtime import OpenVinoSession, is_available
 from SamPromptLib.planes import bounding_box, extract_slice, pixel_spacing
 from SamPromptLib.preprocess import window_to_unit
 
@@ -218,7 +219,6 @@ def int8_session(onnx_path, preprocess, encode_fp32, mask_of, threads: int | Non
     """
     import json
 
-    from SamPromptLib.backends.openvino_runtime import OpenVinoSession, is_available
 
     if not is_available():
         raise QuantizationUnavailable("the INT8 encoder runs on OpenVINO, which is not installed")

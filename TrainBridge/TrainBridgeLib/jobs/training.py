@@ -59,7 +59,7 @@ def build_training_job(dataset_dir, job_dir, *, backend: str, arch: str = "segre
         return build_monai_job(dataset_dir, job_dir, arch=arch, epochs=epochs or 50, device=device, fold=fold,
                                threads=threads, spawn=spawn, **kwargs)
     if backend == "nnunet":
-        from TrainBridgeLib.backends.nnunet import build_nnunet_job
+        from TrainBridgeLib.backends.nnunet import build_nnunet_job  # lazy: the backend imports jobs
 
         return build_nnunet_job(dataset_dir, job_dir, epochs=epochs, device=device, fold=fold, threads=threads,
                                 spawn=spawn, **kwargs)

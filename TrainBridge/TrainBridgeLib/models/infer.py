@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from DicomTeamAnnotateLib.core.hashing import sha256_file
+from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation, default_color
+from DicomTeamAnnotateLib.io.segmentations import write_seg_nrrd
 from TrainBridgeLib.backends.monai.models import build_network
 from TrainBridgeLib.backends.monai.predict import predict_case, write_labelmap_nifti
 from TrainBridgeLib.export.cases import load_channels
@@ -89,8 +91,6 @@ def run_inference(model, images: list, out_path=None, *, runtime: str | None = N
         return labels, grid
     out_path = Path(out_path)
     if out_path.name.lower().endswith(".seg.nrrd"):
-        from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation, default_color
-        from DicomTeamAnnotateLib.io.segmentations import write_seg_nrrd
 
         segments = [Segment(name=name, label_value=v, color=default_color(v - 1))
                     for name, v in manifest["labels"].items() if int(v) != 0 and (labels == int(v)).any()]
