@@ -44,3 +44,12 @@ def slicer_env(tmp_path_factory) -> dict:
     from slicer_support import make_session_env
 
     return make_session_env(tmp_path_factory.mktemp("slicer-session"))
+
+
+@pytest.fixture
+def fresh_env(tmp_path) -> dict:
+    """A Slicer environment of this test alone. The session's is shared, so a test that asserts what a
+    first use asks for and installs must not run after another test installed it there."""
+    from slicer_support import make_session_env
+
+    return make_session_env(tmp_path / "session")

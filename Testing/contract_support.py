@@ -463,7 +463,7 @@ def check_files(paths) -> dict:
 def run_import_check(kind: str, *paths, timeout: float = 300) -> dict:
     """Run an import check (import-libs, import-file) in a fresh interpreter; its JSON."""
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), kind, *map(str, paths), "--json"],
-                          capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
+                          capture_output=True, encoding="utf-8", errors="replace", timeout=timeout, cwd=str(ROOT))
     if proc.returncode != 0:
         raise RuntimeError(f"import check '{kind}' crashed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -119,7 +119,7 @@ def sam_server_process(project_dir):
     from pathlib import Path
 
     proc = subprocess.Popen([sys.executable, "-c", SERVER_SCRIPT, str(project_dir), str(Path(__file__).parent)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, encoding="utf-8", errors="replace")
     url = proc.stdout.readline().strip()
     if not url.startswith("http"):
         proc.kill()

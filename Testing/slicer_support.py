@@ -49,7 +49,7 @@ def run_in_slicer(env: dict, tmp_path: Path, scenario: str, timeout: float = 900
     if testing:  # ctest's testing mode: slicer.util answers the message boxes itself
         argv.append("--testing")
     argv += ["--slicer-version", slicer_version]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT),
+    proc = subprocess.run(argv, capture_output=True, encoding="utf-8", errors="replace", timeout=timeout, cwd=str(ROOT),
                           env={**os.environ, "HARNESS_TORCH_SITE": env["torch_site"], "PYTHONNOUSERSITE": "1",
                                # a project server a scenario starts runs on the test environment's Python
                                "DICOMTEAM_SERVER_PYTHON": sys.executable})

@@ -290,7 +290,7 @@ def small_disk(path: Path, size_mb: int = 16):
     """``path`` on a tmpfs of ``size_mb`` MiB (a disk that can really fill up); skipped where mount is refused."""
     path.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(path)],
-                          capture_output=True, text=True)
+                          capture_output=True, encoding="utf-8", errors="replace")
     if done.returncode != 0:
         reason = f"cannot mount a tmpfs to fill up ({done.stderr.strip() or 'mount failed'})"
         if os.environ.get("CI"):

@@ -1,4 +1,4 @@
-"""BackgroundTask: the worker-thread runner the Slicer panels poll from a QTimer (real threads)."""
+"""BackgroundTask (core/tasks.py): one function on a worker thread, polled by a GUI; cancel at the next report."""
 from __future__ import annotations
 
 import threading

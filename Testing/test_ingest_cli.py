@@ -69,7 +69,7 @@ def test_console_command_runs_as_a_user_types_it(tmp_path, ct_dicom_dir):
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items()}
     proc = subprocess.run([sys.executable, "-m", "DicomTeamAnnotateLib.cli", "ingest", str(ct_dicom_dir),
-                           "--out", str(out)], capture_output=True, text=True, env=env, timeout=120)
+                           "--out", str(out)], capture_output=True, encoding="utf-8", errors="replace", env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "ingest_report.json").read_text(encoding="utf-8"))
     entry, = report["series"]

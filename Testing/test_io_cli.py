@@ -68,6 +68,6 @@ def test_info_errors_are_one_line(tmp_path, capsys):
 def test_info_command_line(tmp_path):
     path = segio.write_seg_nrrd(iocases.segmentation("axial"), tmp_path / "a.seg.nrrd")
     result = subprocess.run([sys.executable, "-m", "DicomTeamAnnotateLib.cli", "info", str(path), "--json"],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, encoding="utf-8", errors="replace", timeout=120)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["segments"][0]["name"] == "liver"

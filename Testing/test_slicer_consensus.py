@@ -9,7 +9,7 @@ for and installed (with Slicer's packages held by a constraints file), and nothi
 from __future__ import annotations
 
 import pytest
-from slicer_support import make_session_env, run_in_slicer
+from slicer_support import run_in_slicer
 
 from ConsensusReviewLib.simulate import simulate_reader_segmentations
 from DicomTeamAnnotateLib.demo.phantom import make_phantom
@@ -46,11 +46,6 @@ def make_team_project(folder):
             store.set_state(case, "submitted")
     return project, files
 
-
-@pytest.fixture
-def fresh_env(tmp_path):
-    """A Slicer environment of this test alone (the session's is shared): its first-use installs are its own."""
-    return make_session_env(tmp_path / "session")
 
 
 def first_use_installs(record, asked=True) -> list:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 from loop_support import ONTOLOGY, SHAPE, train_small_monai_job
-from slicer_support import make_session_env, run_in_slicer
+from slicer_support import run_in_slicer
 
 from DicomTeamAnnotateLib.demo.phantom import make_phantom
 from DicomTeamAnnotateLib.io.segmentations import write_seg_nrrd
@@ -16,11 +16,6 @@ from DicomTeamAnnotateLib.worklist.effort import EffortTracker
 
 pytestmark = pytest.mark.slow  # a short training here, then first-use installs and predictions in the harness
 
-
-@pytest.fixture
-def fresh_env(tmp_path):
-    """A Slicer environment of this test alone: its first-use installs are its own."""
-    return make_session_env(tmp_path / "session")
 
 
 def test_preannotate_then_effort_from_the_panel(fresh_env, tmp_path):

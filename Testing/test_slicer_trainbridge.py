@@ -10,7 +10,7 @@ a run when a Slicer, Qt or MRML call happens off the main thread.
 from __future__ import annotations
 
 import pytest
-from slicer_support import make_session_env, run_in_slicer
+from slicer_support import run_in_slicer
 
 from DicomTeamAnnotateLib.core.segmentation import Segmentation
 from DicomTeamAnnotateLib.demo.phantom import LABEL_VALUES, make_phantom
@@ -23,11 +23,6 @@ from TrainBridgeLib.export.nnunet import export_nnunet
 LABELS = ("liver", "spleen", "kidney_left", "kidney_right")
 SIDE_BY_SIDE, CONVENTIONAL = 29, 2  # vtkMRMLLayoutNode.SlicerLayoutSideBySideView, SlicerLayoutConventionalView
 
-
-@pytest.fixture
-def fresh_env(tmp_path):
-    """A Slicer environment of this test alone (the session's is shared): its first-use installs are its own."""
-    return make_session_env(tmp_path / "session")
 
 
 def make_project(folder):

@@ -149,7 +149,7 @@ def test_dicomteam_entry_point(cli_project):
     proj, _, _ = cli_project
     exe = os.path.join(os.path.dirname(sys.executable), "dicomteam")
     r = subprocess.run([exe, "status", "--store", str(proj), "--user", "rev", "--json"], capture_output=True,
-                       text=True, timeout=120)
+                       encoding="utf-8", errors="replace", timeout=120)
     assert r.returncode == 0, r.stderr
     assert [row["case_id"] for row in json.loads(r.stdout)] == ["ph4", "ph5"]
 

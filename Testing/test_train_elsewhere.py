@@ -81,7 +81,7 @@ def test_nnunet_model_in_results_layout_runs_in_nnunet_and_preannotates(tmp_path
         pytest.fail(f"{exe}: nnU-Net's console script is missing beside this Python")
     run = subprocess.run([str(exe), "-i", str(images), "-o", str(out), "-m", str(model_dirs[0]), "-f", "0",
                                 "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1"],
-                         capture_output=True, text=True, timeout=900,
+                         capture_output=True, encoding="utf-8", errors="replace", timeout=900,
                          env={**os.environ, "nnUNet_results": str(results), "nnUNet_compile": "false"})
     assert run.returncode == 0, run.stderr[-3000:]
     theirs = read_volume(out / "ph41.nii.gz")

@@ -247,7 +247,7 @@ def test_nnunet_verify_dataset_integrity_passes(tmp_path, phantom_export, ct_exp
     exe = Path(sys.executable).parent / "nnUNetv2_plan_and_preprocess"
     for ids, extra in (([r.dataset_id], ["-c", "3d_fullres"]), ([ct_export.dataset_id], ["--no_pp"])):
         proc = subprocess.run([str(exe), "-d", *map(str, ids), "--verify_dataset_integrity", "-np", "2", "-npfp", "2",
-                               *extra], env=env, capture_output=True, text=True, timeout=600)
+                               *extra], env=env, capture_output=True, encoding="utf-8", errors="replace", timeout=600)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         assert "verify_dataset_integrity Done" in proc.stdout
         assert "Error" not in proc.stdout and "Warning" not in proc.stdout, proc.stdout[-3000:]

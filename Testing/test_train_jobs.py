@@ -97,7 +97,7 @@ def test_job_survives_its_parent_and_is_reattached_from_the_folder(tmp_path):
         job = Job.create({str(job_dir)!r}, steps, backend="test").start()
         print(job.record["pid"])
     """)
-    out = subprocess.run([PY, "-c", launcher], capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run([PY, "-c", launcher], capture_output=True, encoding="utf-8", errors="replace", timeout=60, check=True)
     supervisor = int(out.stdout.split()[-1])
     # the launching process has exited; the job still runs and is found again from its folder
     job = Job(job_dir)

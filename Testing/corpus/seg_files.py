@@ -75,7 +75,7 @@ def label_image_on(source_folder, labels_kji: np.ndarray, path) -> Path:
 
 
 def _run(args: list, what: str) -> str:
-    result = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(args, capture_output=True, encoding="utf-8", errors="replace", timeout=120)
     if result.returncode != 0:
         raise RuntimeError(f"{what} failed ({result.returncode}): {result.stdout[-2000:]} {result.stderr[-2000:]}")
     return result.stdout

@@ -105,7 +105,7 @@ def pip_install(requirements, constraints=None, no_deps_requirements=None, skip_
                    "requester": requester})
     _in_progress = True
     try:
-        proc = subprocess.run(args, capture_output=True, text=True)
+        proc = subprocess.run(args, capture_output=True, encoding="utf-8", errors="replace")
     finally:
         _in_progress = False
     if proc.returncode != 0:

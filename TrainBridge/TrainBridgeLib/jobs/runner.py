@@ -179,7 +179,7 @@ def pid_alive(pid: int | None, start_token: str | None = None) -> bool:
         return False
     except PermissionError:
         return True
-    out = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
+    out = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, encoding="utf-8", errors="replace").stdout.strip()
     return bool(out) and not out.startswith("Z")
 
 
@@ -193,7 +193,7 @@ def group_members(pgid: int) -> list[int]:
                 if st and st["pgid"] == pgid and st["state"] != "Z":
                     out.append(int(p.name))
         return out
-    res = subprocess.run(["ps", "-A", "-o", "pid=,pgid=,stat="], capture_output=True, text=True).stdout
+    res = subprocess.run(["ps", "-A", "-o", "pid=,pgid=,stat="], capture_output=True, encoding="utf-8", errors="replace").stdout
     return [int(r.split()[0]) for r in res.splitlines()
             if len(r.split()) >= 3 and int(r.split()[1]) == pgid and not r.split()[2].startswith("Z")]
 
