@@ -29,7 +29,8 @@ from DicomTeamAnnotateLib.demo.phantom import make_phantom, write_phantom_dicom
 from DicomTeamAnnotateLib.dicom.ingest import ingest
 from DicomTeamAnnotateLib.pacs import PacsError
 from DicomTeamAnnotateLib.pacs.dicomweb import check_url, remember_password
-from DicomTeamAnnotateLib.slicer.connection import CASE_ATTRIBUTE, set_current_store
+from DicomTeamAnnotateLib.slicer.connection import CASE_ATTRIBUTE, set_current_effort, set_current_store
+from DicomTeamAnnotateLib.slicer.effort_observer import EffortObserver
 from DicomTeamAnnotateLib.slicer.hub_panel import HubPanel
 from DicomTeamAnnotateLib.slicer.mrml import (
     apply_window_to_display_node,
@@ -46,6 +47,7 @@ from DicomTeamAnnotateLib.store import admin
 from DicomTeamAnnotateLib.store.dicomweb_import import import_dicomweb
 from DicomTeamAnnotateLib.store.interface import is_url
 from DicomTeamAnnotateLib.worklist import session as case_session
+from DicomTeamAnnotateLib.worklist.effort import EffortTracker
 from DicomTeamAnnotateLib.worklist.offline import OfflineQueue
 from DicomTeamAnnotateLib.worklist.rows import connect, flush_queue, offline_status, reopen_case, worklist_rows
 from DicomTeamAnnotateLib.worklist.session import CaseSession
@@ -164,6 +166,9 @@ class DicomTeamAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         fill_combo(self.ui.stateFilterComboBox, p.worklist.state_choices(), "all")
         self.ui.stateFilterComboBox.connect("currentIndexChanged(int)",
                                             lambda i: p.worklist.set_state_filter(self.ui.stateFilterComboBox.itemData(i)))
+        fill_combo(self.ui.orderComboBox, p.worklist.order_choices(), "first")
+        self.ui.orderComboBox.connect("currentIndexChanged(int)",
+                                      lambda i: p.worklist.set_order(self.ui.orderComboBox.itemData(i)))
         self.ui.textFilterLineEdit.connect("textChanged(QString)", p.worklist.set_text_filter)
         self.ui.refreshWorklistButton.connect("clicked(bool)", lambda: p.worklist.refresh())
         self.ui.worklistTableWidget.connect("itemSelectionChanged()",
@@ -306,6 +311,8 @@ class DicomTeamAnnotateWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.reopenButton.enabled = case.can_reopen
         set_text(self.ui.messageLineEdit, case.message)
 
+        if self.ui.inputPathLineEdit.currentPath != dicom.path:  # Browse (ZIP) chose it in the panel
+            self.ui.inputPathLineEdit.currentPath = dicom.path
         self.ui.loadButton.enabled = dicom.can_load
         self.ui.loadButton.toolTip = dicom.load_tooltip
         self.ui.loadSummaryLabel.text = dicom.summary_text
@@ -358,6 +365,7 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
         ScriptedLoadableModuleLogic.__init__(self)
         self.store = None  # the connected project store (other modules use it too)
         self.session = None  # the case open for work (CaseSession)
+        self._effortObserver = None  # tells the open case's EffortTracker what Slicer reports
         self.queue = None  # OfflineQueue; None: the default location ($DICOMTEAM_HOME)
 
     def getParameterNode(self):
@@ -403,9 +411,10 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
             raise RuntimeError("not connected to a project store: connect first")
         return self.store
 
-    def worklistRows(self, state="all", text="") -> list:
-        """Any thread: my cases with state, filtered (see store.worklist.worklist_rows)."""
-        return worklist_rows(self.requireStore(), state, text, queue=self.queue)
+    def worklistRows(self, state="all", text="", order="first") -> list:
+        """Any thread: my cases with state, filtered, in ``order`` ('first', 'random' or 'uncertainty': the
+        cases the model is least sure of first; see worklist.rows.worklist_rows)."""
+        return worklist_rows(self.requireStore(), state, text, queue=self.queue, order=order)
 
     def offlineStatus(self) -> dict:
         """{'queued': n, 'items': [...]}: pushes waiting for this store (local disk only)."""
@@ -460,9 +469,9 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
         previous = self.session
         if previous is not None and previous.alive() and previous.case_id == caseId:
             # opened again: the new nodes replace the old ones (the caller saved their draft first)
+            self.closeCase()
             for node in (previous.segmentation_node, previous.volume_node):
                 node.GetScene().RemoveNode(node)
-            self.session = None
         volumeNode = volume_to_node(volume, scene, name=caseId)
         volumeNode.SetAttribute(CASE_ATTRIBUTE, caseId)
         preset = fetched.window_preset
@@ -474,7 +483,8 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
         if useDraft and fetched.draft_segmentation is not None:
             seg, source = fetched.draft_segmentation, "draft"
         elif fetched.version_segmentation is not None:
-            seg, source = fetched.version_segmentation, "version"
+            # my latest version, or (none yet) the model's prediction: my next push descends from it
+            seg, source = fetched.version_segmentation, ("prediction" if fetched.start == "prediction" else "version")
         else:
             seg, source = None, "new"
         seg = self.withOntology(seg, fetched.labels, volume.geometry)
@@ -488,8 +498,23 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
             segNode.SetAttribute(VERSION_ATTRIBUTE, version["id"])
         if source != "draft":
             session.saved_digest = self.segmentationDigest(seg)  # unchanged content is not re-saved as a draft
+        session.prediction = fetched.prediction if source == "prediction" else None
+        # effort: counted from now (the nodes exist, so their own making is not counted as work)
+        session.effort = EffortTracker(start=source, start_version=session.parent)
+        session.effort_start = seg
+        self.closeCase()  # the previous case's effort stops here
+        self._effortObserver = EffortObserver(session.effort, segNode, segNode.GetScene())
+        set_current_effort(session.effort, segNode)  # the SAM effect counts its prompts there
         self.session = session
         return session
+
+    def closeCase(self) -> None:
+        """Main thread: the open case is no longer worked on (another case opened, the scene closed)."""
+        if self._effortObserver is not None:
+            self._effortObserver.stop()
+            self._effortObserver = None
+        set_current_effort(None)
+        self.session = None
 
     def showCase(self, session) -> None:
         """Main thread, application only: three linked planes on the case, segmentation shown."""
@@ -537,11 +562,17 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
         snapshot = self.draftSnapshot(session)
         return None if snapshot is None else self.writeDraft(session, *snapshot)
 
-    def pushSegmentation(self, session, seg, message="", submit=False, progress=None) -> dict:
-        """Any thread: push ``seg`` as my new version (and submit); queued when the store is unreachable."""
+    @staticmethod
+    def effortRecord(session, seg) -> dict | None:
+        """Main thread: what the work on the case took so far (worklist.effort), for the push's metadata."""
+        return session.effort.record(session.effort_start, seg) if session.effort is not None else None
+
+    def pushSegmentation(self, session, seg, message="", submit=False, progress=None, effort=None) -> dict:
+        """Any thread: push ``seg`` as my new version (and submit); queued when the store is unreachable.
+        ``effort``: the session's effort record (``effortRecord``), stored with the version."""
         require(SEGMENTATION_FILES, _("DICOM Team Annotate"))
         return case_session.push_segmentation(session, seg, message, submit=submit, progress=progress,
-                                              queue=self.queue)
+                                              queue=self.queue, meta={"effort": effort} if effort else None)
 
     @staticmethod
     def afterPush(session, version) -> None:

@@ -167,8 +167,6 @@ def test_browse_zip_then_load_reads_the_chosen_archive(dicom_session):
     assert out["volumes"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="defect: DicomTeamAnnotateWidget.refresh never copies panel.dicom.path into "
-                   "inputPathLineEdit, so the path field does not show the ZIP Browse chose (Load reads it all the same)")
 def test_browse_zip_shows_the_chosen_archive_in_the_path_field(dicom_session):
     assert dicom_session[0]["result"]["path_after_browse"].endswith("series.zip")
 
@@ -249,9 +247,6 @@ def test_send_now_sends_the_push_queued_while_the_server_was_down(server_session
     assert int(seg.mask("liver").sum()) == out["drawn_voxels"]
 
 
-@pytest.mark.xfail(strict=True, reason="defect: after a push queued offline, WorklistSection.refresh_after_change's "
-                   "_both (worklist_panel.py) reports the unreachable store through HubPanel.result, i.e. an error box "
-                   "'Could not read the worklist.' on top of the offline banner (_worklist only sets the banner)")
 def test_a_push_queued_offline_brings_no_error_box(server_session):
     """The banner says the store is offline and the push waits: no dialog on top ('Could not read the worklist')."""
     out = server_session[0]["result"]
@@ -361,9 +356,6 @@ def test_sam_effect_stop_and_cancel_during_a_propagation_apply_nothing_of_it(sam
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="defect: EffectModel.poll (SamPromptLib/effect_model.py) says 'Stopped.' when "
-                   "the cancelled worker ends, overwriting 'Cancelled.' that Cancel said: after Cancel during a "
-                   "propagation the effect reads 'Stopped.' although the preview and prompts are gone")
 def test_sam_effect_cancel_during_a_propagation_says_cancelled(sam_session):
     assert sam_session["result"]["cancel_running"]["status"].startswith("Cancelled."), \
         sam_session["result"]["cancel_running"]["status"]
@@ -392,9 +384,6 @@ def test_sam_preview_is_not_saved_with_the_scene_and_goes_with_its_segmentation(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="harness stand-in: qMRMLSegmentEditorWidget.setSegmentationNode "
-                   "(standins/slicer_app.py) does not deactivate the active effect as Slicer's does "
-                   "(setActiveEffect(nullptr) before the change), so the preview stays in the harness")
 def test_sam_preview_goes_when_the_user_picks_another_segmentation_in_the_editor(sam_session):
     switch = sam_session["result"]["editor_switch"]
     assert switch["preview_nodes"] == [] and switch["preview"] is False

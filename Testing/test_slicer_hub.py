@@ -27,8 +27,8 @@ def project(tmp_path_factory):
     return folder
 
 
-def test_annotator_round_trip_through_the_panel(slicer_env, tmp_path, project):
-    r = run_in_slicer(slicer_env, tmp_path, "hub:project_round_trip", project=project, work=tmp_path / "work",
+def test_annotator_round_trip_through_the_panel(fresh_env, tmp_path, project):
+    r = run_in_slicer(fresh_env, tmp_path, "hub:project_round_trip", project=project, work=tmp_path / "work",
                       queue=tmp_path / "queue")
     out = r["result"]
     assert out["connect_enabled_before"] is False and out["connect_enabled"] is True
@@ -54,6 +54,64 @@ def test_annotator_round_trip_through_the_panel(slicer_env, tmp_path, project):
     assert out["dialogs"] and all(not d["visible"] and d["canceled_slots"] == 0 and not d["autoClose"]
                                   for d in out["dialogs"])
     assert not out["errors"], out["errors"]
+
+
+@pytest.fixture
+def predicted_project(tmp_path):
+    """Three cases; the model pre-annotated c1 (uncertainty 0.2) and c2 (0.6), not c3."""
+    import numpy as np
+
+    from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation
+    from DicomTeamAnnotateLib.io.segmentations import write_seg_nrrd
+    from DicomTeamAnnotateLib.store import open_store
+
+    folder = tmp_path / "project"
+    admin.init_project(folder, "Loop", LABELS)
+    admin.add_member(folder, "alice", "annotator")
+    admin.add_member(folder, "rev", "reviewer")
+    phantom = make_phantom(seed=0, shape=(12, 40, 48), spacing=(1.5, 1.5, 3.0))
+    for case in ("c1", "c2", "c3"):
+        admin.add_case(folder, case, phantom.volume, "P" + case)
+        admin.assign(folder, case, "alice")
+    layers = np.zeros((1,) + phantom.volume.geometry.shape, np.uint8)
+    layers[0, 3:7, 10:22, 10:25] = 1
+    seg = Segmentation(layers, phantom.volume.geometry, [Segment("liver", 1, (0.9, 0.5, 0.4), layer=0)])
+    write_seg_nrrd(seg, tmp_path / "prediction.seg.nrrd")
+    rev = open_store(folder, "rev")
+    for case, score in (("c1", 0.2), ("c2", 0.6)):
+        rev.push_version(case, tmp_path / "prediction.seg.nrrd", kind="prediction", message="pre-annotated",
+                         meta={"model": {"name": "unet-r1", "job_id": "job-1", "weights_sha256": "a" * 64, "round": 1},
+                               "uncertainty": {"score": score}})
+    return folder
+
+
+def test_an_annotator_starts_from_the_models_prediction_and_the_push_carries_the_effort(
+        slicer_env, tmp_path, predicted_project):
+    r = run_in_slicer(slicer_env, tmp_path, "hub:prediction_start_and_effort", project=predicted_project,
+                      work=tmp_path / "work", queue=tmp_path / "queue")
+    out = r["result"]
+    assert out["order_choices"] == ["first", "random", "uncertainty"]
+    assert [row[0] for row in out["worklist_first"]] == ["c1", "c2", "c3"]
+    headers = out["headers"]
+    model, score = headers.index("Model"), headers.index("Uncertainty")
+    rows = {row[0]: row for row in out["worklist_uncertainty"]}
+    assert [row[0] for row in out["worklist_uncertainty"]] == ["c2", "c1", "c3"]  # least certain first
+    assert rows["c1"][model] == "unet-r1 (round 1)" and rows["c1"][score] == "0.200" and rows["c2"][score] == "0.600"
+    assert rows["c3"][model] == "" and rows["c3"][score] == ""
+    assert "started from the model's prediction (unet-r1, round 1)" in out["case_label"], out["case_label"]
+    assert out["versions"][0][0] == "model unet-r1" and out["versions"][0][1] == "prediction"
+    start, start_version = out["tracker_start"]
+    assert start == "prediction" and start_version == out["versions"][0][-1]
+    counts = out["counts"]
+    assert counts["operations"] == {"Erase": 1, "Paint": 1} and counts["sam_prompts"] == 0, counts
+    assert "Pushed version" in out["after_push"]
+    pushed = out["pushed"]
+    assert pushed["parent"] == start_version  # the store knows exactly what was changed
+    effort = pushed["effort"]
+    assert effort["start"] == "prediction" and effort["editor_operations"] == 2
+    # 124 voxels added to the model's 720 (Dice 2*720 / (720 + 844))
+    assert effort["voxels_changed"] == 124 and effort["dice_start_result"] == round(1440 / 1564, 5), effort
+    assert out["effort_after_close"] is True
 
 
 def test_reviewer_lists_and_loads_an_annotators_version(slicer_env, tmp_path, project):
@@ -86,14 +144,14 @@ def test_load_dicom_then_cancel(slicer_env, tmp_path, ct_dicom_dir):
     assert not [i for i in r["installs"] if i["call"] == "pip_ensure" and i["missing"]], r["installs"]
 
 
-def test_load_dicom_asks_for_decoders_only_when_the_files_need_them(slicer_env, tmp_path):
+def test_load_dicom_asks_for_decoders_only_when_the_files_need_them(fresh_env, tmp_path):
     from pydicom.data import get_testdata_file
 
     folder = tmp_path / "jpeg-lossless"
     folder.mkdir()
     source = get_testdata_file("bad_sequence.dcm")  # a CT slice in JPEG Lossless SV1 (pydicom's test files)
     (folder / "slice.dcm").write_bytes(open(source, "rb").read())
-    r = run_in_slicer(slicer_env, tmp_path, "hub:load_dicom_needing_decoders", folder=folder)
+    r = run_in_slicer(fresh_env, tmp_path, "hub:load_dicom_needing_decoders", folder=folder)
     asked = [i for i in r["installs"] if i["call"] == "pip_ensure" and i["missing"]]
     assert len(asked) == 1 and any(m.startswith("pylibjpeg-libjpeg") for m in asked[0]["missing"]), asked
     assert asked[0]["prompted"]

@@ -21,8 +21,8 @@ def test_effect_registers_without_shadowing_the_logic_package(slicer_env, tmp_pa
 
 
 @pytest.mark.slow
-def test_module_self_test_segments_the_phantom_liver_through_the_effect(slicer_env, tmp_path):
-    r = run_in_slicer(slicer_env, tmp_path, "sam:self_test", timeout=1500, testing=True)
+def test_module_self_test_segments_the_phantom_liver_through_the_effect(fresh_env, tmp_path):
+    r = run_in_slicer(fresh_env, tmp_path, "sam:self_test", timeout=1500, testing=True)
     torch_asked = [t for t in r["torch"] if t["call"] == "installTorch"]
     assert torch_asked, "torch must come through the PyTorch extension"
     sam = [i for i in r["installs"] if i["call"] == "pip_install"]
@@ -50,7 +50,7 @@ def test_panel_precompute_fills_the_effects_cache_under_a_parent_transform(slice
 
 
 @pytest.mark.slow
-def test_the_effect_segments_on_the_project_server_and_offers_this_computer_when_it_dies(slicer_env, tmp_path):
+def test_the_effect_segments_on_the_project_server_and_offers_this_computer_when_it_dies(fresh_env, tmp_path):
     import subprocess
     import sys
     import time
@@ -79,7 +79,7 @@ def test_the_effect_segments_on_the_project_server_and_offers_this_computer_when
                     break
             except requests.RequestException:
                 time.sleep(0.2)
-        out = run_in_slicer(slicer_env, tmp_path, "sam:remote_prompt", timeout=1500, url=url, token=token,
+        out = run_in_slicer(fresh_env, tmp_path, "sam:remote_prompt", timeout=1500, url=url, token=token,
                             case="c1", server_pid=server.pid)["result"]
     finally:
         server.kill()
@@ -88,5 +88,7 @@ def test_the_effect_segments_on_the_project_server_and_offers_this_computer_when
     assert out["started"] and out["finished"] and out["preview"] and out["preview_voxels"] > 100, out["status"]
     assert "project server" in out["answered_by"] and url in out["answered_by"]
     assert out["installs"] == [] or all(m == [] for m in out["installs"]), "nothing to install to use the server"
+    # the open case's effort counts the prompt that gave a mask, not the one the dead server never answered
+    assert out["sam_prompts_counted"] == 1 and out["sam_prompts_after_failure"] == 1
     assert "did not answer" in out["after_kill_status"] and out["fallback_offered"] and out["preview_kept"]
     assert out["run_on_after_fallback"] == "local"

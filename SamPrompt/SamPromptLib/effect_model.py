@@ -46,6 +46,9 @@ class EffectModel(Notifier):
         self._generation = 0
         self._task_generation = -1
         self._clock = ui.clock(POLL_MS, self.poll)
+        # the open project case's EffortTracker (worklist.effort) when the effect edits its segmentation,
+        # else None: the effect sets it (connection.current_effort); prompts and propagations are counted there
+        self.effort = lambda: None
 
     # ----- state ----------------------------------------------------------------------------------
     @property
@@ -147,6 +150,9 @@ class EffectModel(Notifier):
         self.segmenter, self.session = segmenter, session
         self.answered_by = shared.answered_by(segmenter)
         self.preview_version += 1
+        tracker = self.effort()
+        if tracker is not None:
+            tracker.sam_prompt()
         self.say(_("{plane} slice {k}: quality {score:.2f}. Add clicks, propagate, or Apply.").format(
             plane=plane, k=k, score=result.score))
 
@@ -168,6 +174,9 @@ class EffectModel(Notifier):
     def _propagated(self, session) -> None:
         self.session = session
         self.preview_version += 1
+        tracker = self.effort()
+        if tracker is not None:
+            tracker.sam_propagation()
         stops = "; ".join(f"{k}: {why}" for k, why in self.segmenter.last_stops) or _("reached the volume's end")
         self.say(_("{n} slices. Stopped at {stops}. Fix a slice with a box and propagate again, or Apply.").format(
             n=len(self.session.results), stops=stops))
@@ -197,7 +206,10 @@ class EffectModel(Notifier):
         try:
             result = task.result()
         except TaskCancelled:
-            self.say(_("Stopped."))
+            if stale:  # Cancel or leaving the effect already said what happened
+                self.changed()
+            else:
+                self.say(_("Stopped."))
             return
         except RemoteSamError as exc:  # the server: what it finished stays, this computer is offered
             if stale:

@@ -17,7 +17,7 @@ import vtk
 from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 from slicer.i18n import tr as _
 
-from DicomTeamAnnotateLib.slicer.connection import CASE_ATTRIBUTE, current_store
+from DicomTeamAnnotateLib.slicer.connection import CASE_ATTRIBUTE, current_effort, current_store
 from DicomTeamAnnotateLib.slicer.packages import Installer
 from DicomTeamAnnotateLib.slicer.ui import SlicerUi
 from SamPromptLib import shared
@@ -77,12 +77,18 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         ui = SlicerUi()
         self.model = EffectModel(ui, Installer(_("SAM Prompt"), ui))
         self.model.on_change(self.update_gui)
+        self.model.effort = self._case_effort
         self.image = None            # the source vtkOrientedImageData the model works on
         self.extent_start = (0, 0, 0)
         self.rubber_band = None
         self.press = None            # (xy, view widget, ctrl/shift) of a left press in progress
         self.preview_node = None
         self._shown_preview = -1
+
+    def _case_effort(self):
+        """The EffortTracker of the project case whose segmentation this effect edits, or None."""
+        parameters = self.scriptedEffect.parameterSetNode()
+        return current_effort(parameters.GetSegmentationNode()) if parameters is not None else None
 
     def clone(self):
         """Called by the Segment Editor to make one instance per editor widget."""

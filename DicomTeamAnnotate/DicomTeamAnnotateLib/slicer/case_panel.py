@@ -55,8 +55,13 @@ class CaseSection(Section):
         session = self.session
         if session is None:
             return _("No case open.")
-        source = {"version": _("your latest version"), "draft": _("your local draft"),
-                  "new": _("an empty segmentation")}[session.source]
+        if session.source == "prediction":
+            prediction = session.prediction or {}
+            source = _("the model's prediction ({model}, round {round})").format(
+                model=prediction.get("model") or _("unnamed model"), round=prediction.get("round") or "?")
+        else:
+            source = {"version": _("your latest version"), "draft": _("your local draft"),
+                      "new": _("an empty segmentation")}[session.source]
         text = _("Case {case}: started from {source}; next push descends from {parent}.").format(
             case=session.case_id, source=source, parent=session.parent or _("nothing (first version)"))
         if session.last_draft_time:
@@ -187,10 +192,16 @@ class CaseSection(Section):
         except Exception as exc:
             self.ui.error(_("Could not read the segmentation: {error}").format(error=exc))
             return
+        try:  # what the work took (time, prompts, edits, voxels changed), stored with the version
+            effort = self.logic.effortRecord(session, seg)
+        except Exception:  # never a reason not to send the work itself
+            logging.exception("DicomTeamAnnotate: the effort record was not made")
+            effort = None
         label = (_("Submitting case {case}...") if submit else _("Pushing a version of case {case}...")).format(
             case=session.case_id)
         self.tasks.start(lambda task: self.logic.pushSegmentation(session, seg, message, submit=submit,
-                                                                  progress=TaskRunner.progress_reporter(task, label)),
+                                                                  progress=TaskRunner.progress_reporter(task, label),
+                                                                  effort=effort),
                          lambda task: self._pushed(task, session, submit), name="push",
                          title=_("Sending to the project"), text=label)
 
@@ -235,7 +246,7 @@ class CaseSection(Section):
     def scene_closing(self) -> None:
         """Before the scene is closed: keep the open case's work as a draft."""
         self.save_draft_now()
-        self.logic.session = None
+        self.logic.closeCase()
         self.changed()
 
     def stop(self) -> None:

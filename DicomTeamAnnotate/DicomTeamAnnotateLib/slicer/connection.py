@@ -1,4 +1,4 @@
-"""The project store the hub module is connected to, for the other modules' panels.
+"""The project store the hub module is connected to, and the open case's effort, for the other modules.
 
 ConsensusReview and TrainBridge work on the hub's connected project. They used to reach it through
 ``slicer.util.getModuleLogic("DicomTeamAnnotate")``, which builds the hub's panel on first call and
@@ -11,7 +11,7 @@ from __future__ import annotations
 # opened case); the SAM effect reads it to ask the project server about that case.
 CASE_ATTRIBUTE = "DicomTeamAnnotate.CaseId"
 
-_state = {"store": None}
+_state = {"store": None, "effort": None, "effort_node": None}
 
 
 def set_current_store(store) -> None:
@@ -21,3 +21,19 @@ def set_current_store(store) -> None:
 def current_store():
     """The connected store, or None when the hub is not connected."""
     return _state["store"]
+
+
+def set_current_effort(tracker, segmentation_node=None) -> None:
+    """The open case's EffortTracker (worklist.effort) and its segmentation node; None when no case is open."""
+    _state["effort"], _state["effort_node"] = tracker, segmentation_node
+
+
+def current_effort(segmentation_node=None):
+    """The open case's EffortTracker when ``segmentation_node`` is the case's segmentation, else None.
+
+    The SAM effect counts its prompts here; work on any other segmentation is not the case's effort.
+    """
+    tracker = _state["effort"]
+    if tracker is None or (segmentation_node is not None and segmentation_node is not _state["effort_node"]):
+        return None
+    return tracker

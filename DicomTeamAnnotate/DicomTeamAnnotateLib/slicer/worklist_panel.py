@@ -11,10 +11,14 @@ from DicomTeamAnnotateLib.slicer.packages import SEGMENTATION_FILES
 from DicomTeamAnnotateLib.slicer.panel import Section
 from DicomTeamAnnotateLib.store.model import STATE_LABELS
 from DicomTeamAnnotateLib.worklist.offline import is_offline_error
-from DicomTeamAnnotateLib.worklist.rows import STATE_FILTERS
+from DicomTeamAnnotateLib.worklist.rows import ORDERS, STATE_FILTERS
 
 FILTER_DELAY_MS = 300  # the worklist is re-read this long after the last keystroke in the filter
-WORKLIST_COLUMNS = (_("Case"), _("Patient"), _("State"), _("Versions"), _("Annotators"), _("Notes"))
+# the .ui's columns, in this order
+WORKLIST_COLUMNS = (_("Case"), _("Patient"), _("State"), _("Versions"), _("Annotators"), _("Model"),
+                    _("Uncertainty"), _("Notes"))
+ORDER_LABELS = {"first": _("first (by case id)"), "random": _("random"),
+                "uncertainty": _("uncertainty (least certain first)")}
 VERSION_COLUMNS = (_("Author"), _("Kind"), _("Created"), _("Message"), _("Conflict"), _("Version"))
 
 
@@ -25,6 +29,7 @@ class WorklistSection(Section):
         super().__init__(panel)
         self.state_filter = "all"
         self.text_filter = ""
+        self.order = "first"
         self.rows: list[dict] = []
         self.selected_case_id = None
         self.status_text = ""
@@ -40,6 +45,15 @@ class WorklistSection(Section):
 
     def set_state_filter(self, state) -> None:
         self.state_filter = state or "all"
+        self.refresh()
+
+    @staticmethod
+    def order_choices() -> list[tuple[str, str]]:
+        """(order, label) for the order: MONAI Label's active-learning strategies (worklist.rows.ORDERS)."""
+        return [(o, ORDER_LABELS[o]) for o in ORDERS]
+
+    def set_order(self, order) -> None:
+        self.order = order if order in ORDERS else "first"
         self.refresh()
 
     def set_text_filter(self, text) -> None:
@@ -70,15 +84,29 @@ class WorklistSection(Section):
                 notes.append(_("{count} queued").format(count=row["queued"]))
             if row.get("conflict"):
                 notes.append(_("conflict"))
+            prediction = row.get("prediction") or {}
+            model = prediction.get("model") or ""
+            if model and prediction.get("round") is not None:
+                model = _("{model} (round {round})").format(model=model, round=prediction["round"])
+            score = row.get("score")
             out.append((row["case_id"], (row["case_id"], str(row.get("patient_id") or ""), row["state_label"],
-                                         str(row.get("n_versions", 0)), annotators, ", ".join(notes))))
+                                         str(row.get("n_versions", 0)), annotators, model,
+                                         "" if score is None else f"{score:.3f}", ", ".join(notes))))
         return out
 
     def version_cells(self) -> list[tuple]:
         """(version id, cells) per row of the versions table, newest first."""
-        return [(v["id"], (v["author"], v["kind"], str(v.get("created", ""))[:19].replace("T", " "),
+        return [(v["id"], (self._author(v), v["kind"], str(v.get("created", ""))[:19].replace("T", " "),
                            v.get("message") or "", _("conflict") if v.get("conflict") else "", v["id"]))
                 for v in reversed(self.versions)]
+
+    @staticmethod
+    def _author(version) -> str:
+        """Who made a version: a prediction is the model's (its author field is who ran the pre-annotation)."""
+        if version.get("kind") == "prediction":
+            model = ((version.get("meta") or {}).get("model") or {}).get("name")
+            return _("model {name}").format(name=model or "?")
+        return version["author"]
 
     @property
     def can_refresh(self) -> bool:
@@ -100,18 +128,22 @@ class WorklistSection(Section):
         if self.busy:
             self._filter_clock.start()
             return
-        state, text = self.state_filter, self.text_filter
-        self.tasks.start(lambda task: self.logic.worklistRows(state, text), self._worklist, name="worklist")
+        state, text, order = self.state_filter, self.text_filter, self.order
+        self.tasks.start(lambda task: self.logic.worklistRows(state, text, order), self._worklist, name="worklist")
 
     def _worklist(self, task) -> None:
         try:
             rows = task.result()
         except Exception as exc:
-            self.panel.project.set_offline(is_offline_error(exc), str(exc))
-            self.status_text = _("Worklist not available: {error}").format(error=exc)
-            self.changed()
+            self._not_available(exc)
             return
         self._show_rows(rows)
+
+    def _not_available(self, exc) -> None:
+        """A worklist read failed: the status line says why, the offline banner shows when the store is away."""
+        self.panel.project.set_offline(is_offline_error(exc), str(exc))
+        self.status_text = _("Worklist not available: {error}").format(error=exc)
+        self.changed()
 
     def _show_rows(self, rows) -> None:
         self.rows = rows
@@ -137,19 +169,20 @@ class WorklistSection(Section):
         """After a change to a case (open, push, reopen): re-read the worklist and the case's versions."""
         if not self.panel.project.connected:
             return
-        state, text = self.state_filter, self.text_filter
+        state, text, order = self.state_filter, self.text_filter, self.order
 
         def work(task):
-            return self.logic.worklistRows(state, text), self.logic.listVersions(case_id)
+            return self.logic.worklistRows(state, text, order), self.logic.listVersions(case_id)
 
         if self.tasks.start(work, self._both, name="refresh") is None:
             self._filter_clock.start()  # busy: the worklist at least, shortly
 
     def _both(self, task) -> None:
-        ok, result = self.panel.result(task, _("Could not read the worklist."))
-        if not ok:
+        try:
+            rows, self.versions = task.result()
+        except Exception as exc:  # a refresh after the user's change, not an action of its own: no dialog
+            self._not_available(exc)
             return
-        rows, self.versions = result
         self._show_rows(rows)
 
     def load_version(self) -> None:

@@ -44,9 +44,12 @@ class CaseSession:
         self.parent = parent  # version id my next push descends from (None: first push)
         self.volume_node = volume_node
         self.segmentation_node = segmentation_node
-        self.source = source  # "version", "draft" or "new"
+        self.source = source  # "version", "prediction", "draft" or "new"
         self.saved_digest = None  # digest of the content last written (draft or push)
         self.last_draft_time = None
+        self.prediction = None  # the model's prediction the case started from (model.prediction_summary), if any
+        self.effort = None  # the EffortTracker of this session (worklist.effort); its record goes with each push
+        self.effort_start = None  # the Segmentation the work started from (the record compares the result to it)
 
     @property
     def draft_path(self):

@@ -100,6 +100,66 @@ def project_round_trip(app, project, work, queue):
     return out
 
 
+def prediction_start_and_effort(app, project, work, queue):
+    """Issue 13 in the panel: the worklist ordered by the model's uncertainty shows model and score; the case
+    opens from the model's prediction and says so; edits in the Segment Editor and view moves are counted;
+    the pushed version descends from the prediction and carries the effort record."""
+    import slicer
+
+    from DicomTeamAnnotateLib.slicer.connection import current_effort
+    from DicomTeamAnnotateLib.worklist.offline import OfflineQueue
+
+    w = app.panel("DicomTeamAnnotate")
+    ui, p = w.ui, w.panel
+    w.logic.queue = OfflineQueue(queue)
+    ui.storeLocationLineEdit.type_text(project)
+    ui.userLineEdit.type_text("alice")
+    ui.workFolderLineEdit.currentPath = work
+    ui.connectButton.click()
+    app.process_events(until=lambda: ui.worklistTableWidget.rowCount == 3 and not p.tasks.busy, timeout=60)
+    out = {"order_choices": [ui.orderComboBox.itemData(i) for i in range(ui.orderComboBox.count)],
+           "worklist_first": ui.worklistTableWidget.rows()}
+    ui.orderComboBox.setCurrentIndex(ui.orderComboBox.findData("uncertainty"))
+    app.process_events(until=lambda: not p.tasks.busy, timeout=60)
+    out["worklist_uncertainty"] = ui.worklistTableWidget.rows()
+    out["headers"] = [ui.worklistTableWidget.horizontalHeaderItem(c).text()
+                      for c in range(ui.worklistTableWidget.columnCount)]
+    ids = [row[0] for row in out["worklist_uncertainty"]]
+    ui.worklistTableWidget.selectRow(ids.index("c1"))
+    ui.openCaseButton.click()
+    app.process_events(until=lambda: p.case.session is not None and not p.tasks.busy, timeout=300)
+    session = p.case.session
+    out["case_label"] = ui.currentCaseLabel.text
+    out["versions"] = ui.versionsTableWidget.rows()
+    tracker = current_effort(session.segmentation_node)
+    out["tracker_start"] = (tracker.start, tracker.start_version) if tracker else None
+    # the Segment Editor on the case with Paint active (Slicer's widget writes the name into its node)
+    editor_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
+    editor_node.SetAndObserveSegmentationNode(session.segmentation_node)
+    editor_node.SetActiveEffectName("Paint")
+    segmentation = session.segmentation_node.GetSegmentation()
+    liver = segmentation.GetSegmentIdBySegmentName("liver")
+    mask = slicer.util.arrayFromSegmentBinaryLabelmap(session.segmentation_node, liver, session.volume_node)
+    mask[8:10, 12:20, 12:20] = 1  # one paint stroke beyond the model's liver (slices 3-6): 128 voxels
+    slicer.util.updateSegmentBinaryLabelmapFromArray(mask, session.segmentation_node, liver, session.volume_node)
+    editor_node.SetActiveEffectName("Erase")
+    mask[8, 12:14, 12:14] = 0  # 4 of them erased
+    slicer.util.updateSegmentBinaryLabelmapFromArray(mask, session.segmentation_node, liver, session.volume_node)
+    red = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode()
+    red.SetSliceOffset(red.GetSliceOffset() + 3.0)  # scrolling is activity
+    out["counts"] = tracker.counts() if tracker else None
+    ui.messageLineEdit.type_text("corrected the model")
+    ui.saveVersionButton.click()
+    app.process_events(until=lambda: not p.tasks.busy and "Pushed" in ui.currentCaseLabel.text, timeout=120)
+    out["after_push"] = ui.currentCaseLabel.text
+    mine = [v for v in session.store.list_versions("c1") if v["kind"] != "prediction"]
+    out["pushed"] = {"parent": mine[-1]["parent"], "effort": (mine[-1].get("meta") or {}).get("effort")} if mine else None
+    # another case opened: the first case's effort no longer counts what happens in the scene
+    p.case.scene_closing()
+    out["effort_after_close"] = current_effort() is None
+    return out
+
+
 def reviewer_loads_version(app, project, work):
     """A reviewer connects, selects the case, lists and loads alice's version."""
     w = app.panel("DicomTeamAnnotate")

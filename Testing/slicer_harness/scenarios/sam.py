@@ -169,9 +169,14 @@ def remote_prompt(app, url, token, case, server_pid):
     out["status"] = effect.model.status
     out["preview_voxels"] = int(np.count_nonzero(effect.model.session.mask_volume().array)) if out["preview"] else 0
     out["installs"] = [i["missing"] for i in slicer.packaging.record[installs_before:] if i["call"] == "pip_ensure"]
+    from DicomTeamAnnotateLib.slicer.connection import current_effort
+
+    tracker = current_effort(session.segmentation_node)  # the hub's effort of the open case (issue 13)
+    out["sam_prompts_counted"] = tracker.sam_prompts if tracker is not None else None
     os.kill(server_pid, signal.SIGKILL)
     effect.prompt_box("axial", 9, (14, 14, 44, 44))
     effect.wait(300)
+    out["sam_prompts_after_failure"] = tracker.sam_prompts if tracker is not None else None
     out["after_kill_status"] = effect.model.status
     out["fallback_offered"] = effect.useLocalButton.visible
     out["preview_kept"] = effect.model.has_preview

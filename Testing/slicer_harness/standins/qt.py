@@ -799,6 +799,9 @@ class QTableWidget(QFrame):
     def horizontalHeaderLabels(self):
         return list(self._headers)
 
+    def horizontalHeaderItem(self, column):
+        return QTableWidgetItem(self._headers[column]) if 0 <= column < len(self._headers) else None
+
     def horizontalHeader(self):
         return self._hh
 

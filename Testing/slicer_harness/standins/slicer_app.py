@@ -702,7 +702,21 @@ class qMRMLSegmentEditorWidget(qMRMLWidget):
         return self._node
 
     def setSegmentationNode(self, node):
+        """As Slicer's widget: a different segmentation deactivates the active effect (setActiveEffect(nullptr))."""
+        if self._node.GetSegmentationNode() is node:
+            return
         self._node.SetAndObserveSegmentationNode(node)
+        self.setActiveEffect(None)
+
+    def setActiveEffect(self, effect):
+        threadguard.check("qMRMLSegmentEditorWidget.setActiveEffect")
+        if self._active is not None and hasattr(self._active.self(), "deactivate"):
+            self._active.self().deactivate()
+        self._active = effect
+        # as Slicer's widget: the parameter set node holds the active effect's name ("" for none)
+        self._node.SetActiveEffectName(effect.name if effect is not None else "")
+        if effect is not None and hasattr(effect.self(), "activate"):
+            effect.self().activate()
 
     def segmentationNode(self):
         return self._node.GetSegmentationNode()
@@ -759,11 +773,7 @@ class qMRMLSegmentEditorWidget(qMRMLWidget):
     def setActiveEffectByName(self, name):
         threadguard.check("qMRMLSegmentEditorWidget.setActiveEffectByName")
         self._copy_effects()
-        if self._active is not None and hasattr(self._active.self(), "deactivate"):
-            self._active.self().deactivate()
-        self._active = self._effects.get(name)
-        if self._active is not None and hasattr(self._active.self(), "activate"):
-            self._active.self().activate()
+        self.setActiveEffect(self._effects.get(name))
 
     def activeEffect(self):
         return self._active
