@@ -44,7 +44,8 @@ def test_readme_block_runs(line, code, tmp_path):
     code = code.replace(SCRATCH, str(tmp_path / "scratch"))
     env = dict(os.environ, MPLBACKEND="Agg", DICOMTEAM_CACHE=str(tmp_path / "cache"),
                DICOMTEAM_HOME=str(tmp_path / "home"))
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, encoding="utf-8", errors="replace",
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          encoding="utf-8", errors="replace",
                           timeout=900)
     assert proc.returncode == 0, f"README block at line {line} failed:\n{proc.stderr[-3000:]}"
 

@@ -8,7 +8,6 @@ for and installed (with Slicer's packages held by a constraints file), and nothi
 """
 from __future__ import annotations
 
-import pytest
 from slicer_support import run_in_slicer
 
 from ConsensusReviewLib.simulate import simulate_reader_segmentations

@@ -9,7 +9,6 @@ a run when a Slicer, Qt or MRML call happens off the main thread.
 """
 from __future__ import annotations
 
-import pytest
 from slicer_support import run_in_slicer
 
 from DicomTeamAnnotateLib.core.segmentation import Segmentation

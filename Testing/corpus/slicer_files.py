@@ -143,7 +143,8 @@ def slicer_read_in_subprocess(path) -> subprocess.CompletedProcess:
             "scene = slicer.vtkMRMLScene(); node = slicer.vtkMRMLSegmentationNode(); scene.AddNode(node)\n"
             "st = slicer.vtkMRMLSegmentationStorageNode(); scene.AddNode(st); st.SetFileName(sys.argv[1])\n"
             "print('read', st.ReadData(node), node.GetSegmentation().GetNumberOfSegments())\n")
-    return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, encoding="utf-8", errors="replace", timeout=120)
+    return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                          encoding="utf-8", errors="replace", timeout=120)
 
 
 def sorted_points(points: np.ndarray) -> np.ndarray:

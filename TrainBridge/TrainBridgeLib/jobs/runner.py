@@ -179,7 +179,8 @@ def pid_alive(pid: int | None, start_token: str | None = None) -> bool:
         return False
     except PermissionError:
         return True
-    out = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, encoding="utf-8", errors="replace").stdout.strip()
+    out = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True,
+                         encoding="utf-8", errors="replace").stdout.strip()
     return bool(out) and not out.startswith("Z")
 
 
