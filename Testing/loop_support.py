@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 from DicomTeamAnnotateLib.demo.phantom import COLORS, LABEL_VALUES, TERMINOLOGY, make_phantom
+from TrainBridgeLib.backends.monai.job import build_monai_job
 from TrainBridgeLib.backends.nnunet import build_nnunet_job
 from TrainBridgeLib.export.cases import CaseInput
 from TrainBridgeLib.export.nnunet import export_nnunet
 from TrainBridgeLib.jobs.runner import Job
-from TrainBridgeLib.jobs.training import build_monai_job
 
 SHAPE = (16, 32, 32)
 ONTOLOGY = [dict(name=n, value=v, terminology=TERMINOLOGY[n], color=list(COLORS[n])) for n, v in LABEL_VALUES.items()]

@@ -99,9 +99,14 @@ def test_imports_point_one_way(top, module, path):
 
 
 def test_the_job_runner_knows_no_backend():
-    runner = LIB_DIRS["TrainBridgeLib"] / "jobs" / "runner.py"
-    imported = {t for t, _, _ in own_imports(runner, "TrainBridgeLib.jobs.runner")}
-    assert not [t for t in imported if t.startswith("TrainBridgeLib.backends")]
+    """jobs/ is below backends/: a backend builds its job from the runner's steps, never the reverse
+    (backends.registry is the one place that names them all)."""
+    jobs = LIB_DIRS["TrainBridgeLib"] / "jobs"
+    upward = [f"{path.name} imports {target}" for path in sorted(jobs.glob("*.py"))
+              for target, _, _ in own_imports(path, f"TrainBridgeLib.jobs.{path.stem}")
+              if target.startswith("TrainBridgeLib.backends")]
+    assert not upward, upward
+    runner = jobs / "runner.py"
     text = runner.read_text(encoding="utf-8")
     assert "nnUNet" not in text and "monai" not in text.lower(), "backend names belong to the backends"
 

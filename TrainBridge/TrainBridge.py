@@ -35,13 +35,13 @@ from DicomTeamAnnotateLib.slicer.qt_binding import bind_path, fill_combo, fill_t
 from DicomTeamAnnotateLib.slicer.ui import SlicerUi
 from DicomTeamAnnotateLib.worklist.effort_report import effort_rows, effort_table, plot_effort
 from TrainBridgeLib.backends.monai.models import ARCHITECTURES
+from TrainBridgeLib.backends.registry import start_training
 from TrainBridgeLib.evaluation_panel import EVALUATION_COLUMNS, WORST_SLICE_COLUMNS, headers
 from TrainBridgeLib.export.cases import CaseInput
 from TrainBridgeLib.export.from_store import cases_from_store
 from TrainBridgeLib.export.nnunet import export_nnunet
 from TrainBridgeLib.export.other_formats import write_monai_datalist
 from TrainBridgeLib.jobs.runner import FINAL_STATES, JOB_FILE, Job
-from TrainBridgeLib.jobs.training import start_training
 from TrainBridgeLib.loop.backends import open_model
 from TrainBridgeLib.loop.preannotate import preannotate
 from TrainBridgeLib.loop_panel import EFFORT_COLUMNS

@@ -12,13 +12,13 @@ from pathlib import Path
 
 from DicomTeamAnnotateLib.cli.common import CommandError, key_values, store_call
 from DicomTeamAnnotateLib.store import open_store
+from TrainBridgeLib.backends.registry import BACKENDS, build_training_job
 from TrainBridgeLib.evaluation.evaluate import evaluate_folders, summary_text
 from TrainBridgeLib.export.cases import CaseInput
 from TrainBridgeLib.export.from_store import cases_from_store
 from TrainBridgeLib.export.nnunet import export_nnunet
 from TrainBridgeLib.export.other_formats import write_coco_slices, write_monai_datalist, write_seg_nrrd_folder
 from TrainBridgeLib.jobs.runner import JOB_FILE, Job
-from TrainBridgeLib.jobs.training import build_training_job
 from TrainBridgeLib.loop.backends import open_model
 from TrainBridgeLib.loop.models import UNCERTAINTY_MEASURE
 from TrainBridgeLib.loop.preannotate import STRATEGIES, preannotate
@@ -68,7 +68,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train on an exported dataset (nnU-Net or MONAI), as a background job; "
                                             "or on a project's adjudicated cases when N new ones came in (--store)")
     p.add_argument("--dataset", metavar="RAW_DIR/DatasetXXX_Name", help="an exported dataset (or give --store)")
-    p.add_argument("--backend", required=True, choices=("nnunet", "monai"))
+    p.add_argument("--backend", required=True, choices=BACKENDS)
     p.add_argument("--arch", default="segresnet", choices=("segresnet", "unet", "swinunetr", "vnet"), help="MONAI network")
     p.add_argument("--epochs", type=int, help="MONAI: any; nnU-Net: 1, 5, 10, 20, 50, 100, 250, ... (default 1000)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps"))

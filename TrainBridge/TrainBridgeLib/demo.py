@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 
 from DicomTeamAnnotateLib.demo.loop_project import REVIEWER, add_phantom_cases, annotate_round, make_phantom_project
+from TrainBridgeLib.backends.monai.job import build_monai_job
 from TrainBridgeLib.evaluation.evaluate import load_metrics, summary_text
 from TrainBridgeLib.export.from_store import cases_from_store
 from TrainBridgeLib.export.nnunet import export_nnunet
 from TrainBridgeLib.export.other_formats import write_monai_datalist
-from TrainBridgeLib.jobs.training import build_monai_job
 
 SHAPE = (32, 64, 64)
 ROUND1_SEEDS = tuple(range(1000, 1010))

@@ -12,10 +12,10 @@ import os
 
 from DicomTeamAnnotateLib.slicer.i18n import tr as _
 from DicomTeamAnnotateLib.slicer.panel import Section
+from TrainBridgeLib.backends.registry import BACKENDS
 from TrainBridgeLib.requirements import TRAINING
 
 JOB_POLL_MS = 2000  # the job's files are re-read this often while it runs
-BACKENDS = ("monai", "nnunet")
 DEVICES = ("cpu", "cuda", "mps")
 DATASET_FILE = "dataset.json"
 

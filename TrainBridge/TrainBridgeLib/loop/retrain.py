@@ -18,11 +18,11 @@ from pathlib import Path
 from DicomTeamAnnotateLib.core.atomic import write_json_atomic
 from DicomTeamAnnotateLib.store import open_store
 from DicomTeamAnnotateLib.store.model import choose_version
+from TrainBridgeLib.backends.registry import build_training_job
 from TrainBridgeLib.export.from_store import cases_from_store
 from TrainBridgeLib.export.nnunet import export_nnunet
 from TrainBridgeLib.export.splits import Splits
 from TrainBridgeLib.jobs.runner import JOB_FILE, Job
-from TrainBridgeLib.jobs.training import build_training_job
 
 LOOP_FILE = "loop.json"
 

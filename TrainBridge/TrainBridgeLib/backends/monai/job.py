@@ -1,20 +1,11 @@
-"""Training jobs for either backend: what the panel and ``dicomteam train`` start.
-
-    job = start_training(dataset_dir, job_dir, backend="monai", arch="segresnet", epochs=2)
-    job.status()   # state, step, epoch, latest losses / val Dice, curves_png
-    job.cancel(); job.resume()
-
-A MONAI job is: train (``python -m TrainBridgeLib.backends.monai.trainer``), predict the test set,
-evaluate it.  An nnU-Net job: see ``nnunet_backend.build_nnunet_job``.
-"""
+"""The MONAI backend's training job: train (``python -m TrainBridgeLib.backends.monai.trainer``), predict the
+held-out test set, evaluate it, as steps of the generic job runner (jobs.runner), which knows no backend."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from TrainBridgeLib.backends.monai.models import ARCHITECTURES
 from TrainBridgeLib.jobs.runner import Job, job_environment, make_step, python_executable
-
-BACKENDS = ("nnunet", "monai")
 
 
 def build_monai_job(dataset_dir, job_dir, *, arch: str = "segresnet", epochs: int = 50, device: str = "cpu",
@@ -50,22 +41,3 @@ def build_monai_job(dataset_dir, job_dir, *, arch: str = "segresnet", epochs: in
     outputs = {"model_dir": str(job_dir), "predictions": str(pred_dir), "evaluation": str(eval_dir)}
     return Job.create(job_dir, steps, backend="monai", env=job_environment(threads=threads), params=params,
                       outputs=outputs, spawn=spawn)
-
-
-def build_training_job(dataset_dir, job_dir, *, backend: str, arch: str = "segresnet", epochs: int | None = None,
-                       device: str = "cpu", fold: int = 0, threads: int | None = None, spawn=None, **kwargs) -> Job:
-    """Create a job of either backend (nnU-Net: ``epochs`` picks a fixed-length trainer)."""
-    if backend == "monai":
-        return build_monai_job(dataset_dir, job_dir, arch=arch, epochs=epochs or 50, device=device, fold=fold,
-                               threads=threads, spawn=spawn, **kwargs)
-    if backend == "nnunet":
-        from TrainBridgeLib.backends.nnunet import build_nnunet_job  # lazy: the backend imports jobs
-
-        return build_nnunet_job(dataset_dir, job_dir, epochs=epochs, device=device, fold=fold, threads=threads,
-                                spawn=spawn, **kwargs)
-    raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-
-
-def start_training(dataset_dir, job_dir, **kwargs) -> Job:
-    """Create and start a training job in the background; returns the Job (poll ``status()``)."""
-    return build_training_job(dataset_dir, job_dir, **kwargs).start()
