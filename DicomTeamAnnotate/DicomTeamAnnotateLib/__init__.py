@@ -10,11 +10,13 @@ Subpackages, lowest layer first (an arrow points only to a layer above it in thi
 - ``store``: the shared project store: model and rules, folder store, HTTP server and client,
   blobs, events, the SQL index, administration.
 - ``worklist``: the annotator's side of the store: my worklist, a case on my disk, drafts,
-  pushes and the offline queue.
+  pushes and the offline queue, effort records.
 - ``slicer``: the only code that touches Slicer: MRML adapters, first-use package installs,
   the panels' task runner and sections.
 - ``cli``: the `dicomteam` command (one registry; other modules plug in by entry point).
-- ``demo``: the phantom, a team round trip and `make demo`'s driver.
+- ``demo``: the phantom, a team round trip, the loop's phantom project and `make demo`'s driver.
+
+Data: ``Resources/window_presets.json``, the CT window presets (read by ``core.windowing``).
 
 The module Libs (SamPromptLib, ConsensusReviewLib, TrainBridgeLib) import from here, never
 from each other.

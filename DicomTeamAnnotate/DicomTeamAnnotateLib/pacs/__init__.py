@@ -8,7 +8,7 @@
 * ``seg_import``: a DICOM SEG read back onto the source image geometry (highdicom, or our own
   per-frame-functional-groups reader) and imported as an annotation version.
 
-Every module imports fast: ``dicomweb_client`` and ``highdicom`` are imported inside functions.
+Every module imports fast: `dicomweb_client` and `highdicom` are imported inside functions.
 """
 
 

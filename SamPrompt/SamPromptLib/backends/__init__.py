@@ -1,11 +1,24 @@
 """SAM backends: one small class per model behind one interface, and a registry by name.
 
 A backend turns a 2D slice image (float in [0, 1] or uint8, already windowed) into an
-``Embedding`` (``set_image``) and an embedding plus prompts into masks (``predict``).  Prompts
+``Embedding`` (``set_image()``) and an embedding plus prompts into masks (``predict()``).  Prompts
 and masks are on the slice's own pixel grid: boxes (A0, B0, A1, B1) and points (A, B) are
 (column, row) pixel indices, inclusive.  Adding a model (MedSAM ViT-B, SAM-Med2D, SAM 2) is one
 new file with a ``SamBackend`` subclass and one line in ``BACKENDS``.
 Heavy imports (torch, onnxruntime, the model packages) happen inside the backend files.
+
+The models:
+
+- ``litemedsam``: LiteMedSAM (the default): MedSAM distilled onto TinyViT, box prompts, ONNX or torch.
+- ``segment_anything``: Meta's Segment Anything (ViT-B/L/H) from a checkpoint file the user gives.
+- ``remote``: prompts answered by the project server's SAM (`dicomteam serve` with SamPrompt's plugin).
+
+What they share:
+
+- ``sam_common``: what every SAM-architecture backend shares: prompt arrays, the prompt decoder, postprocessing.
+- ``onnx_runtime``: ONNX export (once, cached, verified) and onnxruntime sessions for the networks.
+- ``openvino_runtime``: OpenVINO as a faster CPU engine for those ONNX files, verified against onnxruntime.
+- ``quantize``: an INT8 LiteMedSAM image encoder (NNCF, calibrated on CT and MR slices), cached, verified.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The project server: FastAPI over a project folder and its SQL index (needs the ``server`` extra).
+"""The project server: FastAPI over a project folder and its SQL index (needs the `server` extra).
 
 ``dicomteam serve DIR [--db URL] --host H --port P`` runs it.  Every request under ``/api/v1``
 (``/health`` aside) carries ``Authorization: Bearer <token>``; the token names the member
@@ -6,15 +6,16 @@
 
 Files, in the order a request meets them:
 
-- ``runner.py``: ``serve``, ``BackgroundServer``, ``app_from_env``: uvicorn with bounded heads.
-- ``transport.py``: request heads bounded in size and time.
-- ``guards.py``: token first, then body limits and strict JSON (before any body is read).
-- ``app.py``: ``create_app``: assembles the routers (``routes/``, one per resource) and plugins.
-- ``context.py``: the shared ``ServerContext`` (index, limits, token lookup), ``Member``, ``Limits``.
-- ``schemas.py``: pydantic models of every body (what ``/openapi.json`` documents).
-- ``errors.py``: the one error shape ``{"detail", "error"}`` and the statuses routes document.
-- ``uploads.py``: the resumable upload protocol (``UploadSession``, ``UploadProtocol``).
-- ``plugins.py``: the hook other modules use to add routes (entry points ``dicomteam.server_plugins``).
+- ``runner``: ``serve()``, ``BackgroundServer``, ``app_from_env()``: uvicorn with bounded heads.
+- ``transport``: request heads bounded in size and time.
+- ``guards``: token first, then body limits and strict JSON (before any body is read).
+- ``app``: ``create_app()``: assembles the routers (``routes/``, one per resource) and plugins.
+- ``routes``: one APIRouter per resource (project, cases, states, versions, uploads, audit).
+- ``context``: the shared ``ServerContext`` (index, limits, token lookup), ``Member``, ``Limits``.
+- ``schemas``: pydantic models of every body (what ``/openapi.json`` documents).
+- ``errors``: the one error shape ``{"detail", "error"}`` and the statuses routes document.
+- ``uploads``: the resumable upload protocol (``UploadSession``, ``UploadProtocol``).
+- ``plugins``: the hook other modules use to add routes (entry points ``dicomteam.server_plugins``).
 
 The server keeps no state in memory that matters: several instances (``--workers N``, or hosts
 sharing the folder and a PostgreSQL database) can run behind a load balancer.
