@@ -613,7 +613,7 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
         ``progress(seriesIndex, seriesCount, done, total)`` is called after each instance; an exception
         raised there (TaskCancelled) stops the import: cases added before stay, and the retrieved
         instances stay in the cache for the next import. Returns {'added', 'skipped', 'results'}
-        (pacs.importer's per-series summaries); PacsError names the failing step.
+        (store.dicomweb_import's per-series summaries); PacsError names the failing step.
         """
         def optional(value):
             value = str(value or "").strip()

@@ -16,7 +16,6 @@ from DicomTeamAnnotateLib.slicer.panel import Section
 
 SOURCES = ("store", "nodes", "files")
 TIE_RULES = ("background", "foreground")
-HD_MODES = ("max", "mean")
 
 
 class InputsSection(Section):

@@ -9,10 +9,10 @@ this file imports in plain Python.
 """
 
 from DicomTeamAnnotateLib.core.volume import Volume
+from DicomTeamAnnotateLib.slicer.connection import CASE_ATTRIBUTE  # the hub sets it on an open case
 from DicomTeamAnnotateLib.slicer.mrml import node_to_segmentation, node_to_volume, segmentation_to_node, volume_to_node
 
 MAP_COLOR_NODE_NAME = "DicomTeamAnnotate disagreement"
-CASE_ATTRIBUTE = "DicomTeamAnnotate.CaseId"  # set by the hub module on the image of an open case
 
 
 def alive(node):

@@ -25,10 +25,8 @@ from DicomTeamAnnotateLib.io.volumes import has_volume_suffix, write_volume
 from SamPromptLib import shared
 from SamPromptLib.backends import DEFAULT_BACKEND, available_backends
 from SamPromptLib.backends.remote import RemoteSamError
-from SamPromptLib.planes import check_box_inside, parse_box, parse_point, slice_count, slice_shape
+from SamPromptLib.planes import PLANES, check_box_inside, parse_box, parse_point, slice_count, slice_shape
 from SamPromptLib.segmenter import SamSegmenter
-
-PLANES = ("axial", "coronal", "sagittal")
 
 
 def register(subparsers) -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import time
 
+from DicomTeamAnnotateLib.core.geometry import PLANES
 from DicomTeamAnnotateLib.slicer.i18n import tr as _
 from DicomTeamAnnotateLib.slicer.panel import Notifier
 from DicomTeamAnnotateLib.slicer.tasks import TaskRunner
 from SamPromptLib import shared
 from SamPromptLib.requirements import feature_for_backend
 
-PLANES = ("axial", "coronal", "sagittal")
 PRECOMPUTE_POLL_MS = 500
 
 

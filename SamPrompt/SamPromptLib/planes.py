@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from DicomTeamAnnotateLib.core.geometry import Geometry
+from DicomTeamAnnotateLib.core.geometry import PLANES, Geometry
 
-PLANES = ("axial", "coronal", "sagittal")
 # In-plane voxel axes (0 = i, 1 = j, 2 = k) as (column axis, row axis), and the normal axis.
 IN_PLANE_AXES = {"axial": (0, 1), "coronal": (0, 2), "sagittal": (1, 2)}
 NORMAL_AXIS = {"axial": 2, "coronal": 1, "sagittal": 0}

@@ -5,10 +5,10 @@
         s.series_id, s.volume.geometry, s.metadata["modality"], s.warnings
     result.rejected      # [(path, reason)] for every file that did not become part of a volume
 
-The steps live in small modules: ``dicom_headers`` (find files, read each header once),
-``dicom_frames`` (one record per 2D frame, multi-frame files included), ``dicom_sort`` (group,
-split, sort), ``dicom_geometry`` (spacing, tilt, non-uniform spacing) and ``dicom_pixels``
-(parallel decoding and rescale).  This module joins them and writes the metadata summary.
+The steps live in small modules of this package: ``headers`` (find files, read each header once),
+``frames`` (one record per 2D frame, multi-frame files included), ``sort`` (group, split, sort),
+``geometry`` (spacing, tilt, non-uniform spacing) and ``pixels`` (parallel decoding and rescale).
+This module joins them and writes the metadata summary.
 """
 from __future__ import annotations
 
