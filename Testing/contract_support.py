@@ -75,9 +75,10 @@ def module_dir(module: str, root: Path = ROOT) -> Path:
 # these.
 NOT_SHIPPED = (
     "*Lib/cli.py", "*Lib/cli/*", "*Lib/demo.py", "*/__main__.py",
-    "DicomTeamAnnotateLib/store/server/*", "DicomTeamAnnotateLib/store/server.py",
+    "DicomTeamAnnotateLib/store/server/*",
     "DicomTeamAnnotateLib/store/sqlindex.py", "DicomTeamAnnotateLib/store/verify.py",
-    "DicomTeamAnnotateLib/demo/driver.py",
+    "DicomTeamAnnotateLib/demo/driver.py", "DicomTeamAnnotateLib/demo/loop_project.py",
+    "DicomTeamAnnotateLib/demo/simulated_annotator.py", "*Lib/loop/demo.py",
     "DicomTeamAnnotateLib/demo/team.py", "ConsensusReviewLib/lidc.py",
     "SamPromptLib/server_plugin.py", "SamPromptLib/service.py",
 )
