@@ -25,8 +25,12 @@ def _top_text() -> str:
 def test_extension_metadata_is_set(var):
     match = re.search(rf'set\(\s*{var}\s+"([^"]*)"\s*\)', _top_text())
     assert match, f"CMakeLists.txt: set({var} \"...\") missing"
-    if var != "EXTENSION_SCREENSHOTURLS":  # empty until a screenshot from a real Slicer exists
-        assert match.group(1).strip(), f"CMakeLists.txt: {var} is empty"
+    # the Extensions Index's checker refuses an empty value (check_description_files.py)
+    assert match.group(1).strip(), f"CMakeLists.txt: {var} is empty"
+    if var == "EXTENSION_SCREENSHOTURLS":  # each a picture this repository holds, at its main-branch address
+        prefix = "https://raw.githubusercontent.com/DicomTeamAnnotate/SlicerDicomTeamAnnotate/main/"
+        for url in match.group(1).split():
+            assert url.startswith(prefix) and (cs.ROOT / url[len(prefix):]).is_file(), f"no such picture: {url}"
     if var in ("EXTENSION_HOMEPAGE", "EXTENSION_ICONURL"):
         assert match.group(1).startswith("https://"), f"{var} must be an https URL"
 
