@@ -47,7 +47,7 @@ from DicomTeamAnnotateLib.store import admin
 from DicomTeamAnnotateLib.store.dicomweb_import import import_dicomweb
 from DicomTeamAnnotateLib.store.interface import is_url
 from DicomTeamAnnotateLib.worklist import session as case_session
-from DicomTeamAnnotateLib.worklist.effort import EffortTracker
+from DicomTeamAnnotateLib.worklist.effort import EffortTracker, compare_segmentations
 from DicomTeamAnnotateLib.worklist.offline import OfflineQueue
 from DicomTeamAnnotateLib.worklist.rows import connect, flush_queue, offline_status, reopen_case, worklist_rows
 from DicomTeamAnnotateLib.worklist.session import CaseSession
@@ -563,16 +563,27 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
         return None if snapshot is None else self.writeDraft(session, *snapshot)
 
     @staticmethod
-    def effortRecord(session, seg) -> dict | None:
-        """Main thread: what the work on the case took so far (worklist.effort), for the push's metadata."""
-        return session.effort.record(session.effort_start, seg) if session.effort is not None else None
+    def effortCounts(session) -> dict | None:
+        """Main thread: the time and actions the work on the case took so far (worklist.effort)."""
+        return session.effort.counts() if session.effort is not None else None
 
     def pushSegmentation(self, session, seg, message="", submit=False, progress=None, effort=None) -> dict:
         """Any thread: push ``seg`` as my new version (and submit); queued when the store is unreachable.
-        ``effort``: the session's effort record (``effortRecord``), stored with the version."""
+
+        ``effort``: the session's counts (``effortCounts``); the voxels changed since the start are added
+        here (seconds on a large case, hence on the worker) and the record is stored with the version.
+        """
         require(SEGMENTATION_FILES, _("DICOM Team Annotate"))
+        meta = None
+        if effort is not None:
+            try:
+                effort = {**effort, **compare_segmentations(session.effort_start, seg)}
+            except Exception as exc:  # never a reason not to send the work itself
+                logging.warning(f"DicomTeamAnnotate: effort comparison skipped: {exc}")
+                effort = {**effort, "comparison_error": str(exc)}
+            meta = {"effort": effort}
         return case_session.push_segmentation(session, seg, message, submit=submit, progress=progress,
-                                              queue=self.queue, meta={"effort": effort} if effort else None)
+                                              queue=self.queue, meta=meta)
 
     @staticmethod
     def afterPush(session, version) -> None:

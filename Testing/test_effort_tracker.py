@@ -163,3 +163,44 @@ def test_the_hubs_push_carries_the_effort_record(tmp_path):
     assert alice.states("c2")["annotators"]["alice"] == "submitted"
     rows = effort_rows(alice)
     assert len(rows) == 1 and rows[0]["active_s"] == 90.0 and rows[0]["sessions"] == 1  # one session, its last record
+
+
+def _naive_comparison(start, result) -> dict:
+    """The comparison by definition, one boolean volume per segment (what compare_segmentations counts faster)."""
+    per, changed, overlap, total = {}, 0, 0, 0
+    for s in result.segments:
+        after = result.mask(s.name)
+        before = start.mask(s.name) if start is not None and s.name in {x.name for x in start.segments} else np.zeros_like(after)
+        both = int(np.logical_and(after, before).sum())
+        diff = int(after.sum()) + int(before.sum()) - 2 * both
+        per[s.name] = diff
+        changed, overlap, total = changed + diff, overlap + both, total + int(after.sum()) + int(before.sum())
+    for s in start.segments if start is not None else []:
+        if s.name not in per:
+            per[s.name] = int(start.mask(s.name).sum())
+            changed, total = changed + per[s.name], total + per[s.name]
+    return {"per": per, "changed": changed, "dice": round(2.0 * overlap / total, 5) if total else None}
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32])
+def test_layer_pair_counts_equal_the_comparison_by_definition(dtype):
+    """Several layers, values above 255 (16 and 32 bit), a structure gone, one new, another layer order."""
+    rng = np.random.default_rng(7)
+    shape = GEOMETRY.shape
+    high = 300 if dtype != np.uint8 else 3
+    start = Segmentation(np.stack([rng.choice([0, 1, high, 5], shape).astype(dtype),
+                                   rng.choice([0, 7], shape).astype(dtype)]), GEOMETRY,
+                         [Segment("liver", 1, layer=0), Segment("spleen", high, layer=0), Segment("aorta", 7, layer=1),
+                          Segment("gone", 5, layer=0)])
+    result = Segmentation(np.stack([rng.choice([0, 2], shape).astype(dtype),
+                                    rng.choice([0, 1, high, 9], shape).astype(dtype)]), GEOMETRY,
+                          [Segment("aorta", 2, layer=0), Segment("liver", 1, layer=1), Segment("spleen", high, layer=1),
+                           Segment("new", 9, layer=1)])
+    out = compare_segmentations(start, result)
+    want = _naive_comparison(start, result)
+    assert {name: v["voxels_changed"] for name, v in out["segments"].items()} == want["per"]
+    assert out["voxels_changed"] == want["changed"] and out["dice_start_result"] == want["dice"]
+    assert out["segments"]["gone"]["voxels_changed"] > 0 and out["segments"]["new"]["dice"] == 0.0
+    empty = compare_segmentations(None, result)
+    assert empty["voxels_changed"] == empty["voxels_result"] == sum(int(result.mask(s.name).sum())
+                                                                     for s in result.segments)

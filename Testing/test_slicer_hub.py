@@ -103,12 +103,13 @@ def test_an_annotator_starts_from_the_models_prediction_and_the_push_carries_the
     start, start_version = out["tracker_start"]
     assert start == "prediction" and start_version == out["versions"][0][-1]
     counts = out["counts"]
-    assert counts["operations"] == {"Erase": 1, "Paint": 1} and counts["sam_prompts"] == 0, counts
+    # one operation per apply (the undone stroke was one; the undo is none), named by the active effect
+    assert counts["operations"] == {"Erase": 1, "Paint": 3} and counts["sam_prompts"] == 0, counts
     assert "Pushed version" in out["after_push"]
     pushed = out["pushed"]
     assert pushed["parent"] == start_version  # the store knows exactly what was changed
     effort = pushed["effort"]
-    assert effort["start"] == "prediction" and effort["editor_operations"] == 2
+    assert effort["start"] == "prediction" and effort["editor_operations"] == 4
     # 124 voxels added to the model's 720 (Dice 2*720 / (720 + 844))
     assert effort["voxels_changed"] == 124 and effort["dice_start_result"] == round(1440 / 1564, 5), effort
     assert out["effort_after_close"] is True

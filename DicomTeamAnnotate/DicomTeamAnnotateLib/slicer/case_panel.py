@@ -192,11 +192,7 @@ class CaseSection(Section):
         except Exception as exc:
             self.ui.error(_("Could not read the segmentation: {error}").format(error=exc))
             return
-        try:  # what the work took (time, prompts, edits, voxels changed), stored with the version
-            effort = self.logic.effortRecord(session, seg)
-        except Exception:  # never a reason not to send the work itself
-            logging.exception("DicomTeamAnnotate: the effort record was not made")
-            effort = None
+        effort = self.logic.effortCounts(session)  # time and actions; the voxel comparison runs on the worker
         label = (_("Submitting case {case}...") if submit else _("Pushing a version of case {case}...")).format(
             case=session.case_id)
         self.tasks.start(lambda task: self.logic.pushSegmentation(session, seg, message, submit=submit,

@@ -34,6 +34,11 @@ def current_effort(segmentation_node=None):
     The SAM effect counts its prompts here; work on any other segmentation is not the case's effort.
     """
     tracker = _state["effort"]
-    if tracker is None or (segmentation_node is not None and segmentation_node is not _state["effort_node"]):
+    if tracker is None or segmentation_node is None or segmentation_node is not _state["effort_node"]:
         return None
     return tracker
+
+
+def open_case_effort():
+    """The open case's EffortTracker, or None (tests and the console: whatever segmentation is edited)."""
+    return _state["effort"]

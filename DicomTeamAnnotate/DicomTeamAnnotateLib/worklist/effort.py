@@ -109,8 +109,50 @@ class EffortTracker:
         return {**self.counts(now), **compare_segmentations(start_segmentation, result_segmentation)}
 
 
-def _masks(seg) -> list:
-    return [(s, seg.mask(s.name)) for s in seg.segments]
+SLAB_VOXELS = 1 << 22  # voxels per slab of the layer-pair counts (bounds the temporary arrays)
+
+
+class _ValueIndex:
+    """Each segment's (layer, value) as a compact index 1..n within its layer (0: no segment of that layer)."""
+
+    def __init__(self, seg):
+        self.seg = seg
+        self.values = {layer: np.array(sorted({int(x.label_value) for x in seg.segments if x.layer == layer}))
+                       for layer in {x.layer for x in seg.segments}}
+
+    def of(self, segment) -> tuple[int, int]:
+        """(layer, compact index) of ``segment``."""
+        values = self.values[segment.layer]
+        return segment.layer, int(np.searchsorted(values, int(segment.label_value))) + 1
+
+    def size(self, layer) -> int:
+        return len(self.values[layer]) + 1
+
+    def compact(self, layer, k0, k1) -> np.ndarray:
+        """Slices k0:k1 of ``layer`` as compact indices (a lookup table for 8- and 16-bit layers)."""
+        slab, values = self.seg.layers[layer][k0:k1], self.values[layer]
+        if slab.dtype.kind == "u" and slab.dtype.itemsize <= 2:
+            lut = np.zeros(np.iinfo(slab.dtype).max + 1, np.int64)
+            lut[values] = np.arange(1, len(values) + 1)
+            return lut[slab]
+        found = np.minimum(np.searchsorted(values, slab), len(values) - 1)
+        return np.where(values[found] == slab, found + 1, 0)
+
+
+def _joint_counts(a: _ValueIndex, la: int, b: _ValueIndex | None, lb: int | None) -> np.ndarray:
+    """Voxel counts of (index in ``a``'s layer ``la``, index in ``b``'s layer ``lb``) pairs, one bincount per
+    slab: a boolean volume per segment (the obvious way) took 5 s and 1.2 GB per push of a 512x512x250 case
+    with 20 segments. With no ``b``: the counts of ``la`` alone, as a column."""
+    na, nb = a.size(la), (b.size(lb) if b is not None else 1)
+    layer = a.seg.layers[la]
+    step = max(1, SLAB_VOXELS // max(1, layer[0].size))
+    out = np.zeros(na * nb, np.int64)
+    for k in range(0, layer.shape[0], step):
+        code = a.compact(la, k, k + step) * nb
+        if b is not None:
+            code += b.compact(lb, k, k + step)
+        out += np.bincount(code.ravel(), minlength=na * nb)
+    return out.reshape(na, nb)
 
 
 def compare_segmentations(start, result) -> dict:
@@ -125,31 +167,48 @@ def compare_segmentations(start, result) -> dict:
         raise ValueError("effort: no result segmentation to compare")
     if start is not None and not start.geometry.same_grid(result.geometry):
         start = start.resampled(result.geometry)
+    if start is not None and not start.segments:
+        start = None
     voxel_ml = float(np.prod(result.geometry.spacing)) / 1000.0
-    result_masks = _masks(result)
-    start_masks = _masks(start) if start is not None else []
-    matched = match_segments([s for s, _ in result_masks], [s for s, _ in start_masks], what="effort start") \
-        if start_masks else [None] * len(result_masks)
-    start_by_id = {id(s): m for s, m in start_masks}
-    per_segment, changed, overlap, total = {}, 0, 0, 0
+    after = _ValueIndex(result)
+    before = _ValueIndex(start) if start is not None else None
+    matched = match_segments(result.segments, start.segments, what="effort start") if start is not None \
+        else [None] * len(result.segments)
+    joints: dict = {}
+
+    def joint(lr, ls):
+        if (lr, ls) not in joints:
+            joints[lr, ls] = _joint_counts(after, lr, before, ls)
+        return joints[lr, ls]
+
+    def count_before(segment) -> int:
+        ls, i = before.of(segment)
+        if ("start", ls) not in joints:
+            joints["start", ls] = _joint_counts(before, ls, None, None)[:, 0]
+        return int(joints["start", ls][i])
+
+    per_segment, changed, overlap, total, result_voxels = {}, 0, 0, 0, 0
     used = set()
-    for (segment, mask), partner in zip(result_masks, matched):
-        before = start_by_id[id(partner)] if partner is not None else None
-        used.add(id(partner))
-        n_after = int(mask.sum())
-        n_before = int(before.sum()) if before is not None else 0
-        both = int(np.logical_and(mask, before).sum()) if before is not None else 0
+    for segment, partner in zip(result.segments, matched):
+        lr, ir = after.of(segment)
+        if partner is not None:
+            ls, i_s = before.of(partner)
+            counts = joint(lr, ls)
+            n_after, n_before, both = int(counts[ir].sum()), count_before(partner), int(counts[ir, i_s])
+            used.add(id(partner))
+        else:
+            counts = joint(lr, None) if before is None else joint(lr, next(iter(before.values)))
+            n_after, n_before, both = int(counts[ir].sum()), 0, 0
         diff = n_after + n_before - 2 * both
-        per_segment[segment.name] = {"voxels_changed": diff, "voxels": n_after,
-                                     "dice": _dice(both, n_after, n_before)}
+        per_segment[segment.name] = {"voxels_changed": diff, "voxels": n_after, "dice": _dice(both, n_after, n_before)}
         changed, overlap, total = changed + diff, overlap + both, total + n_after + n_before
-    for segment, before in start_masks:  # structures the result no longer has: all their voxels changed
+        result_voxels += n_after
+    for segment in (start.segments if start is not None else []):  # structures the result no longer has
         if id(segment) not in used:
-            n_before = int(before.sum())
+            n_before = count_before(segment)
             per_segment.setdefault(segment.name, {"voxels_changed": n_before, "voxels": 0,
                                                   "dice": _dice(0, 0, n_before)})
             changed, total = changed + n_before, total + n_before
-    result_voxels = int(sum(int(m.sum()) for _, m in result_masks))
     return {"voxels_changed": changed, "ml_changed": round(changed * voxel_ml, 3), "voxels_result": result_voxels,
             "dice_start_result": _dice(overlap, total, 0), "segments": per_segment}
 

@@ -3,6 +3,7 @@ load DICOM (and cancel it), a failing connection, the offline banner."""
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
@@ -106,7 +107,7 @@ def prediction_start_and_effort(app, project, work, queue):
     the pushed version descends from the prediction and carries the effort record."""
     import slicer
 
-    from DicomTeamAnnotateLib.slicer.connection import current_effort
+    from DicomTeamAnnotateLib.slicer.connection import current_effort, open_case_effort
     from DicomTeamAnnotateLib.worklist.offline import OfflineQueue
 
     w = app.panel("DicomTeamAnnotate")
@@ -133,18 +134,27 @@ def prediction_start_and_effort(app, project, work, queue):
     out["versions"] = ui.versionsTableWidget.rows()
     tracker = current_effort(session.segmentation_node)
     out["tracker_start"] = (tracker.start, tracker.start_version) if tracker else None
-    # the Segment Editor on the case with Paint active (Slicer's widget writes the name into its node)
+    # the Segment Editor on the case, its strokes applied as every effect applies them: through Slicer's own
+    # vtkSlicerSegmentEditorLogic (SaveStateForUndo + ModifySegmentByLabelmap), under the active effect's name
+    # (qMRMLSegmentEditorWidget::setActiveEffect writes it into the editor node)
     editor_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
     editor_node.SetAndObserveSegmentationNode(session.segmentation_node)
+    editor_node.SetAndObserveSourceVolumeNode(session.volume_node)
+    liver = session.segmentation_node.GetSegmentation().GetSegmentIdBySegmentName("liver")
+    editor_node.SetSelectedSegmentID(liver)
+    editor = slicer.vtkSlicerSegmentEditorLogic()
+    editor.SetMRMLScene(slicer.mrmlScene)
+    editor.SetSegmentEditorNode(editor_node)
+    modes = slicer.vtkSlicerSegmentEditorLogic
+    add, remove = modes.ModificationModeAdd, modes.ModificationModeRemove
     editor_node.SetActiveEffectName("Paint")
-    segmentation = session.segmentation_node.GetSegmentation()
-    liver = segmentation.GetSegmentIdBySegmentName("liver")
-    mask = slicer.util.arrayFromSegmentBinaryLabelmap(session.segmentation_node, liver, session.volume_node)
-    mask[8:10, 12:20, 12:20] = 1  # one paint stroke beyond the model's liver (slices 3-6): 128 voxels
-    slicer.util.updateSegmentBinaryLabelmapFromArray(mask, session.segmentation_node, liver, session.volume_node)
+    # three strokes beyond the model's liver (slices 3-6), a user's pace apart; the third is undone
+    for region in (np.s_[8:10, 12:20, 12:16], np.s_[8:10, 12:20, 16:20], np.s_[10, 12:20, 12:20]):
+        _stroke(editor, session, liver, region, add)
+        time.sleep(0.4)
+    editor.Undo()  # not an operation of its own
     editor_node.SetActiveEffectName("Erase")
-    mask[8, 12:14, 12:14] = 0  # 4 of them erased
-    slicer.util.updateSegmentBinaryLabelmapFromArray(mask, session.segmentation_node, liver, session.volume_node)
+    _stroke(editor, session, liver, np.s_[8, 12:14, 12:14], remove)  # 4 of the 128 voxels painted
     red = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode()
     red.SetSliceOffset(red.GetSliceOffset() + 3.0)  # scrolling is activity
     out["counts"] = tracker.counts() if tracker else None
@@ -156,8 +166,29 @@ def prediction_start_and_effort(app, project, work, queue):
     out["pushed"] = {"parent": mine[-1]["parent"], "effort": (mine[-1].get("meta") or {}).get("effort")} if mine else None
     # another case opened: the first case's effort no longer counts what happens in the scene
     p.case.scene_closing()
-    out["effort_after_close"] = current_effort() is None
+    out["effort_after_close"] = open_case_effort() is None
     return out
+
+
+def _stroke(editor, session, segment_id, region, mode):
+    """One effect's apply: ``region`` of the case's grid as the modifier labelmap, through Slicer's editor logic."""
+    import slicer
+    import vtk
+    from vtk.util import numpy_support
+
+    shape = slicer.util.arrayFromVolume(session.volume_node).shape
+    image = slicer.vtkOrientedImageData()
+    image.SetDimensions(shape[2], shape[1], shape[0])
+    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    voxels = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(shape)
+    voxels[:] = 0
+    voxels[region] = 1
+    matrix = vtk.vtkMatrix4x4()
+    session.volume_node.GetIJKToRASMatrix(matrix)
+    image.SetImageToWorldMatrix(matrix)
+    image.Modified()
+    editor.SaveStateForUndo()
+    editor.ModifySegmentByLabelmap(session.segmentation_node, segment_id, image, mode, False, False)
 
 
 def reviewer_loads_version(app, project, work):
