@@ -397,13 +397,14 @@ class DicomTeamAnnotateLogic(ScriptedLoadableModuleLogic):
         store = connect(str(location).strip(), str(user).strip(), token, **options)
         return {"store": store, "project": store.project(), "whoami": store.whoami()}
 
-    def setStore(self, store) -> None:
-        """Use ``store`` from now on (the previous one is closed; the open case keeps its own)."""
+    def setStore(self, store, role=None) -> None:
+        """Use ``store`` from now on (the previous one is closed; the open case keeps its own); ``role``: mine
+        in the project (from ``connect``'s whoami), for the other panels to offer only what it allows."""
         previous = self.store
         if previous is not None and previous is not store and (self.session is None or self.session.store is not previous):
             previous.close()
         self.store = store
-        set_current_store(store)  # the other modules' panels work on this project (read on the main thread)
+        set_current_store(store, role)  # the other modules' panels work on this project (read on the main thread)
 
     def requireStore(self):
         """The connected store, or a clear error."""

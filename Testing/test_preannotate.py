@@ -19,7 +19,7 @@ from DicomTeamAnnotateLib.core.tasks import BackgroundTask, TaskCancelled
 from DicomTeamAnnotateLib.core.volume import Volume
 from DicomTeamAnnotateLib.demo.phantom import TERMINOLOGY, make_phantom
 from DicomTeamAnnotateLib.io.segmentations import read_segmentation
-from DicomTeamAnnotateLib.store import admin, open_store
+from DicomTeamAnnotateLib.store import Forbidden, admin, open_store
 from DicomTeamAnnotateLib.worklist.cases import open_case
 from DicomTeamAnnotateLib.worklist.rows import worklist_rows
 from TrainBridgeLib.loop.backends import open_model
@@ -112,7 +112,8 @@ def test_cases_that_do_not_fit_are_skipped_with_the_reason_and_annotated_ones_le
         preannotate(rev, open_model(job), cases=["nope"])
 
 
-def test_cancel_keeps_what_was_pushed_and_a_rerun_finishes_the_rest(job, tmp_path):
+@pytest.mark.parametrize("strategy", ["first", "uncertainty"])  # uncertainty without a limit pushes as it goes
+def test_cancel_keeps_what_was_pushed_and_a_rerun_finishes_the_rest(job, tmp_path, strategy):
     project = tmp_path / "project"
     project_with_cases(project, [70, 71, 72])
     rev = open_store(project, "rev")
@@ -125,7 +126,7 @@ def test_cancel_keeps_what_was_pushed_and_a_rerun_finishes_the_rest(job, tmp_pat
             if len(seen) == 2:  # the user presses Cancel while the second case is being predicted
                 task.cancel()
             task.report(fraction, message)
-        return preannotate(rev, model, progress=progress)
+        return preannotate(rev, model, strategy=strategy, progress=progress)
 
     task = BackgroundTask(run, "pre-annotate").start()
     with pytest.raises(TaskCancelled):
@@ -204,3 +205,12 @@ def test_entropy_score_is_inside_the_predicted_foreground():
     out = entropy_score(p, labels)
     assert out["foreground_voxels"] == 1 and out["score"] == pytest.approx(np.log(2) / np.log(3), abs=1e-6)
     assert entropy_score(p, np.zeros_like(labels))["score"] == 1.0  # found nothing: knows nothing of this case
+
+
+def test_an_annotator_is_refused_before_any_case_is_predicted(job, tmp_path):
+    project = tmp_path / "project"
+    project_with_cases(project, [75])
+    calls = []
+    with pytest.raises(Forbidden, match="only reviewers and admins push predictions"):
+        preannotate(open_store(project, "alice"), open_model(job), progress=lambda *a: calls.append(a))
+    assert calls == [] and open_store(project, "rev").list_versions("ph75") == []

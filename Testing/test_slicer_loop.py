@@ -38,14 +38,24 @@ def test_preannotate_then_effort_from_the_panel(fresh_env, tmp_path):
                       model=model)
     out = r["result"]
     assert out["enabled_before_connect"] == [False, False] and out["enabled"] is True
+    assert out["status_before_connect"].startswith("Connect to a project")
+    assert out["annotator"][0] is False and "reviewer or an admin" in out["annotator"][1], out["annotator"]
+    assert out["not_a_model"][0] is False and "not a model (expected job.json" in out["not_a_model"][1], out["not_a_model"]
     assert out["strategies"] == ["first", "random", "uncertainty"]
-    assert out["status"].startswith("Round 2: 2 prediction(s) pushed by model/job"), out["status"]
+    # limit 1, least certain first: only the case the model is less sure of, the other skipped with its score
+    assert out["status"].startswith("Round 2: 1 prediction(s) pushed by model/job"), out["status"]
+    first = [c for c, kinds in out["kinds_first"].items() if kinds == ["prediction"]]
+    other = ({"ph31", "ph32"} - set(first)).pop()
+    assert len(first) == 1 and out["scores"][first[0]] >= out["scores"][other], (out["kinds_first"], out["scores"])
+    assert f"{other}: less uncertain than the ones pushed" in out["skipped_first"], out["skipped_first"]
     assert out["kinds"] == {"ph30": ["annotation"], "ph31": ["prediction"], "ph32": ["prediction"]}
     assert all(0.0 <= s <= 1.0 for s in out["scores"].values())
-    assert out["again"]["status"].startswith("Round 2: 0 prediction(s) pushed") and "2 case(s) skipped" in out["again"]["status"]
-    assert "ph31: already pre-annotated by this model" in out["again"]["skipped"]
+    assert out["again"]["status"].startswith("Round 2: 1 prediction(s) pushed") and "1 case(s) skipped" in out["again"]["status"]
+    assert f"{first[0]}: already pre-annotated by this model" in out["again"]["skipped"]
     effort = out["effort"]
     assert effort["status"] == "1 case(s) with effort records." and effort["picture"].endswith("effort.png")
+    with open(effort["picture"], "rb") as fh:  # a real PNG, not only a path the stand-in's pixmap kept
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
     assert [row[:4] for row in effort["rows"]] == [["1", "alice", "1", "7.000"], ["1", "all", "1", "7.000"]]
     asked = " ".join(out["questions"])
     assert "PyTorch" in asked and "monai>=1.3" in asked and "matplotlib>=3.7" in asked

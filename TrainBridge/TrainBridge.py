@@ -342,9 +342,9 @@ class TrainBridgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelStatusLabel.text = model.status_text
 
         loop = p.loop
-        self._setPath(self.ui.loopModelLineEdit, loop.model)
+        self._setPath(self.ui.loopModelLineEdit, loop.model_folder)  # the chosen folder (a fallback job is said below)
         self.ui.preannotateButton.enabled = loop.can_preannotate
-        self.ui.preannotateStatusLabel.text = loop.status_text
+        self.ui.preannotateStatusLabel.text = loop.status_line
         self.ui.preannotateStatusLabel.toolTip = loop.skipped_text
         self.ui.effortButton.enabled = loop.can_report_effort
         self.ui.effortStatusLabel.text = loop.effort_text
@@ -580,12 +580,13 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
 
     # ----- the annotation loop -----------------------------------------------------------------------------
 
-    def preannotate(self, modelFolder, strategy="first", limit=None, cases=None, store=None, progress=None) -> dict:
+    def preannotate(self, modelFolder, strategy="first", limit=None, cases=None, store=None, progress=None,
+                    device="cpu") -> dict:
         """Any thread (with ``store``): the model's predictions of the project's cases not yet annotated (or
         ``cases``) pushed as versions of kind 'prediction'; resumable (see TrainBridgeLib.loop.preannotate)."""
         require(preannotate_feature(modelFolder), _("Train Bridge"))
         store = store or self.projectStore()
-        return preannotate(store, open_model(modelFolder), cases=cases, strategy=strategy, limit=limit,
+        return preannotate(store, open_model(modelFolder, device=device), cases=cases, strategy=strategy, limit=limit,
                            progress=progress)
 
     def effortReport(self, picture, store=None, progress=None) -> dict:
@@ -594,7 +595,7 @@ class TrainBridgeLogic(ScriptedLoadableModuleLogic):
         require(EFFORT_REPORT, _("Train Bridge"))
         store = store or self.projectStore()
         if progress is not None:
-            progress(None, _("Reading the effort records..."))
+            progress(None, "Reading the effort records...")  # the panel shows its own (translated) text
         rows = effort_rows(store)
         return {"cases": rows, "table": effort_table(rows), "picture": plot_effort(rows, picture) if rows else None}
 

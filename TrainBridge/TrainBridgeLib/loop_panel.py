@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 
+from DicomTeamAnnotateLib.slicer.connection import current_role
 from DicomTeamAnnotateLib.slicer.i18n import tr as _
 from DicomTeamAnnotateLib.slicer.panel import Section
+from DicomTeamAnnotateLib.store.auth import is_staff
 from TrainBridgeLib.evaluation_panel import cells
+from TrainBridgeLib.loop.model_folder import describe_model_folder
 from TrainBridgeLib.requirements import EFFORT_REPORT, preannotate_feature
 
 STRATEGIES = ("first", "random", "uncertainty")
@@ -47,6 +50,7 @@ class LoopSection(Section):
     def set_model_folder(self, path) -> None:
         """A training job folder, a model from 'Model export' or an nnU-Net model folder."""
         self.model_folder = str(path or "")
+        self.status_text = self.skipped_text = ""  # the last run's outcome was about another model
         self.changed()
 
     def set_strategy(self, strategy) -> None:
@@ -60,16 +64,37 @@ class LoopSection(Section):
     # ----- outputs ----------------------------------------------------------------------------------
     @property
     def model(self) -> str:
-        """The model used: the chosen folder, else the Training section's job folder when it holds a job."""
+        """The model used: the chosen folder, else the Training section's job once it has finished (a job
+        still training changes its weights every epoch)."""
         if self.model_folder:
             return self.model_folder
         job = self.panel.training.job_folder
-        return job if self.logic.isJobFolder(job) else ""
+        info = describe_model_folder(job) if job else {}
+        return job if info.get("kind") == "job" and info.get("state") == "finished" else ""
+
+    @property
+    def blocker(self) -> str:
+        """Why 'Pre-annotate' cannot run now ('' when it can): the project, the role, the model folder."""
+        if self.panel.store is None:
+            return _("Connect to a project in DICOM Team Annotate first.")
+        role = current_role()
+        if role is not None and not is_staff(role):
+            return _("Pre-annotation pushes the model's versions: a reviewer or an admin of the project runs it "
+                     "(you are {role}).").format(role=role)
+        if not self.model:
+            return _("Choose a model: a training job, a training loop, an exported model or an nnU-Net model folder.")
+        problem = describe_model_folder(self.model)["problem"]
+        return _("Not usable: {problem}").format(problem=problem) if problem else ""
 
     @property
     def can_preannotate(self) -> bool:
-        """'Pre-annotate' can be used now: connected to a project, a model folder, nothing running."""
-        return self.panel.store is not None and bool(self.model) and os.path.isdir(self.model) and not self.busy
+        """'Pre-annotate' can be used now: connected as staff, a usable model folder, nothing running."""
+        return not self.busy and not self.blocker
+
+    @property
+    def status_line(self) -> str:
+        """What the status line shows: the last run's outcome, else why 'Pre-annotate' cannot run."""
+        return self.status_text or self.blocker or _("Model: {model}").format(model=self.model)
 
     @property
     def can_report_effort(self) -> bool:
@@ -88,9 +113,10 @@ class LoopSection(Section):
         if not self.can_preannotate or not self.panel.installer.ensure(preannotate_feature(model)):
             return
         store, strategy, limit, logic = self.panel.store, self.strategy, self.limit or None, self.logic
+        device = self.panel.training.device  # the Training section's choice: cpu, cuda or mps
         self.status_text, self.skipped_text = _("Pre-annotating..."), ""
         self.tasks.start(lambda task: logic.preannotate(model, strategy=strategy, limit=limit, store=store,
-                                                        progress=task.report),
+                                                        progress=task.report, device=device),
                          self._preannotated, name="pre-annotate", title=_("Pre-annotation"), text=self.status_text)
         self.changed()
 
@@ -103,8 +129,9 @@ class LoopSection(Section):
                 skipped=len(summary["skipped"]))
             self.skipped_text = "\n".join(f"{s['case_id']}: {s['reason']}" for s in summary["skipped"])
         else:
-            self.status_text = _("Pre-annotation stopped: the predictions pushed so far are kept; "
-                                 "'Pre-annotate' again goes on where it stopped.")
+            self.status_text = _("Pre-annotation stopped: the predictions pushed so far are kept ('uncertainty' "
+                                 "with a limit pushes only once every case is predicted); 'Pre-annotate' again "
+                                 "skips the cases this model already pre-annotated.")
         self.changed()
 
     def report_effort(self) -> None:
@@ -113,8 +140,9 @@ class LoopSection(Section):
             return
         store, logic = self.panel.store, self.logic
         picture = os.path.join(logic.defaultFolder("effort"), "effort.png")
-        self.effort_text = _("Reading the effort records...")
-        self.tasks.start(lambda task: logic.effortReport(picture, store=store, progress=task.report),
+        self.effort_text = message = _("Reading the effort records...")  # translated here, on the main thread
+        self.tasks.start(lambda task: logic.effortReport(picture, store=store,
+                                                         progress=lambda f, _m=None: task.report(f, message)),
                          self._reported, name="effort", title=_("Effort"), text=self.effort_text)
         self.changed()
 

@@ -9,12 +9,9 @@ which reads the NIfTI predictions (nibabel checks a NIfTI's length before ITK re
 """
 from __future__ import annotations
 
-import json
-import os
-
 from DicomTeamAnnotateLib.slicer.i18n import tr as _
 from DicomTeamAnnotateLib.slicer.packages import REPORTS, SEGMENTATION_FILES, Feature
-from TrainBridgeLib.jobs.runner import JOB_FILE
+from TrainBridgeLib.loop.model_folder import describe_model_folder
 
 TORCH = ">=2.2"
 MONAI = "monai>=1.3"
@@ -60,16 +57,7 @@ def export_feature(source: str, paths=()) -> Feature:
 
 
 def preannotate_feature(model_folder) -> Feature:
-    """What 'Pre-annotate' needs for the model in ``model_folder``: nnU-Net's for an nnU-Net job or model
-    folder, ONNX Runtime besides MONAI for an ONNX export, else MONAI's."""
-    folder = str(model_folder or "")
-    job = os.path.join(folder, JOB_FILE)
-    if os.path.isfile(job):
-        with open(job, encoding="utf-8") as fh:
-            backend = json.load(fh).get("backend")
-        return NNUNET_PREANNOTATION if backend == "nnunet" else MONAI_PREANNOTATION
-    if os.path.isfile(os.path.join(folder, "plans.json")):
-        return NNUNET_PREANNOTATION
-    if os.path.isfile(os.path.join(folder, "model.onnx")):
-        return ONNX_PREANNOTATION
-    return MONAI_PREANNOTATION
+    """What 'Pre-annotate' needs for the model in ``model_folder`` (loop.model_folder): nnU-Net's for an nnU-Net
+    job, loop or model folder, ONNX Runtime besides MONAI for an ONNX export, else MONAI's."""
+    backend = describe_model_folder(model_folder)["backend"]
+    return {"nnunet": NNUNET_PREANNOTATION, "onnx": ONNX_PREANNOTATION}.get(backend, MONAI_PREANNOTATION)

@@ -11,16 +11,22 @@ from __future__ import annotations
 # opened case); the SAM effect reads it to ask the project server about that case.
 CASE_ATTRIBUTE = "DicomTeamAnnotate.CaseId"
 
-_state = {"store": None, "effort": None, "effort_node": None}
+_state = {"store": None, "role": None, "effort": None, "effort_node": None}
 
 
-def set_current_store(store) -> None:
-    _state["store"] = store
+def set_current_store(store, role=None) -> None:
+    """The hub connected to ``store`` as a member of ``role`` (None: not known)."""
+    _state["store"], _state["role"] = store, (role if store is not None else None)
 
 
 def current_store():
     """The connected store, or None when the hub is not connected."""
     return _state["store"]
+
+
+def current_role():
+    """The connected member's role ('annotator', 'reviewer', 'admin'), or None when not known."""
+    return _state["role"]
 
 
 def set_current_effort(tracker, segmentation_node=None) -> None:

@@ -187,7 +187,7 @@ class ProjectSection(Section):
             self.status_text = _("Not connected.")
             self.changed()
             return
-        self.logic.setStore(info["store"])
+        self.logic.setStore(info["store"], (info.get("whoami") or {}).get("role"))
         settings = self.panel.settings
         settings.setValue(SETTINGS + "StoreLocation", location)
         settings.setValue(SETTINGS + "User", user)

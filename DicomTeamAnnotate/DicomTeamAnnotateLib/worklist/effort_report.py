@@ -104,14 +104,17 @@ def table_text(table: list[dict]) -> str:
 def plot_effort(rows: list[dict], path, title: str = "Annotation effort per case") -> str:
     """A PNG: active minutes against voxels changed, one point per case and annotator, coloured by round;
     beside it the median minutes per round.  Returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # no pyplot: it switches the process's backend and keeps global state, and this runs on a worker
+    # thread in Slicer (TrainBridge's Effort) beside Slicer's own Qt
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     rounds = sorted({r["round"] for r in rows})
-    colors = plt.get_cmap("tab10")
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [2, 1]})
+    colors = colormaps["tab10"]
+    fig = Figure(figsize=(10, 4))
+    FigureCanvasAgg(fig)
+    ax, bx = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
     for n, rnd in enumerate(rounds):
         rs = [r for r in rows if r["round"] == rnd]
         ax.scatter([r.get("voxels_changed") or 0 for r in rs], [r["active_s"] / 60 for r in rs], s=36,
@@ -128,5 +131,4 @@ def plot_effort(rows: list[dict], path, title: str = "Annotation effort per case
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
     return str(path)

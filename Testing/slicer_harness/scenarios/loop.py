@@ -30,22 +30,36 @@ def preannotate_and_effort(app, project, work, model):
     w = app.panel("TrainBridge")
     ui, p = w.ui, w.panel
     out["enabled_before_connect"] = [ui.preannotateButton.enabled, ui.effortButton.enabled]
-    _connect_hub(app, project, "rev", os.path.join(work, "hub"))
-    w = app.panel("TrainBridge")
+    out["status_before_connect"] = ui.preannotateStatusLabel.text
+    # an annotator: the model's versions are not theirs to push, so nothing is offered (nor installed)
+    _connect_hub(app, project, "alice", os.path.join(work, "hub-alice"))
     ui.loopModelLineEdit.currentPath = str(model)
+    out["annotator"] = [ui.preannotateButton.enabled, ui.preannotateStatusLabel.text]
+    _connect_hub(app, project, "rev", os.path.join(work, "hub"))
+    # a folder that is no model: refused before anything is installed, the status says what it expects
+    not_a_model = os.path.join(work, "not-a-model")
+    os.makedirs(not_a_model, exist_ok=True)
+    ui.loopModelLineEdit.currentPath = not_a_model
+    out["not_a_model"] = [ui.preannotateButton.enabled, ui.preannotateStatusLabel.text]
+    ui.loopModelLineEdit.currentPath = str(model)
+    ui.strategyComboBox.choose(ui.strategyComboBox.findData("first"))
     ui.strategyComboBox.choose(ui.strategyComboBox.findData("uncertainty"))
+    ui.limitSpinBox.value = 1  # the least certain case only
     out["strategies"] = [ui.strategyComboBox.itemData(i) for i in range(ui.strategyComboBox.count)]
     out["enabled"] = ui.preannotateButton.enabled
     ui.preannotateButton.click()  # first use: torch (PyTorch extension), monai, pynrrd
     _wait(app, p)
     out["status"] = ui.preannotateStatusLabel.text
+    out["skipped_first"] = ui.preannotateStatusLabel.toolTip
     rev = open_store(project, "rev")
+    out["kinds_first"] = {c["case_id"]: [v["kind"] for v in rev.list_versions(c["case_id"])] for c in rev.list_cases()}
+    ui.limitSpinBox.value = 0  # every case not yet annotated: the other one
+    ui.preannotateButton.click()
+    _wait(app, p)
+    out["again"] = {"status": ui.preannotateStatusLabel.text, "skipped": ui.preannotateStatusLabel.toolTip}
     out["kinds"] = {c["case_id"]: [v["kind"] for v in rev.list_versions(c["case_id"])] for c in rev.list_cases()}
     out["scores"] = {c: v[-1]["meta"]["uncertainty"]["score"] for c in out["kinds"]
                      for v in [rev.list_versions(c)] if v and v[-1]["kind"] == "prediction"}
-    ui.preannotateButton.click()  # again: every case is pre-annotated already
-    _wait(app, p)
-    out["again"] = {"status": ui.preannotateStatusLabel.text, "skipped": ui.preannotateStatusLabel.toolTip}
     ui.effortButton.click()  # first use: matplotlib
     _wait(app, p)
     out["effort"] = {"status": ui.effortStatusLabel.text, "rows": ui.effortTableWidget.rows(),

@@ -9,8 +9,9 @@ import numpy as np
 from TrainBridgeLib.backends.monai.predict import load_monai_model
 from TrainBridgeLib.backends.monai.preprocessing import normalize, resample, target_geometry
 from TrainBridgeLib.jobs.runner import JOB_FILE
+from TrainBridgeLib.loop.model_folder import LOOP_FILE
 from TrainBridgeLib.loop.models import LoopModel, dataset_direction, dataset_terminology, read_json
-from TrainBridgeLib.loop.retrain import LOOP_FILE, latest_job
+from TrainBridgeLib.loop.retrain import latest_job
 from TrainBridgeLib.models.infer import load_forward, read_manifest
 
 

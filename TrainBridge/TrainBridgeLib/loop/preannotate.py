@@ -30,6 +30,8 @@ from DicomTeamAnnotateLib.core.geometry import Geometry
 from DicomTeamAnnotateLib.core.segmentation import Segment, Segmentation, match_segments
 from DicomTeamAnnotateLib.io.segmentations import write_seg_nrrd
 from DicomTeamAnnotateLib.io.volumes import read_volume
+from DicomTeamAnnotateLib.store import Forbidden
+from DicomTeamAnnotateLib.store.auth import is_staff
 from DicomTeamAnnotateLib.store.model import Conflict
 from TrainBridgeLib.loop.models import UNCERTAINTY_MEASURE
 
@@ -107,6 +109,10 @@ def preannotate(store, model, *, cases: list | None = None, strategy: str = "fir
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
+    me = store.whoami()
+    if not is_staff(me.get("role", "")):  # refused before any case is predicted, not at the first push
+        raise Forbidden(f"only reviewers and admins push predictions (versions of kind 'prediction'); "
+                        f"{me.get('user')!r} is {me.get('role')!r} in this project")
     project = store.project()
     mapping = label_mapping(model, project)
     chosen, versions = candidate_cases(store, cases)
@@ -122,8 +128,11 @@ def preannotate(store, model, *, cases: list | None = None, strategy: str = "fir
             todo.append(case)
     if strategy == "random":
         random.Random(seed).shuffle(todo)
-    # "uncertainty" predicts every candidate first and pushes the least certain; "first"/"random" stop at the limit
-    budget = len(todo) if strategy == "uncertainty" or limit is None else min(limit, len(todo))
+    # "uncertainty" with a limit predicts every candidate first and pushes the least certain; otherwise each
+    # prediction is pushed as soon as it is made, so a cancelled run keeps what it did ("first"/"random" stop
+    # at the limit)
+    ranked = strategy == "uncertainty" and limit is not None
+    budget = len(todo) if ranked or limit is None else min(limit, len(todo))
     results = []
     with tempfile.TemporaryDirectory(prefix="preannotate-", dir=work_dir) as tmp:
         for n, case in enumerate(todo[:budget]):
@@ -135,11 +144,11 @@ def preannotate(store, model, *, cases: list | None = None, strategy: str = "fir
                 skipped.append({"case_id": cid, "reason": outcome["reason"]})
                 continue
             results.append(outcome)
-            if strategy != "uncertainty":
+            if not ranked:
                 outcome["version"] = _push(store, case, outcome, identity, mapping)
-        if strategy == "uncertainty":
+        if ranked:
             results.sort(key=lambda r: -r["uncertainty"]["score"])
-            kept = results[:limit] if limit else results
+            kept = results[:limit]
             for r in results[len(kept):]:
                 skipped.append({"case_id": r["case"]["case_id"], "reason": "less uncertain than the ones pushed "
                                 f"(score {r['uncertainty']['score']:.3f}; --limit {limit})"})
@@ -160,7 +169,10 @@ def _predict_case(store, model, case: dict, mapping: dict, folder: Path) -> dict
     problem = model.fit_problem(Geometry.from_dict(case["geometry"]))
     if problem:
         return {"reason": problem}
-    image = read_volume(store.fetch_image(case["case_id"], folder))
+    fetched = store.fetch_image(case["case_id"], folder)
+    image = read_volume(fetched)
+    if Path(fetched).resolve().parent == Path(folder).resolve():  # our copy (or link), never a cache's file
+        Path(fetched).unlink(missing_ok=True)  # a run over a whole project keeps one image on disk at a time
     problem = model.fit_problem(image.geometry)
     if problem:
         return {"reason": problem}

@@ -23,8 +23,7 @@ from TrainBridgeLib.export.from_store import cases_from_store
 from TrainBridgeLib.export.nnunet import export_nnunet
 from TrainBridgeLib.export.splits import Splits
 from TrainBridgeLib.jobs.runner import JOB_FILE, Job
-
-LOOP_FILE = "loop.json"
+from TrainBridgeLib.loop.model_folder import LOOP_FILE
 
 
 def read_loop(folder) -> dict:
