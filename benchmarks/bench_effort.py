@@ -26,15 +26,12 @@ The last line prints ours (SAM from a prediction) and the peer (SAM alone): mean
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from bench_sam import DATA, load  # the shared CT, its reference label map on the CT's grid, {organ: value}
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "ct_abdomen"
 # The issue's organs present in the shared CT (its reference has no kidneys: they lie below its 20 slices),
 # then the fifth large organ it does have, reported beside them (thin: the hardest for a box prompt).
 GOAL_ORGANS = ("liver", "spleen", "stomach", "aorta")
@@ -42,17 +39,6 @@ ORGANS = GOAL_ORGANS + ("inferior_vena_cava",)
 THRESHOLDS = (0.85, 0.90)
 
 
-def load():
-    """(CT Volume, reference label map on its grid, {organ: value})."""
-    from DicomTeamAnnotateLib.core.geometry import resample_like
-    from DicomTeamAnnotateLib.dicom.ingest import load_dicom_volume
-    from DicomTeamAnnotateLib.io.volumes import read_volume
-
-    ct = load_dicom_volume(DATA / "dicom")
-    ref = read_volume(DATA / "organs.nii.gz")
-    labels = resample_like(ref.array, ref.geometry, ct.geometry, label=True)
-    values = json.loads((DATA / "organs.json").read_text(encoding="utf-8"))["labels"]
-    return ct, labels, values
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

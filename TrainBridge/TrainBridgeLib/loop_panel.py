@@ -14,12 +14,13 @@ import os
 from DicomTeamAnnotateLib.slicer.connection import current_role
 from DicomTeamAnnotateLib.slicer.i18n import tr as _
 from DicomTeamAnnotateLib.slicer.panel import Section
+from DicomTeamAnnotateLib.slicer.worklist_panel import ORDER_LABELS
 from DicomTeamAnnotateLib.store.auth import is_staff
+from DicomTeamAnnotateLib.worklist.rows import ORDERS
 from TrainBridgeLib.evaluation_panel import cells
 from TrainBridgeLib.loop.model_folder import describe_model_folder
 from TrainBridgeLib.requirements import EFFORT_REPORT, preannotate_feature
 
-STRATEGIES = ("first", "random", "uncertainty")
 EFFORT_COLUMNS = ("round", "annotator", "cases", "median_active_min", "total_active_min", "sam_prompts_per_case",
                   "editor_operations_per_case", "voxels_changed_per_case", "mean_dice_start_result")
 
@@ -43,9 +44,7 @@ class LoopSection(Section):
     @staticmethod
     def strategy_choices() -> list[tuple[str, str]]:
         """(key, text) of the orders: by case id, shuffled, the model's least certain cases first."""
-        texts = {"first": _("first (by case id)"), "random": _("random"),
-                 "uncertainty": _("uncertainty (least certain first)")}
-        return [(s, texts[s]) for s in STRATEGIES]
+        return [(s, ORDER_LABELS[s]) for s in ORDERS]
 
     def set_model_folder(self, path) -> None:
         """A training job folder, a model from 'Model export' or an nnU-Net model folder."""
@@ -54,8 +53,8 @@ class LoopSection(Section):
         self.changed()
 
     def set_strategy(self, strategy) -> None:
-        """One of STRATEGIES."""
-        self.strategy = str(strategy) if strategy in STRATEGIES else self.strategy
+        """One of the worklist's orders (worklist.rows.ORDERS)."""
+        self.strategy = str(strategy) if strategy in ORDERS else self.strategy
 
     def set_limit(self, limit) -> None:
         """Push at most this many predictions (0: all)."""

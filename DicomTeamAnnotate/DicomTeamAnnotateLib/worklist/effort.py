@@ -119,6 +119,7 @@ class _ValueIndex:
         self.seg = seg
         self.values = {layer: np.array(sorted({int(x.label_value) for x in seg.segments if x.layer == layer}))
                        for layer in {x.layer for x in seg.segments}}
+        self._luts: dict = {}  # layer -> lookup table (8- and 16-bit layers), made once for all slabs
 
     def of(self, segment) -> tuple[int, int]:
         """(layer, compact index) of ``segment``."""
@@ -132,9 +133,10 @@ class _ValueIndex:
         """Slices k0:k1 of ``layer`` as compact indices (a lookup table for 8- and 16-bit layers)."""
         slab, values = self.seg.layers[layer][k0:k1], self.values[layer]
         if slab.dtype.kind == "u" and slab.dtype.itemsize <= 2:
-            lut = np.zeros(np.iinfo(slab.dtype).max + 1, np.int64)
-            lut[values] = np.arange(1, len(values) + 1)
-            return lut[slab]
+            if layer not in self._luts:
+                self._luts[layer] = np.zeros(np.iinfo(slab.dtype).max + 1, np.int64)
+                self._luts[layer][values] = np.arange(1, len(values) + 1)
+            return self._luts[layer][slab]
         found = np.minimum(np.searchsorted(values, slab), len(values) - 1)
         return np.where(values[found] == slab, found + 1, 0)
 
@@ -182,10 +184,11 @@ def compare_segmentations(start, result) -> dict:
         return joints[lr, ls]
 
     def count_before(segment) -> int:
+        """A start segment's voxels: its column of a joint count (no pass of its own unless the result is empty)."""
         ls, i = before.of(segment)
-        if ("start", ls) not in joints:
-            joints["start", ls] = _joint_counts(before, ls, None, None)[:, 0]
-        return int(joints["start", ls][i])
+        lr = next(iter(after.values), None)
+        counts = joint(lr, ls) if lr is not None else _joint_counts(before, ls, None, None).T
+        return int(counts[:, i].sum())
 
     per_segment, changed, overlap, total, result_voxels = {}, 0, 0, 0, 0
     used = set()
@@ -194,7 +197,7 @@ def compare_segmentations(start, result) -> dict:
         if partner is not None:
             ls, i_s = before.of(partner)
             counts = joint(lr, ls)
-            n_after, n_before, both = int(counts[ir].sum()), count_before(partner), int(counts[ir, i_s])
+            n_after, n_before, both = int(counts[ir].sum()), int(counts[:, i_s].sum()), int(counts[ir, i_s])
             used.add(id(partner))
         else:
             counts = joint(lr, None) if before is None else joint(lr, next(iter(before.values)))

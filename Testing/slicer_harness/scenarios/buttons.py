@@ -10,39 +10,14 @@ ConsensusReview: the adjudication's 'Segment Editor'. TrainBridge: Evaluation > 
 """
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import time
 
+from slicer_harness.scenarios.common import capture_log, errors, segment_editor_on, status_messages, wait
+
 # Slicer's pip_install raises this when another (non-blocking) installation runs (Base/Python/slicer/packaging.py)
 PIP_BUSY = "A non-blocking pip_install is already in progress. Wait for it to complete or use blocking=True."
-
-
-class _Log(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.records = []
-
-    def emit(self, record):
-        self.records.append((record.levelname, record.getMessage()))
-
-
-def _capture_log():
-    handler = _Log()
-    logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(logging.INFO)
-    return handler
-
-
-def _errors(log, since=0):
-    return [m for level, m in log.records[since:] if level == "ERROR"]
-
-
-def _status_messages():
-    import slicer
-
-    return list(slicer.app.mainWindow.statusBar().messages)
 
 
 def _boxes(since=0):
@@ -50,12 +25,6 @@ def _boxes(since=0):
     import qt
 
     return list(qt.QMessageBox.shown[since:])
-
-
-def _wait(app, panel, timeout=300):
-    """Run the event loop until the panel's task has ended (its on_done ran)."""
-    app.process_events(until=lambda: not panel.tasks.busy, timeout=timeout)
-    app.process_events()
 
 
 def _selected_module(app):
@@ -114,7 +83,7 @@ def hub_project_buttons(app, project, work, queue):
     from DicomTeamAnnotateLib.store import admin
     from DicomTeamAnnotateLib.worklist.offline import OfflineQueue
 
-    log = _capture_log()
+    log = capture_log()
     w = app.panel("DicomTeamAnnotate")
     ui, p = w.ui, w.panel
     w.logic.queue = OfflineQueue(queue)  # not the user's own queue
@@ -155,27 +124,27 @@ def hub_project_buttons(app, project, work, queue):
     def pip_busy(*args, **kwargs):
         raise RuntimeError(PIP_BUSY)
 
-    boxes_before, status_before = len(_boxes()), len(_status_messages())
+    boxes_before, status_before = len(_boxes()), len(status_messages())
     slicer.packaging.pip_install = pip_busy
     try:
         ui.openCaseButton.click()
-        _wait(app, p, 30)
+        wait(app, p, 30)
     finally:
         slicer.packaging.pip_install = real_install
-    out["pip_busy"] = {"status": _status_messages()[status_before:], "boxes": _boxes(boxes_before),
+    out["pip_busy"] = {"status": status_messages()[status_before:], "boxes": _boxes(boxes_before),
                        "opened": p.case.session is not None,
                        "volumes": slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")}
 
     # Open again; while pip installs pynrrd, Slicer keeps processing events (its progress dialog) and the
     # user clicks Open once more
-    installs_before, status_before = len(slicer.packaging.record), len(_status_messages())
+    installs_before, status_before = len(slicer.packaging.record), len(status_messages())
     second = {}
 
     def install_while_the_user_clicks_again(*args, **kwargs):
         if not second:
             second["clicking"] = True  # once: without the guard that click would install again, and click again
             second["accepted"] = ui.openCaseButton.click()
-            second["status"] = _status_messages()[status_before:]
+            second["status"] = status_messages()[status_before:]
             second["installs_meanwhile"] = _install_calls(installs_before)
         return real_install(*args, **kwargs)
 
@@ -183,7 +152,7 @@ def hub_project_buttons(app, project, work, queue):
     try:
         ui.openCaseButton.click()
         app.process_events(until=lambda: p.case.session is not None and not p.tasks.busy, timeout=300)
-        _wait(app, p, 60)
+        wait(app, p, 60)
     finally:
         slicer.packaging.pip_install = real_install
     session = p.case.session
@@ -192,7 +161,7 @@ def hub_project_buttons(app, project, work, queue):
                            "volumes": slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"),
                            "segmentations": slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")}
     if session is None:
-        out["errors"] = _errors(log)
+        out["errors"] = errors(log)
         return out
 
     # Edit in Segment Editor: the user had the editor on a scratch segmentation and went elsewhere
@@ -213,14 +182,14 @@ def hub_project_buttons(app, project, work, queue):
     out["save_enabled"] = ui.saveVersionButton.enabled
     ui.saveVersionButton.click()
     app.process_events(until=lambda: not p.tasks.busy and "Pushed version" in ui.currentCaseLabel.text, timeout=120)
-    _wait(app, p, 60)
+    wait(app, p, 60)
     out["after_save"] = ui.currentCaseLabel.text
     out["message_after_save"] = ui.messageLineEdit.text
     out["parent_after_save"] = session.parent
     out["worklist_after_save"] = ui.worklistTableWidget.rows()
     out["versions_after_save"] = ui.versionsTableWidget.rows()
     out["draft_after_save"] = session.draft_path.is_file()
-    out["errors"] = _errors(log)
+    out["errors"] = errors(log)
     return out
 
 
@@ -232,7 +201,7 @@ def hub_dicom_buttons(app, zip_path, project, dead_url, orthanc_url, user, passw
     import qt
     import slicer
 
-    log = _capture_log()
+    log = capture_log()
     w = app.panel("DicomTeamAnnotate")
     ui, p = w.ui, w.panel
     out = {"load_enabled_before": ui.loadButton.enabled}
@@ -243,7 +212,7 @@ def hub_dicom_buttons(app, zip_path, project, dead_url, orthanc_url, user, passw
     out["path_after_browse"] = ui.inputPathLineEdit.currentPath
     out["load_enabled"] = ui.loadButton.enabled
     ui.loadButton.click()  # first use: the DICOM decoders
-    _wait(app, p, 600)
+    wait(app, p, 600)
     out["load_summary"] = ui.loadSummaryLabel.text
     out["volumes"] = slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
 
@@ -255,8 +224,8 @@ def hub_dicom_buttons(app, zip_path, project, dead_url, orthanc_url, user, passw
     out["import_enabled"] = ui.dicomwebImportButton.enabled
     errors_before, boxes_before = len(log.records), len(_boxes())
     ui.dicomwebImportButton.click()
-    _wait(app, p, 120)
-    out["dead"] = {"summary": ui.dicomwebSummaryLabel.text, "errors": _errors(log, errors_before),
+    wait(app, p, 120)
+    out["dead"] = {"summary": ui.dicomwebSummaryLabel.text, "errors": errors(log, errors_before),
                    "boxes": _boxes(boxes_before), "rows": ui.dicomwebResultsTableWidget.rows()}
     if not orthanc_url:
         return out
@@ -266,13 +235,13 @@ def hub_dicom_buttons(app, zip_path, project, dead_url, orthanc_url, user, passw
     ui.dicomwebPasswordLineEdit.type_text(password)
     errors_before = len(log.records)
     ui.dicomwebImportButton.click()
-    _wait(app, p, 300)
+    wait(app, p, 300)
     out["import"] = {"summary": ui.dicomwebSummaryLabel.text, "rows": ui.dicomwebResultsTableWidget.rows(),
                      "visible": ui.dicomwebResultsTableWidget.visible}
     ui.dicomwebImportButton.click()
-    _wait(app, p, 300)
+    wait(app, p, 300)
     out["again"] = {"summary": ui.dicomwebSummaryLabel.text, "rows": ui.dicomwebResultsTableWidget.rows()}
-    out["import_errors"] = _errors(log, errors_before)
+    out["import_errors"] = errors(log, errors_before)
     return out
 
 
@@ -310,7 +279,7 @@ def hub_server_buttons(app, url, token, server_command, pids_file, work, queue):
 
     from DicomTeamAnnotateLib.worklist.offline import OfflineQueue
 
-    log = _capture_log()
+    log = capture_log()
     server = _start_server(server_command, url, pids_file)
     try:
         w = app.panel("DicomTeamAnnotate")
@@ -324,21 +293,21 @@ def hub_server_buttons(app, url, token, server_command, pids_file, work, queue):
         token_keys = [k for k in settings.allKeys() if k.startswith("DicomTeamAnnotate/Tokens/")]
         out["token_saved"] = {"keys": len(token_keys), "value": settings.value(token_keys[0]) == token if token_keys
                               else None, "loaded": p.project.tokens.load(url, "alice") == token}
-        status_before = len(_status_messages())
+        status_before = len(status_messages())
         ui.forgetTokenButton.click()
         out["forgotten"] = {"field": ui.tokenLineEdit.text,
                             "keys": [k for k in qt.QSettings().allKeys() if k.startswith("DicomTeamAnnotate/Tokens/")],
-                            "loaded": p.project.tokens.load(url, "alice"), "status": _status_messages()[status_before:],
+                            "loaded": p.project.tokens.load(url, "alice"), "status": status_messages()[status_before:],
                             "still_connected": p.project.connected}
 
         # open c1 (first use of segmentation files may install pynrrd), draw
         ui.worklistTableWidget.selectRow(0)
         ui.openCaseButton.click()
         app.process_events(until=lambda: p.case.session is not None and not p.tasks.busy, timeout=300)
-        _wait(app, p, 60)
+        wait(app, p, 60)
         session = p.case.session
         if session is None:
-            out["errors"] = _errors(log)
+            out["errors"] = errors(log)
             return out
         out["drawn_voxels"] = _draw_liver(w, session)
         out["sync_enabled_online"] = ui.syncNowButton.enabled
@@ -349,30 +318,30 @@ def hub_server_buttons(app, url, token, server_command, pids_file, work, queue):
         ui.messageLineEdit.type_text("while offline")
         ui.saveVersionButton.click()
         app.process_events(until=lambda: not p.tasks.busy and "queued" in ui.currentCaseLabel.text, timeout=180)
-        _wait(app, p, 120)
+        wait(app, p, 120)
         out["queued"] = {"label": ui.currentCaseLabel.text, "banner": ui.offlineBannerFrame.visible,
                          "banner_text": ui.offlineBannerLabel.text, "pending": len(offline_queue.pending(url, "alice")),
-                         "sync_enabled": ui.syncNowButton.enabled, "errors": _errors(log)}
+                         "sync_enabled": ui.syncNowButton.enabled, "errors": errors(log)}
         queued_id = session.parent
 
         # Send now while the server is still down: kept, no error
         errors_before = len(log.records)
         ui.syncNowButton.click()
-        _wait(app, p, 120)
+        wait(app, p, 120)
         out["still_down"] = {"banner": ui.offlineBannerFrame.visible, "banner_text": ui.offlineBannerLabel.text,
-                             "pending": len(offline_queue.pending(url, "alice")), "errors": _errors(log, errors_before)}
+                             "pending": len(offline_queue.pending(url, "alice")), "errors": errors(log, errors_before)}
 
         # the server is back (no event loop meanwhile: the retry clock cannot send it first); Send now
         server = _start_server(server_command, url, pids_file)
         out["pending_before_send"] = len(offline_queue.pending(url, "alice"))
-        status_before = len(_status_messages())
+        status_before = len(status_messages())
         ui.syncNowButton.click()
-        _wait(app, p, 120)
-        out["sent"] = {"status": _status_messages()[status_before:], "banner": ui.offlineBannerFrame.visible,
+        wait(app, p, 120)
+        out["sent"] = {"status": status_messages()[status_before:], "banner": ui.offlineBannerFrame.visible,
                        "pending": len(offline_queue.pending(url, "alice")), "parent": session.parent,
                        "queued_id": queued_id, "versions": [(v["id"], v["author"], v["message"])
                                                             for v in w.logic.listVersions("c1")]}
-        out["errors"] = _errors(log)
+        out["errors"] = errors(log)
         return out
     finally:
         if server.poll() is None:
@@ -393,7 +362,7 @@ def review_and_evaluation_buttons(app, evaluation_dir, not_an_evaluation):
     from DicomTeamAnnotateLib.demo.phantom import make_phantom
     from DicomTeamAnnotateLib.slicer.mrml import segmentation_to_node, volume_to_node
 
-    log = _capture_log()
+    log = capture_log()
     slicer.app.layoutManager()
     out = {}
     w = app.panel("ConsensusReview")
@@ -410,7 +379,7 @@ def review_and_evaluation_buttons(app, evaluation_dir, not_an_evaluation):
     ui.methodComboBox.setCurrentIndex(ui.methodComboBox.findData("majority"))
     ui.outputFolderLineEdit.currentPath = ""  # nothing written: no package needed
     ui.runButton.click()
-    _wait(app, p)
+    wait(app, p)
     out["run_status"] = ui.runStatusLabel.text
     out["edit_enabled_after_run"] = ui.editAdjudicationButton.enabled
     ui.startFromComboBox.setCurrentIndex(ui.startFromComboBox.findData("consensus"))
@@ -446,10 +415,10 @@ def review_and_evaluation_buttons(app, evaluation_dir, not_an_evaluation):
     ui.evaluationFolderLineEdit.currentPath = str(not_an_evaluation)
     ui.loadEvaluationButton.click()
     app.process_events()
-    out["not_an_evaluation"] = {"errors": _errors(log, errors_before), "boxes": _boxes(boxes_before)}
+    out["not_an_evaluation"] = {"errors": errors(log, errors_before), "boxes": _boxes(boxes_before)}
     ui.evaluationFolderLineEdit.currentPath = ""
     out["load_enabled_cleared"] = ui.loadEvaluationButton.enabled
-    out["errors"] = _errors(log)
+    out["errors"] = errors(log)
     return out
 
 
@@ -458,16 +427,8 @@ def review_and_evaluation_buttons(app, evaluation_dir, not_an_evaluation):
 
 def _effect_on(seg, volume, segment_name):
     """The SAM Prompt effect of a Segment Editor on ``seg`` / ``volume``, ``segment_name`` selected."""
-    import slicer
-
-    editor = slicer.qMRMLSegmentEditorWidget()
-    editor.setMRMLScene(slicer.mrmlScene)
-    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
-    editor.setMRMLSegmentEditorNode(node)
-    editor.setSegmentationNode(seg)
-    editor.setSourceVolumeNode(volume)
-    node.SetSelectedSegmentID(seg.GetSegmentation().GetSegmentIdBySegmentName(segment_name))
-    editor.setActiveEffectByName("SAM Prompt")
+    editor, node = segment_editor_on(seg, volume, seg.GetSegmentation().GetSegmentIdBySegmentName(segment_name),
+                                     "SAM Prompt")
     return editor, node, editor.activeEffect().self()
 
 
@@ -807,7 +768,7 @@ def sam_buttons(app, scene_file):
     from DicomTeamAnnotateLib.demo.phantom import make_phantom
     from DicomTeamAnnotateLib.slicer.mrml import segmentation_to_node, volume_to_node
 
-    log = _capture_log()
+    log = capture_log()
     out = {}
     phantom = make_phantom(seed=1, shape=(16, 64, 64), spacing=(1.5, 1.5, 3.0))
     volume = volume_to_node(phantom.volume, name="phantom")
@@ -825,5 +786,5 @@ def sam_buttons(app, scene_file):
     editor.setActiveEffectByName("")  # leave the effect (its preview goes)
     _rotated_views(app, phantom, out)
     _clear_cache(app, out)
-    out["errors"] = _errors(log)
+    out["errors"] = errors(log)
     return out

@@ -3,61 +3,13 @@ segmentation nodes and files as inputs; the map overlay; the report; adjudicatio
 review queue; Cancel mid-task and failing tasks; the module's own self-test."""
 from __future__ import annotations
 
-import logging
 import time
 
-
-class _Log(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.records = []
-
-    def emit(self, record):
-        self.records.append((record.levelname, record.getMessage()))
-
-
-def _capture_log():
-    handler = _Log()
-    logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(logging.INFO)
-    return handler
-
-
-def _errors(log, since=0):
-    return [m for level, m in log.records[since:] if level == "ERROR"]
-
-
-def _status_messages():
-    import slicer
-
-    return list(slicer.app.mainWindow.statusBar().messages)
+from slicer_harness.scenarios.common import capture_log, connect_hub, errors, questions, status_messages, wait
 
 
 def _combo_items(combo):
     return [(combo.itemData(i), combo.itemText(i)) for i in range(combo.count)]
-
-
-def _wait(app, panel, timeout=300):
-    """Run the event loop until the panel's task has ended (its on_done ran)."""
-    app.process_events(until=lambda: not panel.tasks.busy, timeout=timeout)
-    app.process_events()
-
-
-def _questions():
-    """The texts of the message boxes shown so far that asked something (OK/Cancel, Yes/No)."""
-    import qt
-
-    return [b["text"] for b in qt.QMessageBox.shown if b["icon"] == qt.QMessageBox.Question]
-
-
-def _connect_hub(app, project, user, work):
-    hub = app.panel("DicomTeamAnnotate")
-    hub.ui.storeLocationLineEdit.type_text(str(project))
-    hub.ui.userLineEdit.type_text(user)
-    hub.ui.workFolderLineEdit.currentPath = str(work)
-    hub.ui.connectButton.click()
-    app.process_events(until=lambda: hub.panel.project.connected and not hub.panel.tasks.busy, timeout=120)
-    return hub
 
 
 def _red():
@@ -82,7 +34,7 @@ def project_review(app, project, work):
 
     from DicomTeamAnnotateLib.slicer.mrml import node_to_segmentation, node_to_volume, segmentation_to_node
 
-    log = _capture_log()
+    log = capture_log()
     _views()
     out = {}
     w = app.panel("ConsensusReview")
@@ -94,16 +46,16 @@ def project_review(app, project, work):
     out["queue_enabled_before"] = ui.buildQueueButton.enabled
     ui.openHubButton.click()
     out["module_after_open_hub"] = app.app.mainWindow.moduleSelector().selected
-    _connect_hub(app, project, "rev", work)
+    connect_hub(app, project, "rev", work)
     w = app.panel("ConsensusReview")  # back to this module: enter() reads the connection
     out["store_text"] = ui.storeStatusLabel.text
     ui.refreshCasesButton.click()
-    _wait(app, p)
+    wait(app, p)
     out["cases"] = _combo_items(ui.caseComboBox)
     ui.caseComboBox.setCurrentIndex(ui.caseComboBox.findData("c1"))
     out["run_enabled"] = ui.runButton.enabled
     ui.runButton.click()  # first use: pynrrd + matplotlib asked for and installed
-    _wait(app, p)
+    wait(app, p)
     out["run_status"] = ui.runStatusLabel.text
     out["review_status"] = ui.reviewStatusLabel.text
     out["label_rows"] = ui.labelTableWidget.rows()
@@ -167,14 +119,14 @@ def project_review(app, project, work):
     ui.adjudicationNoteLineEdit.type_text("trimmed the liver")
     store = p.store
     out["publish_enabled"] = ui.publishButton.enabled
-    asked_before = len(_questions())
+    asked_before = len(questions())
     qt.QMessageBox.answers.append(qt.QMessageBox.Cancel)  # the reviewer answers Cancel first
     ui.publishButton.click()
-    _wait(app, p)
+    wait(app, p)
     out["adjudicated_after_no"] = [v["id"] for v in store.list_versions("c1") if v["kind"] == "adjudicated"]
     ui.publishButton.click()  # then OK
-    _wait(app, p)
-    out["asked"] = _questions()[asked_before:]
+    wait(app, p)
+    out["asked"] = questions()[asked_before:]
     out["publish_status"] = ui.adjudicationStatusLabel.text
     published = [v for v in store.list_versions("c1") if v["kind"] == "adjudicated"]
     audit = published[-1]["meta"]["audit"] if published else {}
@@ -188,14 +140,14 @@ def project_review(app, project, work):
     ui.minPairwiseDiceSpinBox.value = 0.97
     ui.markInReviewCheckBox.checked = True
     ui.buildQueueButton.click()
-    _wait(app, p)
+    wait(app, p)
     out["queue_rows"] = ui.queueTableWidget.rows()
     out["queue_status"] = ui.queueStatusLabel.text
     out["queue_tooltip"] = ui.queueStatusLabel.toolTip
     out["states_after_queue"] = {c: store.states(c)["state"] for c in ("c1", "c2", "c3")}
     row = [r[0] for r in out["queue_rows"]].index("c2")
     ui.queueTableWidget.double_click(row)  # computes that case
-    _wait(app, p)
+    wait(app, p)
     out["after_double_click"] = {"case": p.results.run["case_id"], "status": ui.runStatusLabel.text,
                                  "combo": ui.caseComboBox.currentData}
 
@@ -203,21 +155,21 @@ def project_review(app, project, work):
     before = p.results.run
     ui.runButton.click()
     qt.QProgressDialog.instances[-1].cancel()
-    _wait(app, p)
+    wait(app, p)
     out["after_cancel"] = {"status": ui.runStatusLabel.text, "result_kept": p.results.run is before,
                            "busy": p.tasks.busy}
     # a failing task: c3 has a single annotator
     errors_before = len(log.records)
     ui.caseComboBox.setCurrentIndex(ui.caseComboBox.findData("c3"))
     ui.runButton.click()
-    _wait(app, p)
-    out["failed_case"] = {"status": ui.runStatusLabel.text, "errors": _errors(log, errors_before),
+    wait(app, p)
+    out["failed_case"] = {"status": ui.runStatusLabel.text, "errors": errors(log, errors_before),
                           "result_kept": p.results.run is before}
-    out["status_messages"] = _status_messages()
+    out["status_messages"] = status_messages()
     out["dialogs"] = [{"visible": d.visible, "autoClose": d.autoClose, "canceled_slots": d.connected("canceled()")}
                       for d in qt.QProgressDialog.instances]
     out["segmentation_nodes"] = slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")
-    out["errors"] = _errors(log)
+    out["errors"] = errors(log)
     return out
 
 
@@ -232,7 +184,7 @@ def nodes_and_files(app, files, not_a_segmentation):
     from DicomTeamAnnotateLib.demo.phantom import make_phantom
     from DicomTeamAnnotateLib.slicer.mrml import segmentation_to_node, volume_to_node
 
-    log = _capture_log()
+    log = capture_log()
     _views()
     out = {}
     w = app.panel("ConsensusReview")
@@ -255,7 +207,7 @@ def nodes_and_files(app, files, not_a_segmentation):
     ui.outputFolderLineEdit.currentPath = ""  # cleared: nothing written, so nothing to install
     installs_before = len(slicer.packaging.record)
     ui.runButton.click()
-    _wait(app, p)
+    wait(app, p)
     out["nodes_status"] = ui.runStatusLabel.text
     out["nodes_installs"] = slicer.packaging.record[installs_before:]
     out["nodes_annotators"] = p.results.run["inputs"].annotators
@@ -275,7 +227,7 @@ def nodes_and_files(app, files, not_a_segmentation):
     qt.QFileDialog.answers.append([str(files[1])])
     ui.addFilesButton.click()
     ui.runButton.click()  # first use of segmentation files: pynrrd
-    _wait(app, p)
+    wait(app, p)
     out["files_status"] = ui.runStatusLabel.text
     out["files_annotators"] = p.results.run["inputs"].annotators
     # the same readers as nodes and as files (a1..a3 = reader 1..3): the same aligned masks
@@ -288,16 +240,16 @@ def nodes_and_files(app, files, not_a_segmentation):
     before = p.results.run
     ui.runButton.click()
     qt.QProgressDialog.instances[-1].cancel()
-    _wait(app, p)
+    wait(app, p)
     out["after_cancel"] = {"status": ui.runStatusLabel.text, "result_kept": p.results.run is before}
     # a file that is not a segmentation: the error names it
     qt.QFileDialog.answers.append([str(not_a_segmentation)])
     ui.addFilesButton.click()
     errors_before = len(log.records)
     ui.runButton.click()
-    _wait(app, p)
-    out["bad_file"] = {"status": ui.runStatusLabel.text, "errors": _errors(log, errors_before)}
-    out["status_messages"] = _status_messages()
+    wait(app, p)
+    out["bad_file"] = {"status": ui.runStatusLabel.text, "errors": errors(log, errors_before)}
+    out["status_messages"] = status_messages()
     return out
 
 

@@ -2,32 +2,11 @@
 load DICOM (and cancel it), a failing connection, the offline banner."""
 from __future__ import annotations
 
-import logging
 import time
 
 import numpy as np
 
-
-class _Log(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.records = []
-
-    def emit(self, record):
-        self.records.append((record.levelname, record.getMessage()))
-
-
-def _capture_log():
-    handler = _Log()
-    logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(logging.INFO)
-    return handler
-
-
-def _status_messages():
-    import slicer
-
-    return list(slicer.app.mainWindow.statusBar().messages)
+from slicer_harness.scenarios.common import capture_log, status_messages
 
 
 def _dialogs():
@@ -43,7 +22,7 @@ def project_round_trip(app, project, work, queue):
     from DicomTeamAnnotateLib.slicer.mrml import segmentation_to_node
     from DicomTeamAnnotateLib.worklist.offline import OfflineQueue
 
-    log = _capture_log()
+    log = capture_log()
     w = app.panel("DicomTeamAnnotate")
     ui, p = w.ui, w.panel
     w.logic.queue = OfflineQueue(queue)  # not the user's own queue
@@ -93,7 +72,7 @@ def project_round_trip(app, project, work, queue):
     app.process_events(until=lambda: not p.tasks.busy, timeout=60)
     app.process_events(until=lambda: not p.tasks.busy, timeout=60)
     out["worklist_after_reopen"] = ui.worklistTableWidget.rows()
-    out["status_messages"] = _status_messages()
+    out["status_messages"] = status_messages()
     dialogs = _dialogs()
     out["dialogs"] = [{"visible": d.visible, "closed": d.closed_count, "autoClose": d.autoClose,
                        "canceled_slots": d.connected("canceled()")} for d in dialogs]
@@ -219,7 +198,7 @@ def reviewer_loads_version(app, project, work):
 
 def connect_fails(app, location):
     """Connecting to a folder that is not a project: an error naming it, still not connected."""
-    log = _capture_log()
+    log = capture_log()
     w = app.panel("DicomTeamAnnotate")
     ui, p = w.ui, w.panel
     ui.storeLocationLineEdit.type_text(location)
@@ -228,7 +207,7 @@ def connect_fails(app, location):
     app.process_events(until=lambda: not p.tasks.busy, timeout=30)
     app.process_events()
     return {"status": ui.connectionStatusLabel.text, "connected": p.project.connected,
-            "errors": [m for level, m in log.records if level == "ERROR"], "status_messages": _status_messages()}
+            "errors": [m for level, m in log.records if level == "ERROR"], "status_messages": status_messages()}
 
 
 def load_dicom_and_cancel(app, folder):
@@ -251,14 +230,14 @@ def load_dicom_and_cancel(app, folder):
     out["window"] = [display.GetWindow(), display.GetLevel()]
     ui.threePlaneLayoutButton.click()
     out["layout"] = slicer.app.layoutManager().layout
-    out["status_before_cancel"] = _status_messages()
+    out["status_before_cancel"] = status_messages()
     ui.loadButton.click()
     dialog = _dialogs()[-1]
     dialog.cancel()  # the user's Cancel, while the files are read
     app.process_events(until=lambda: not p.tasks.busy, timeout=600)
     out["summary_cancelled"] = ui.loadSummaryLabel.text
     out["volumes_after_cancel"] = slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
-    out["status_messages"] = _status_messages()
+    out["status_messages"] = status_messages()
     # clearing the path (ctkPathLineEdit emits no currentPathChanged for ''): the button follows
     ui.inputPathLineEdit.currentPath = ""
     out["load_enabled_cleared"] = ui.loadButton.enabled

@@ -5,19 +5,7 @@ from __future__ import annotations
 
 import os
 
-
-def _connect_hub(app, project, user, work):
-    hub = app.panel("DicomTeamAnnotate")
-    hub.ui.storeLocationLineEdit.type_text(str(project))
-    hub.ui.userLineEdit.type_text(user)
-    hub.ui.workFolderLineEdit.currentPath = str(work)
-    hub.ui.connectButton.click()
-    app.process_events(until=lambda: hub.panel.project.connected and not hub.panel.tasks.busy, timeout=120)
-
-
-def _wait(app, panel, timeout=600):
-    app.process_events(until=lambda: not panel.tasks.busy, timeout=timeout)
-    app.process_events()
+from slicer_harness.scenarios.common import connect_hub, wait
 
 
 def preannotate_and_effort(app, project, work, model):
@@ -32,10 +20,10 @@ def preannotate_and_effort(app, project, work, model):
     out["enabled_before_connect"] = [ui.preannotateButton.enabled, ui.effortButton.enabled]
     out["status_before_connect"] = ui.preannotateStatusLabel.text
     # an annotator: the model's versions are not theirs to push, so nothing is offered (nor installed)
-    _connect_hub(app, project, "alice", os.path.join(work, "hub-alice"))
+    connect_hub(app, project, "alice", os.path.join(work, "hub-alice"))
     ui.loopModelLineEdit.currentPath = str(model)
     out["annotator"] = [ui.preannotateButton.enabled, ui.preannotateStatusLabel.text]
-    _connect_hub(app, project, "rev", os.path.join(work, "hub"))
+    connect_hub(app, project, "rev", os.path.join(work, "hub"))
     # a folder that is no model: refused before anything is installed, the status says what it expects
     not_a_model = os.path.join(work, "not-a-model")
     os.makedirs(not_a_model, exist_ok=True)
@@ -48,20 +36,20 @@ def preannotate_and_effort(app, project, work, model):
     out["strategies"] = [ui.strategyComboBox.itemData(i) for i in range(ui.strategyComboBox.count)]
     out["enabled"] = ui.preannotateButton.enabled
     ui.preannotateButton.click()  # first use: torch (PyTorch extension), monai, pynrrd
-    _wait(app, p)
+    wait(app, p, timeout=600)
     out["status"] = ui.preannotateStatusLabel.text
     out["skipped_first"] = ui.preannotateStatusLabel.toolTip
     rev = open_store(project, "rev")
     out["kinds_first"] = {c["case_id"]: [v["kind"] for v in rev.list_versions(c["case_id"])] for c in rev.list_cases()}
     ui.limitSpinBox.value = 0  # every case not yet annotated: the other one
     ui.preannotateButton.click()
-    _wait(app, p)
+    wait(app, p, timeout=600)
     out["again"] = {"status": ui.preannotateStatusLabel.text, "skipped": ui.preannotateStatusLabel.toolTip}
     out["kinds"] = {c["case_id"]: [v["kind"] for v in rev.list_versions(c["case_id"])] for c in rev.list_cases()}
     out["scores"] = {c: v[-1]["meta"]["uncertainty"]["score"] for c in out["kinds"]
                      for v in [rev.list_versions(c)] if v and v[-1]["kind"] == "prediction"}
     ui.effortButton.click()  # first use: matplotlib
-    _wait(app, p)
+    wait(app, p, timeout=600)
     out["effort"] = {"status": ui.effortStatusLabel.text, "rows": ui.effortTableWidget.rows(),
                      "picture": getattr(getattr(ui.effortPictureLabel, "pixmap", None), "path", "")}
     out["questions"] = [b["text"] for b in qt.QMessageBox.shown if b["icon"] == qt.QMessageBox.Question]

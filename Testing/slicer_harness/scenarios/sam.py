@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from slicer_harness.scenarios.common import segment_editor_on
+
 
 def registration_and_panel(app):
     """The effect is registered at startup; SamPromptLib stays the package; the panel saves settings."""
@@ -38,7 +40,6 @@ def self_test(app):
 def stop_drops_a_running_prompt(app):
     """Stop while a prompt runs: its result never shows; the effect is free again."""
     import numpy as np
-    import slicer
 
     from DicomTeamAnnotateLib.core.segmentation import Segmentation
     from DicomTeamAnnotateLib.demo.phantom import make_phantom
@@ -48,14 +49,7 @@ def stop_drops_a_running_prompt(app):
     volume = volume_to_node(phantom.volume, name="phantom")
     empty = Segmentation.from_masks({"liver": np.zeros(phantom.labels.shape, bool)}, phantom.volume.geometry)
     seg = segmentation_to_node(empty, reference_volume_node=volume)
-    editor = slicer.qMRMLSegmentEditorWidget()
-    editor.setMRMLScene(slicer.mrmlScene)
-    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
-    editor.setMRMLSegmentEditorNode(node)
-    editor.setSegmentationNode(seg)
-    editor.setSourceVolumeNode(volume)
-    node.SetSelectedSegmentID(seg.GetSegmentation().GetNthSegmentID(0))
-    editor.setActiveEffectByName("SAM Prompt")
+    editor, node = segment_editor_on(seg, volume, seg.GetSegmentation().GetNthSegmentID(0), "SAM Prompt")
     effect = editor.activeEffect().self()
     started = effect.prompt_box("axial", 8, (10, 10, 40, 40))
     busy_after_start = effect.model.busy
@@ -107,14 +101,7 @@ def precompute_feeds_the_effect(app):
     w.ui.precomputeButton.click()
     app.process_events(until=lambda: not w.panel.tasks.busy and not w.panel.precomputing, timeout=900)
     cached = shared.shared_cache().stats()["entries"]
-    editor = slicer.qMRMLSegmentEditorWidget()
-    editor.setMRMLScene(slicer.mrmlScene)
-    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
-    editor.setMRMLSegmentEditorNode(node)
-    editor.setSegmentationNode(seg)
-    editor.setSourceVolumeNode(volume)
-    node.SetSelectedSegmentID(seg.GetSegmentation().GetNthSegmentID(0))
-    editor.setActiveEffectByName("SAM Prompt")
+    editor, node = segment_editor_on(seg, volume, seg.GetSegmentation().GetNthSegmentID(0), "SAM Prompt")
     effect = editor.activeEffect().self()
     effect_volume = image_volume(effect.scriptedEffect.sourceVolumeImageData())[0]
     same_key = shared.volume_fingerprint(effect_volume) == shared.volume_fingerprint(volume_from_node(volume))
@@ -153,14 +140,8 @@ def remote_prompt(app, url, token, case, server_pid):
     sam.ui.backendComboBox.setCurrentIndex(sam.ui.backendComboBox.findData("litemedsam-fp32"))
     sam.ui.runOnComboBox.setCurrentIndex(sam.ui.runOnComboBox.findData("server"))
     out = {"precompute_enabled": sam.ui.precomputeButton.enabled}
-    editor = slicer.qMRMLSegmentEditorWidget()
-    editor.setMRMLScene(slicer.mrmlScene)
-    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
-    editor.setMRMLSegmentEditorNode(node)
-    editor.setSegmentationNode(session.segmentation_node)
-    editor.setSourceVolumeNode(session.volume_node)
-    node.SetSelectedSegmentID(session.segmentation_node.GetSegmentation().GetNthSegmentID(0))
-    editor.setActiveEffectByName("SAM Prompt")
+    seg = session.segmentation_node
+    editor, node = segment_editor_on(seg, session.volume_node, seg.GetSegmentation().GetNthSegmentID(0), "SAM Prompt")
     effect = editor.activeEffect().self()
     out["started"] = effect.prompt_box("axial", 8, (14, 14, 44, 44))
     out["finished"] = effect.wait(300)

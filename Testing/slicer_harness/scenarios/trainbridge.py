@@ -4,29 +4,10 @@ compare a case side by side and overlaid, jump to the worst slice, export the mo
 resumed and attached; the module's own self-test."""
 from __future__ import annotations
 
-import logging
 import os
 import time
 
-
-class _Log(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.records = []
-
-    def emit(self, record):
-        self.records.append((record.levelname, record.getMessage()))
-
-
-def _capture_log():
-    handler = _Log()
-    logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(logging.INFO)
-    return handler
-
-
-def _errors(log, since=0):
-    return [m for level, m in log.records[since:] if level == "ERROR"]
+from slicer_harness.scenarios.common import capture_log, connect_hub, errors, questions, wait
 
 
 def _views():
@@ -34,29 +15,6 @@ def _views():
     import slicer
 
     slicer.app.layoutManager()
-
-
-def _wait(app, panel, timeout=300):
-    """Run the event loop until the panel's task has ended (its on_done ran)."""
-    app.process_events(until=lambda: not panel.tasks.busy, timeout=timeout)
-    app.process_events()
-
-
-def _questions():
-    """The texts of the message boxes shown so far that asked something (OK/Cancel, Yes/No)."""
-    import qt
-
-    return [b["text"] for b in qt.QMessageBox.shown if b["icon"] == qt.QMessageBox.Question]
-
-
-def _connect_hub(app, project, user, work):
-    hub = app.panel("DicomTeamAnnotate")
-    hub.ui.storeLocationLineEdit.type_text(str(project))
-    hub.ui.userLineEdit.type_text(user)
-    hub.ui.workFolderLineEdit.currentPath = str(work)
-    hub.ui.connectButton.click()
-    app.process_events(until=lambda: hub.panel.project.connected and not hub.panel.tasks.busy, timeout=120)
-    return hub
 
 
 def _views_state():
@@ -96,7 +54,7 @@ def export_train_evaluate(app, project, work, image_file, junk_label):
     import qt
     import slicer
 
-    log = _capture_log()
+    log = capture_log()
     _views()
     out = {}
     w = app.panel("TrainBridge")
@@ -104,7 +62,7 @@ def export_train_evaluate(app, project, work, image_file, junk_label):
     out["hub_panel_built_early"] = app.app.moduleManager().module("DicomTeamAnnotate")._widget is not None
     out["store_text_before"] = ui.exportStoreStatusLabel.text
     out["export_enabled_before"] = ui.exportButton.enabled
-    _connect_hub(app, project, "rev", os.path.join(work, "hub"))
+    connect_hub(app, project, "rev", os.path.join(work, "hub"))
     w = app.panel("TrainBridge")
     out["store_text"] = ui.exportStoreStatusLabel.text
     raw = os.path.join(work, "raw")
@@ -115,7 +73,7 @@ def export_train_evaluate(app, project, work, image_file, junk_label):
     ui.monaiJsonCheckBox.checked = True
     out["start_enabled_before_export"] = ui.startTrainingButton.enabled
     ui.exportButton.click()  # first use: pynrrd (the project's versions and images are NRRD)
-    _wait(app, p)
+    wait(app, p)
     out["export_status"] = ui.exportStatusLabel.text
     dataset = ui.datasetPathLineEdit.currentPath
     out["dataset"] = _dataset_facts(dataset)
@@ -125,7 +83,7 @@ def export_train_evaluate(app, project, work, image_file, junk_label):
     before = sorted(os.listdir(raw))
     ui.exportButton.click()
     qt.QProgressDialog.instances[-1].cancel()
-    _wait(app, p)
+    wait(app, p)
     out["export_cancel"] = {"status": ui.exportStatusLabel.text, "folders_after": sorted(os.listdir(raw)),
                             "folders_before": before, "dataset_kept": os.path.isfile(os.path.join(dataset, "dataset.json"))}
     # a case whose label file is no segmentation: the task fails naming the file; then removed from the list
@@ -139,8 +97,8 @@ def export_train_evaluate(app, project, work, image_file, junk_label):
     ui.datasetNameLineEdit.type_text("Broken")
     errors_before = len(log.records)
     ui.exportButton.click()
-    _wait(app, p)
-    out["export_failed"] = {"status": ui.exportStatusLabel.text, "errors": _errors(log, errors_before),
+    wait(app, p)
+    out["export_failed"] = {"status": ui.exportStatusLabel.text, "errors": errors(log, errors_before),
                             "folders": sorted(os.listdir(raw)), "dataset_path": ui.datasetPathLineEdit.currentPath}
     out["remove_enabled_without_selection"] = ui.removeCaseButton.enabled
     ui.exportCasesTableWidget.selectRow(0)
@@ -172,7 +130,7 @@ def export_train_evaluate(app, project, work, image_file, junk_label):
     # the comparison: side by side on one plane, one label; overlaid; the views given back
     out["views_before"] = _views_state()
     ui.showCaseButton.click()
-    _wait(app, p)
+    wait(app, p)
     nodes = p.evaluation.comparison
     label = ui.comparisonLabelComboBox.currentData
     out["side_by_side"] = {**_views_state(), "gt_in": _displayed_in(nodes["gt"]), "pred_in": _displayed_in(nodes["pred"]),
@@ -196,14 +154,14 @@ def export_train_evaluate(app, project, work, image_file, junk_label):
     if worst:
         ui.worstSlicesTableWidget.selectRow(0)
         ui.jumpToWorstSliceButton.click()
-        _wait(app, p)
+        wait(app, p)
         red = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode().GetSliceToRAS()
         out["jump"] = {"to": [round(red.GetElement(r, 3), 3) for r in range(3)],
                        "center": [round(float(v), 3) for v in worst[0]["center_ras"]], "case": p.evaluation.comparison["case"],
                        "worst_case": worst[0]["case"]}
     # a double-click in the metrics table shows that row's case and label
     ui.evaluationTableWidget.double_click(0)
-    _wait(app, p)
+    wait(app, p)
     first = p.evaluation.rows[0]
     out["double_click"] = {"case": p.evaluation.comparison["case"], "label": ui.comparisonLabelComboBox.currentData,
                            "want": [first["case"], first["label"]]}
@@ -213,12 +171,12 @@ def export_train_evaluate(app, project, work, image_file, junk_label):
     ui.modelOutputLineEdit.currentPath = os.path.join(work, "models")
     out["model_export_enabled"] = ui.exportModelButton.enabled
     ui.exportModelButton.click()
-    _wait(app, p, timeout=600)
+    wait(app, p, timeout=600)
     out["model"] = {"status": ui.modelStatusLabel.text,
                     "manifest": os.path.isfile(os.path.join(work, "models", "manifest.json")),
                     "onnx": os.path.isfile(os.path.join(work, "models", "model.onnx"))}
-    out["errors"] = _errors(log)
-    out["questions"] = _questions()
+    out["errors"] = errors(log)
+    out["questions"] = questions()
     return out
 
 
@@ -242,15 +200,15 @@ def job_cancel_resume_attach(app, dataset, work):
     app.process_events(until=lambda: p.training.state == "running" and p.training.epoch >= 1, timeout=600)
     out["running"] = {"state": p.training.state, "status": ui.jobStatusLabel.text, "cancel": ui.cancelJobButton.enabled}
     pid = p.logic.job.record["pid"]
-    asked_before = len(_questions())
+    asked_before = len(questions())
     qt.QMessageBox.answers.append(qt.QMessageBox.Cancel)  # "Stop the training job?" Cancel
     ui.cancelJobButton.click()
-    _wait(app, p)
+    wait(app, p)
     p.training.poll()
     out["after_no"] = {"state": p.training.state, "alive": pid_alive(pid)}
     ui.cancelJobButton.click()  # then OK
-    _wait(app, p, timeout=120)
-    out["cancelled"] = {"state": p.training.state, "asked": _questions()[asked_before:],
+    wait(app, p, timeout=120)
+    out["cancelled"] = {"state": p.training.state, "asked": questions()[asked_before:],
                         "supervisor_gone": not pid_alive(pid),
                         "resume": ui.resumeJobButton.enabled, "cancel": ui.cancelJobButton.enabled}
     ui.resumeJobButton.click()
@@ -265,7 +223,7 @@ def job_cancel_resume_attach(app, dataset, work):
     ui.attachJobButton.click()
     out["attached"] = {"state": p.training.state, "status": ui.jobStatusLabel.text}
     ui.cancelJobButton.click()
-    _wait(app, p, timeout=120)
+    wait(app, p, timeout=120)
     out["cancelled_again"] = p.training.state
     out["module"] = slicer.app.mainWindow.moduleSelector().selected
     return out
@@ -314,7 +272,7 @@ def nnunet_first_use(app, dataset, work):
                       "steps": [s["name"] for s in p.logic.job.record["steps"]] if p.logic.job else []}
     if p.training.state == "running":
         ui.cancelJobButton.click()  # the user's OK (the default answer)
-        _wait(app, p, timeout=120)
+        wait(app, p, timeout=120)
     out["cancelled"] = p.training.state
     out["questions"] = [b["text"] for b in qt.QMessageBox.shown if b["icon"] == qt.QMessageBox.Question]
     out["log"] = ui.logPlainTextEdit.toPlainText()[-1500:]

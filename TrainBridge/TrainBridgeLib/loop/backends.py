@@ -9,9 +9,8 @@ import numpy as np
 from TrainBridgeLib.backends.monai.predict import load_monai_model
 from TrainBridgeLib.backends.monai.preprocessing import normalize, resample, target_geometry
 from TrainBridgeLib.jobs.runner import JOB_FILE
-from TrainBridgeLib.loop.model_folder import LOOP_FILE
+from TrainBridgeLib.loop.model_folder import describe_model_folder
 from TrainBridgeLib.loop.models import LoopModel, dataset_direction, dataset_terminology, read_json
-from TrainBridgeLib.loop.retrain import latest_job
 from TrainBridgeLib.models.infer import load_forward, read_manifest
 
 
@@ -125,26 +124,18 @@ def nnunet_job_model(job_dir: Path, record: dict, checkpoint: str = "checkpoint_
 
 def open_model(path, *, device: str = "cpu", checkpoint: str | None = None, fold: int = 0) -> LoopModel:
     """The model at ``path``: a training job, an exported model, an nnU-Net model folder (see loop.models),
-    or a loop folder of ``dicomteam train --when-new`` (its latest finished training)."""
-    path = Path(path).expanduser().resolve()
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path}: no such model folder (give a training job, an exported model or an "
-                                "nnU-Net model folder)")
-    if (path / LOOP_FILE).exists() and not (path / JOB_FILE).exists():
-        job = latest_job(path)
-        if job is None:
-            raise ValueError(f"{path}: no training of this loop has finished yet")
-        path = job
-    if (path / JOB_FILE).exists():
-        record = read_json(path / JOB_FILE, "job record")
-        if record.get("state") != "finished" and not any(path.glob("checkpoint_*.pt*")):
-            raise ValueError(f"{path}: the training job is {record.get('state')} and has no checkpoint yet")
-        if record.get("backend") == "nnunet":
-            return nnunet_job_model(path, record, checkpoint or "checkpoint_final.pth", device)
-        return monai_job_model(path, record, checkpoint or "best", device)
-    if (path / "manifest.json").exists():
-        return exported_model(path, device)
-    if (path / "plans.json").exists() and (path / "dataset.json").exists():
-        return NnunetModel(path, fold, checkpoint or "checkpoint_final.pth", device)
-    raise ValueError(f"{path}: not a model (expected job.json of a training job, manifest.json of an exported model, "
-                     "or plans.json + dataset.json of an nnU-Net model folder)")
+    or a loop folder of ``dicomteam train --when-new`` (its latest finished training); what the folder
+    holds is read by ``describe_model_folder``, as the panel reads it."""
+    info = describe_model_folder(Path(path).expanduser().resolve())
+    if info["problem"]:
+        raise (FileNotFoundError if info["kind"] is None and "no such folder" in info["problem"] else ValueError)(
+            info["problem"])
+    folder = Path(info["folder"])
+    if info["kind"] in ("job", "loop"):
+        record = read_json(folder / JOB_FILE, "job record")
+        if info["backend"] == "nnunet":
+            return nnunet_job_model(folder, record, checkpoint or "checkpoint_final.pth", device)
+        return monai_job_model(folder, record, checkpoint or "best", device)
+    if info["kind"] == "export":
+        return exported_model(folder, device)
+    return NnunetModel(folder, fold, checkpoint or "checkpoint_final.pth", device)

@@ -33,11 +33,12 @@ from DicomTeamAnnotateLib.io.volumes import read_volume
 from DicomTeamAnnotateLib.store import Forbidden
 from DicomTeamAnnotateLib.store.auth import is_staff
 from DicomTeamAnnotateLib.store.model import Conflict
+from DicomTeamAnnotateLib.worklist.rows import ORDERS
 from TrainBridgeLib.loop.models import UNCERTAINTY_MEASURE
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("first", "random", "uncertainty")
+STRATEGIES = ORDERS  # cases are picked in the worklist's orders (worklist.rows.order_rows)
 
 
 def project_segments(project: dict) -> list[Segment]:

@@ -40,15 +40,6 @@ def read_loop(folder) -> dict:
     return doc
 
 
-def latest_job(folder) -> Path | None:
-    """The job folder of the loop's latest finished training (what preannotation uses), or None."""
-    for rnd in reversed(read_loop(folder)["rounds"]):
-        job = Path(rnd["job"])
-        if (job / JOB_FILE).exists() and Job(job).status()["state"] == "finished":
-            return job
-    return None
-
-
 def adjudicated_versions(location, user: str, token: str | None = None) -> dict:
     """{case id: id of its latest adjudicated version} for every case that has one."""
     store = open_store(location, user, token)
